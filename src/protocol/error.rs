@@ -1,0 +1,277 @@
+//! The one error type of the protocol layer.
+
+use super::RelayDomain;
+
+/// Everything that can go wrong while framing, validating, walking, parsing or building
+/// Protocol V2 bytes.
+///
+/// The type is small and `Copy`; it never carries I/O errors. [`Error::reason`] gives the
+/// stable snake-case token used by `torq-decode`, the relay metrics, the audit and the
+/// `RelayNotice` texts. TLV offsets are relative to the start of the payload (byte 32 of
+/// the frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The first four bytes are not `EF BE AD DE`. Fatal for a stream.
+    #[error("bad magic 0x{found:08x}: expected 0xdeadbeef, this is not a Protocol V2 stream")]
+    BadMagic {
+        /// The magic as read (little-endian; bytes not yet received read as zero).
+        found: u32,
+    },
+    /// The version byte is not 1. Fatal for a stream.
+    #[error("unsupported protocol version {found}: only version 1 is supported")]
+    UnsupportedVersion {
+        /// The version byte.
+        found: u8,
+    },
+    /// `32 + payload_size` exceeds the configured maximum. Fatal for a stream.
+    #[error("frame of {size} bytes exceeds max_message_size of {max} bytes")]
+    FrameTooLarge {
+        /// The whole frame size the header announces.
+        size: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The `relay_domain` byte is 4 or more.
+    #[error("relay_domain byte {found} is invalid: 0 MarketData, 1 Signal, 2 Execution, 3 System")]
+    BadDomain {
+        /// The domain byte.
+        found: u8,
+    },
+    /// A data frame's domain is neither the relay's domain nor System.
+    #[error(
+        "relay_domain byte {found} does not belong on the {expected} relay (only {expected} or System)"
+    )]
+    WrongDomain {
+        /// The domain byte.
+        found: u8,
+        /// The relay's domain.
+        expected: RelayDomain,
+    },
+    /// TLV type 0, or 255 inside an extended TLV (or a builder asked for such a type).
+    #[error("TLV at payload offset {offset} has invalid type {tlv_type} (types are 1..=254)")]
+    TlvInvalidType {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The type byte.
+        tlv_type: u8,
+    },
+    /// A TLV header or value runs past the end of the payload.
+    #[error("TLV at payload offset {offset} runs past the end of the payload")]
+    TlvTruncated {
+        /// Offset of the TLV.
+        offset: u32,
+    },
+    /// The reserved byte of an extended TLV is not 0.
+    #[error("extended TLV at payload offset {offset} has reserved byte {value}, which must be 0")]
+    TlvReservedNonzero {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The reserved byte.
+        value: u8,
+    },
+    /// A fixed-size type, OrderBook or Subscribe whose length breaks its size rule.
+    #[error(
+        "TLV type {tlv_type} at payload offset {offset} has length {len}, which breaks its size rule"
+    )]
+    TlvSizeMismatch {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The TLV type.
+        tlv_type: u8,
+        /// The value length.
+        len: u16,
+    },
+    /// A bounded type whose length is outside its bounds.
+    #[error(
+        "TLV type {tlv_type} at payload offset {offset} has length {len}, outside its bounds {min}..={max}"
+    )]
+    TlvSizeOutOfBounds {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The TLV type.
+        tlv_type: u8,
+        /// The value length.
+        len: u16,
+        /// Smallest allowed length.
+        min: u16,
+        /// Largest allowed length.
+        max: u16,
+    },
+    /// The TLV type is not allowed on this relay (another domain's range, or the reserved
+    /// range 120..=199).
+    #[error("TLV type {tlv_type} at payload offset {offset} is not allowed on the {domain} relay")]
+    TlvTypeNotAllowed {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The TLV type.
+        tlv_type: u8,
+        /// The relay's domain.
+        domain: RelayDomain,
+    },
+    /// Strict validation: the TLV type is inside an allowed range but not registered.
+    #[error(
+        "TLV type {tlv_type} at payload offset {offset} is not a registered type (strict validation)"
+    )]
+    TlvUnknownType {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The TLV type.
+        tlv_type: u8,
+    },
+    /// A Subscribe (116) or RelayNotice (117) TLV in a frame that is not a control frame.
+    #[error(
+        "control TLV {tlv_type} at payload offset {offset} outside a control frame (a control frame has domain 3 and that TLV alone)"
+    )]
+    MisplacedControl {
+        /// Offset of the TLV.
+        offset: u32,
+        /// The TLV type.
+        tlv_type: u8,
+    },
+    /// A non-zero checksum does not match the CRC of the frame.
+    #[error("checksum 0x{found:08x} does not match the computed CRC-32 0x{computed:08x}")]
+    ChecksumMismatch {
+        /// The checksum in the header.
+        found: u32,
+        /// The CRC computed over the frame.
+        computed: u32,
+    },
+    /// The checksum is 0 where this relay requires one.
+    #[error(
+        "checksum is 0 (not computed) but this relay requires checksums; computed CRC-32 is 0x{computed:08x}"
+    )]
+    ChecksumMissing {
+        /// The CRC computed over the frame.
+        computed: u32,
+    },
+    /// A Subscribe value breaks a rule of PROTOCOL.md §6.
+    #[error("malformed Subscribe: {0}")]
+    Subscribe(SubscribeError),
+    /// A RelayNotice value whose text is not UTF-8.
+    #[error("RelayNotice text is not valid UTF-8")]
+    NoticeText,
+    /// A symbol that is empty, longer than 8 bytes or has a byte outside 0x21..=0x7E.
+    #[error("invalid symbol: {0}")]
+    Symbol(SymbolError),
+    /// The caller's buffer is too small for what the builder was asked to write.
+    #[error("buffer too small: {needed} bytes needed, {available} available")]
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes available.
+        available: usize,
+    },
+    /// A TLV value longer than 65535 bytes, or a payload longer than `u32::MAX`.
+    #[error("value of {len} bytes is too long for a TLV (at most 65535)")]
+    ValueTooLong {
+        /// The length asked for.
+        len: usize,
+    },
+}
+
+impl Error {
+    /// The stable snake-case token for this error (`bad_magic`, `tlv_truncated`,
+    /// `checksum_mismatch`, ...).
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Error::BadMagic { .. } => "bad_magic",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::FrameTooLarge { .. } => "frame_too_large",
+            Error::BadDomain { .. } => "bad_domain",
+            Error::WrongDomain { .. } => "wrong_domain",
+            Error::TlvInvalidType { .. } => "tlv_invalid_type",
+            Error::TlvTruncated { .. } => "tlv_truncated",
+            Error::TlvReservedNonzero { .. } => "tlv_reserved_nonzero",
+            Error::TlvSizeMismatch { .. } => "tlv_size_mismatch",
+            Error::TlvSizeOutOfBounds { .. } => "tlv_size_out_of_bounds",
+            Error::TlvTypeNotAllowed { .. } => "tlv_type_not_allowed",
+            Error::TlvUnknownType { .. } => "tlv_unknown_type",
+            Error::MisplacedControl { .. } => "misplaced_control",
+            Error::ChecksumMismatch { .. } => "checksum_mismatch",
+            Error::ChecksumMissing { .. } => "checksum_missing",
+            Error::Subscribe(_) => "bad_subscribe",
+            Error::NoticeText => "bad_notice",
+            Error::Symbol(_) => "bad_symbol",
+            Error::BufferTooSmall { .. } => "buffer_too_small",
+            Error::ValueTooLong { .. } => "value_too_long",
+        }
+    }
+
+    /// Whether the stream can no longer be framed after this error (magic, version, size).
+    pub const fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::BadMagic { .. } | Error::UnsupportedVersion { .. } | Error::FrameTooLarge { .. }
+        )
+    }
+}
+
+/// Why a Subscribe (116) value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The value is not `4 + 16·n` bytes for its filter count `n`.
+    #[error("length {len} is not 4 + 16 * {count}")]
+    Length {
+        /// The value length.
+        len: usize,
+        /// The filter count at @2 (0 when the value is shorter than 4 bytes).
+        count: u16,
+    },
+    /// More than 64 filters.
+    #[error("{0} filters, at most 64 are allowed")]
+    TooManyFilters(u16),
+    /// Role is not 0, 1 or 2.
+    #[error("role {0} is not 0 (publish), 1 (subscribe) or 2 (both)")]
+    Role(u8),
+    /// Options bits 2..=7 are set.
+    #[error("options 0x{0:02x} set reserved bits (only bit 0 notices and bit 1 heartbeats exist)")]
+    Options(u8),
+    /// A filter kind outside 1..=5.
+    #[error("filter {index} has kind {kind}, expected 1..=5")]
+    FilterKind {
+        /// Index of the filter.
+        index: u8,
+        /// The kind byte.
+        kind: u8,
+    },
+    /// A type-range filter with `lo > hi`.
+    #[error("filter {index} has an empty type range {lo}..={hi}")]
+    TypeRange {
+        /// Index of the filter.
+        index: u8,
+        /// Low bound.
+        lo: u8,
+        /// High bound.
+        hi: u8,
+    },
+    /// A byte that must be zero is not.
+    #[error("filter {index} has non-zero unused byte at offset {offset}")]
+    UnusedByte {
+        /// Index of the filter.
+        index: u8,
+        /// Offset inside the 16-byte filter.
+        offset: u8,
+    },
+}
+
+/// Why a symbol was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SymbolError {
+    /// The symbol is empty.
+    #[error("the symbol is empty (1 to 8 bytes are allowed)")]
+    Empty,
+    /// The symbol is longer than 8 bytes.
+    #[error("the symbol has {0} bytes (at most 8 are allowed)")]
+    TooLong(usize),
+    /// A byte outside the printable range 0x21..=0x7E.
+    #[error("byte 0x{byte:02x} at index {index} is not printable ASCII 0x21..=0x7e")]
+    Byte {
+        /// Index of the byte.
+        index: u8,
+        /// The byte.
+        byte: u8,
+    },
+}
