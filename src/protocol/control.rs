@@ -53,7 +53,7 @@ pub enum Filter {
     },
     /// Kind 2: the header's source byte.
     Source(u8),
-    /// Kind 3: the routing TLV's instrument, exactly.
+    /// Kind 3: the routing TLV's instrument, exactly (its reserved byte must be 0).
     Instrument(InstrumentId),
     /// Kind 4: the routing TLV's instrument venue.
     Venue(u16),
@@ -101,7 +101,9 @@ impl Filter {
                 let instrument = InstrumentId {
                     venue: u16_at(2),
                     asset_type: raw[4],
-                    reserved: raw[5],
+                    // Frames never carry a non-zero reserved instrument byte into a routing
+                    // key, so a filter asking for one could never match: @5 must be 0.
+                    reserved: 0,
                     asset_id: u64::from_le_bytes(asset),
                 };
                 (
