@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let trade = Trade {
         asset_id: btc.asset_id,
-        price: 97_123_45000000,
+        price: 9_712_345_000_000,
         volume: 25000000,
         execution_timestamp_ns: now,
         venue: btc.venue,
@@ -48,9 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let quote = Quote {
         asset_id: btc.asset_id,
-        bid_price: 97_120_00000000,
-        bid_size: 1_50000000,
-        ask_price: 97_125_00000000,
+        bid_price: 9_712_000_000_000,
+        bid_size: 150_000_000,
+        ask_price: 9_712_500_000_000,
         ask_size: 80000000,
         quote_timestamp_ns: now,
         venue: btc.venue,
@@ -76,19 +76,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let bids = [Level {
-                price: 97_120_00000000,
-                size: 1_50000000,
+                price: 9_712_000_000_000,
+                size: 150_000_000,
                 order_count: 3,
             }];
             let asks = [
                 Level {
-                    price: 97_125_00000000,
+                    price: 9_712_500_000_000,
                     size: 80000000,
                     order_count: 1,
                 },
                 Level {
-                    price: 97_130_00000000,
-                    size: 2_00000000,
+                    price: 9_713_000_000_000,
+                    size: 200_000_000,
                     order_count: 0,
                 },
             ];
@@ -115,7 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         source_venue: 301,
         target_venue: 302,
         spread_bps: 12,
-        net_profit_usd_q8: 42_00000000,
+        net_profit_usd_q8: 4_200_000_000,
         timestamp_ns: now,
         ..Default::default()
     };
@@ -135,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         side: 0,
         order_type: 1,
         time_in_force: 0,
-        price: 97_120_00000000,
+        price: 9_712_000_000_000,
         quantity: 10000000,
         strategy_id: 21,
     };
@@ -166,7 +166,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             b.payload(&Fill {
                 order_id: 1001,
                 fill_id: 1,
-                price: 97_120_00000000,
+                price: 9_712_000_000_000,
                 quantity: 10000000,
             })
             .map(drop)
@@ -179,7 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &|b| {
             b.payload(&OrderModify {
                 order_id: 1002,
-                new_price: 97_000_00000000,
+                new_price: 9_700_000_000_000,
                 new_quantity: 5000000,
             })?
             .payload(&OrderCancel {
