@@ -40,12 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         asset_type: btc.asset_type,
         side: 0,
     };
-    push(
-        RelayDomain::MarketData,
-        SourceType::KrakenCollector,
-        Crc::Compute,
-        &|b| b.payload(&trade).map(drop),
-    )?;
+    push(RelayDomain::MarketData, SourceType::KrakenCollector, Crc::Compute, &|b| {
+        b.payload(&trade).map(drop)
+    })?;
     let quote = Quote {
         asset_id: btc.asset_id,
         bid_price: 9_712_000_000_000,
@@ -56,56 +53,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         venue: btc.venue,
         asset_type: btc.asset_type,
     };
-    push(
-        RelayDomain::MarketData,
-        SourceType::KrakenCollector,
-        Crc::Compute,
-        &|b| b.payload(&quote).map(drop),
-    )?;
-    push(
-        RelayDomain::MarketData,
-        SourceType::KrakenCollector,
-        Crc::Compute,
-        &|b| {
-            let head = OrderBookHead {
-                asset_id: btc.asset_id,
-                venue: btc.venue,
-                asset_type: btc.asset_type,
-                snapshot_timestamp_ns: now,
-                book_sequence: 1,
-                ..Default::default()
-            };
-            let bids = [Level {
-                price: 9_712_000_000_000,
-                size: 150_000_000,
-                order_count: 3,
-            }];
-            let asks = [
-                Level {
-                    price: 9_712_500_000_000,
-                    size: 80000000,
-                    order_count: 1,
-                },
-                Level {
-                    price: 9_713_000_000_000,
-                    size: 200_000_000,
-                    order_count: 0,
-                },
-            ];
-            b.tlv_with(3, OrderBook::encoded_len(1, 2), |out| {
-                OrderBook::emit(&head, &bids, &asks, out)
-            })
-            .map(drop)
-        },
-    )?;
+    push(RelayDomain::MarketData, SourceType::KrakenCollector, Crc::Compute, &|b| {
+        b.payload(&quote).map(drop)
+    })?;
+    push(RelayDomain::MarketData, SourceType::KrakenCollector, Crc::Compute, &|b| {
+        let head = OrderBookHead {
+            asset_id: btc.asset_id,
+            venue: btc.venue,
+            asset_type: btc.asset_type,
+            snapshot_timestamp_ns: now,
+            book_sequence: 1,
+            ..Default::default()
+        };
+        let bids = [Level { price: 9_712_000_000_000, size: 150_000_000, order_count: 3 }];
+        let asks = [
+            Level { price: 9_712_500_000_000, size: 80000000, order_count: 1 },
+            Level { price: 9_713_000_000_000, size: 200_000_000, order_count: 0 },
+        ];
+        b.tlv_with(3, OrderBook::encoded_len(1, 2), |out| OrderBook::emit(&head, &bids, &asks, out)).map(drop)
+    })?;
 
-    let identity = SignalIdentity {
-        signal_id: 1,
-        strategy_id: 21,
-        signal_type: 1,
-        confidence: 87,
-        valid_for_ms: 500,
-    };
+    let identity =
+        SignalIdentity { signal_id: 1, strategy_id: 21, signal_type: 1, confidence: 87, valid_for_ms: 500 };
     let arbitrage = ArbitrageSignal {
         strategy_id: 21,
         signal_id: 1,
@@ -120,12 +89,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     // Legacy signal publishers leave the checksum 0.
-    push(
-        RelayDomain::Signal,
-        SourceType::ArbitrageStrategy,
-        Crc::Skip,
-        &|b| b.payload(&identity)?.payload(&arbitrage).map(drop),
-    )?;
+    push(RelayDomain::Signal, SourceType::ArbitrageStrategy, Crc::Skip, &|b| {
+        b.payload(&identity)?.payload(&arbitrage).map(drop)
+    })?;
 
     let order = OrderRequest {
         order_id: 1001,
@@ -139,83 +105,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         quantity: 10000000,
         strategy_id: 21,
     };
-    push(
-        RelayDomain::Execution,
-        SourceType::ExecutionEngine,
-        Crc::Compute,
-        &|b| b.payload(&order).map(drop),
-    )?;
-    push(
-        RelayDomain::Execution,
-        SourceType::ExecutionEngine,
-        Crc::Compute,
-        &|b| {
-            b.payload(&OrderStatus {
-                order_id: 1001,
-                filled_quantity: 10000000,
-                status: 2,
-            })
+    push(RelayDomain::Execution, SourceType::ExecutionEngine, Crc::Compute, &|b| {
+        b.payload(&order).map(drop)
+    })?;
+    push(RelayDomain::Execution, SourceType::ExecutionEngine, Crc::Compute, &|b| {
+        b.payload(&OrderStatus { order_id: 1001, filled_quantity: 10000000, status: 2 }).map(drop)
+    })?;
+    push(RelayDomain::Execution, SourceType::ExecutionEngine, Crc::Compute, &|b| {
+        b.payload(&Fill { order_id: 1001, fill_id: 1, price: 9_712_000_000_000, quantity: 10000000 })
             .map(drop)
-        },
-    )?;
-    push(
-        RelayDomain::Execution,
-        SourceType::ExecutionEngine,
-        Crc::Compute,
-        &|b| {
-            b.payload(&Fill {
-                order_id: 1001,
-                fill_id: 1,
-                price: 9_712_000_000_000,
-                quantity: 10000000,
-            })
+    })?;
+    push(RelayDomain::Execution, SourceType::ExecutionEngine, Crc::Compute, &|b| {
+        b.payload(&OrderModify { order_id: 1002, new_price: 9_700_000_000_000, new_quantity: 5000000 })?
+            .payload(&OrderCancel { order_id: 1003, reason: 1 })
             .map(drop)
-        },
-    )?;
-    push(
-        RelayDomain::Execution,
-        SourceType::ExecutionEngine,
-        Crc::Compute,
-        &|b| {
-            b.payload(&OrderModify {
-                order_id: 1002,
-                new_price: 9_700_000_000_000,
-                new_quantity: 5000000,
-            })?
-            .payload(&OrderCancel {
-                order_id: 1003,
-                reason: 1,
-            })
-            .map(drop)
-        },
-    )?;
-    push(
-        RelayDomain::System,
-        SourceType::MetricsCollector,
-        Crc::Compute,
-        &|b| {
-            b.payload(&Heartbeat {
-                timestamp_ns: now,
-                frames_sent: 9,
-            })
-            .map(drop)
-        },
-    )?;
+    })?;
+    push(RelayDomain::System, SourceType::MetricsCollector, Crc::Compute, &|b| {
+        b.payload(&Heartbeat { timestamp_ns: now, frames_sent: 9 }).map(drop)
+    })?;
 
     let subscribe = Subscribe {
         role: Role::Subscribe,
         options: OPTION_NOTICES,
         filters: vec![Filter::TypeRange { lo: 1, hi: 3 }, Filter::Instrument(btc)],
     };
-    push(
-        RelayDomain::System,
-        SourceType::Dashboard,
-        Crc::Compute,
-        &|b| {
-            b.tlv_with(116, subscribe.encoded_len(), |out| subscribe.emit(out))
-                .map(drop)
-        },
-    )?;
+    push(RelayDomain::System, SourceType::Dashboard, Crc::Compute, &|b| {
+        b.tlv_with(116, subscribe.encoded_len(), |out| subscribe.emit(out)).map(drop)
+    })?;
 
     io::stdout().lock().write_all(&capture)?;
     Ok(())

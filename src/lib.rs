@@ -3,11 +3,6 @@
 //! [`protocol`] is the sans-IO wire format of `PROTOCOL.md`: framing, validation, the TLV
 //! walker, the type registry, payload layouts, identifiers and the frame builder.
 #![deny(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    unreachable_pub,
-    rust_2018_idioms
-)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 pub mod protocol;

@@ -47,8 +47,8 @@ fn emit<P: Payload>(value: &P) -> Vec<u8> {
 }
 
 const LEGACY_HELLO: [u8; 32] = [
-    0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0,
+    0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,
 ];
 
 #[test]
@@ -62,12 +62,7 @@ fn legacy_hello_and_trade() {
         asset_type: 51,
         side: 1,
     };
-    let frame = build(
-        RelayDomain::MarketData,
-        3,
-        &[(1, &emit(&trade))],
-        Crc::Compute,
-    );
+    let frame = build(RelayDomain::MarketData, 3, &[(1, &emit(&trade))], Crc::Compute);
     let mut stream = LEGACY_HELLO.to_vec();
     stream.extend_from_slice(&frame);
     let (lines, status) = decode(&stream);
@@ -96,18 +91,9 @@ fn legacy_hello_and_trade() {
 
 #[test]
 fn signal_frame_with_zero_checksum_and_byte_arrays() {
-    let identity = SignalIdentity {
-        signal_id: 1,
-        strategy_id: 2,
-        signal_type: 3,
-        confidence: 90,
-        valid_for_ms: 500,
-    };
-    let arbitrage = ArbitrageSignal {
-        source_pool: [0xAB; 20],
-        net_profit_usd_q8: -5,
-        ..Default::default()
-    };
+    let identity =
+        SignalIdentity { signal_id: 1, strategy_id: 2, signal_type: 3, confidence: 90, valid_for_ms: 500 };
+    let arbitrage = ArbitrageSignal { source_pool: [0xAB; 20], net_profit_usd_q8: -5, ..Default::default() };
     let frame = build(
         RelayDomain::Signal,
         10,
@@ -120,33 +106,17 @@ fn signal_frame_with_zero_checksum_and_byte_arrays() {
     let tlvs = &lines[0]["tlvs"];
     assert_eq!(tlvs[0]["value"]["confidence"], 90);
     assert_eq!(tlvs[1]["name"], "ArbitrageSignal");
-    assert_eq!(
-        tlvs[1]["value"]["source_pool"],
-        format!("0x{}", "ab".repeat(20))
-    );
+    assert_eq!(tlvs[1]["value"]["source_pool"], format!("0x{}", "ab".repeat(20)));
     assert_eq!(tlvs[1]["value"]["net_profit_usd_q8"], -5);
     assert_eq!(tlvs[2], json!({"type": 210, "len": 1}));
 }
 
 #[test]
 fn order_book_levels_and_control_values() {
-    let head = OrderBookHead {
-        asset_id: 9,
-        venue: 102,
-        asset_type: 51,
-        ..Default::default()
-    };
+    let head = OrderBookHead { asset_id: 9, venue: 102, asset_type: 51, ..Default::default() };
     let mut book = vec![0; OrderBook::encoded_len(1, 2)];
-    let bid = Level {
-        price: 100,
-        size: 1,
-        order_count: 3,
-    };
-    let ask = Level {
-        price: 101,
-        size: 2,
-        order_count: 0,
-    };
+    let bid = Level { price: 100, size: 1, order_count: 3 };
+    let ask = Level { price: 101, size: 2, order_count: 0 };
     OrderBook::emit(&head, &[bid], &[ask, ask], &mut book).unwrap();
     let subscribe = Subscribe {
         role: Role::PublishSubscribe,
@@ -156,41 +126,21 @@ fn order_book_levels_and_control_values() {
     let mut sub = vec![0; subscribe.encoded_len()];
     subscribe.emit(&mut sub).unwrap();
     let mut note = vec![0; 40];
-    let len = RelayNotice {
-        code: 1,
-        sequence: 0,
-        text: "version=1",
-    }
-    .emit(&mut note)
-    .unwrap();
+    let len = RelayNotice { code: 1, sequence: 0, text: "version=1" }.emit(&mut note).unwrap();
     let mut stream = build(RelayDomain::MarketData, 1, &[(3, &book)], Crc::Compute);
     stream.extend(build(RelayDomain::System, 99, &[(116, &sub)], Crc::Compute));
-    stream.extend(build(
-        RelayDomain::System,
-        80,
-        &[(117, &note[..len])],
-        Crc::Compute,
-    ));
+    stream.extend(build(RelayDomain::System, 80, &[(117, &note[..len])], Crc::Compute));
     let (lines, status) = decode(&stream);
     assert_eq!(status, 0);
     let value = &lines[0]["tlvs"][0]["value"];
     assert_eq!(value["bid_count"], 1);
-    assert_eq!(
-        value["bids"],
-        json!([{"price": 100, "size": 1, "order_count": 3}])
-    );
-    assert_eq!(
-        value["asks"][1],
-        json!({"price": 101, "size": 2, "order_count": 0})
-    );
+    assert_eq!(value["bids"], json!([{"price": 100, "size": 1, "order_count": 3}]));
+    assert_eq!(value["asks"][1], json!({"price": 101, "size": 2, "order_count": 0}));
     assert_eq!(
         lines[1]["tlvs"][0]["value"],
         json!({"role": 2, "options": 1, "n": 2, "filters": [{"kind": 1, "lo": 1, "hi": 3}, {"kind": 4, "venue": 101}]})
     );
-    assert_eq!(
-        lines[2]["tlvs"][0]["value"],
-        json!({"code": 1, "sequence": 0, "text": "version=1"})
-    );
+    assert_eq!(lines[2]["tlvs"][0]["value"], json!({"code": 1, "sequence": 0, "text": "version=1"}));
 }
 
 #[test]
@@ -208,19 +158,8 @@ fn non_fatal_errors_skip_to_the_next_frame() {
     bad_domain[4] = 4;
     let cases: [(Vec<u8>, &str); 6] = [
         (bad_domain, "bad_domain"),
-        (
-            build(
-                RelayDomain::Signal,
-                1,
-                &[(200, &[]), (1, &[0; 39])],
-                Crc::Skip,
-            ),
-            "tlv_size_mismatch",
-        ),
-        (
-            build(RelayDomain::Signal, 1, &[(11, &[0; 10])], Crc::Skip),
-            "tlv_size_out_of_bounds",
-        ),
+        (build(RelayDomain::Signal, 1, &[(200, &[]), (1, &[0; 39])], Crc::Skip), "tlv_size_mismatch"),
+        (build(RelayDomain::Signal, 1, &[(11, &[0; 10])], Crc::Skip), "tlv_size_out_of_bounds"),
         (with_payload(&[0, 0]), "tlv_invalid_type"),
         (with_payload(&[200, 3, 0]), "tlv_truncated"),
         (with_payload(&[255, 1, 200, 0, 0]), "tlv_reserved_nonzero"),
@@ -283,12 +222,7 @@ fn malformed_subscribe_value_is_flagged() {
     let frame = build(RelayDomain::System, 1, &[(116, &[7, 0, 0, 0])], Crc::Skip);
     let (lines, status) = decode(&frame);
     assert_eq!(status, 1);
-    assert!(
-        lines[0]["tlvs"][0]["value_error"]
-            .as_str()
-            .unwrap()
-            .contains("role 7")
-    );
+    assert!(lines[0]["tlvs"][0]["value_error"].as_str().unwrap().contains("role 7"));
 }
 
 #[test]
@@ -297,21 +231,11 @@ fn reads_a_file_argument_and_reports_a_missing_one() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("capture.bin");
     std::fs::write(&path, LEGACY_HELLO).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_torq-decode"))
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_torq-decode")).arg(&path).output().unwrap();
     assert!(output.status.success());
     assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 1);
-    let output = Command::new(env!("CARGO_BIN_EXE_torq-decode"))
-        .arg(dir.join("missing"))
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_torq-decode")).arg(dir.join("missing")).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        String::from_utf8(output.stderr)
-            .unwrap()
-            .contains("missing")
-    );
+    assert!(String::from_utf8(output.stderr).unwrap().contains("missing"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -97,8 +97,7 @@ fn decode(mut input: impl BufRead, out: &mut impl Write) -> io::Result<bool> {
         // `take` + `read_to_end` grows the buffer only as bytes actually arrive.
         let read = (&mut input).take(payload_size).read_to_end(&mut payload)? as u64;
         if read < payload_size {
-            let message =
-                format!("the stream ends {read} bytes into a payload of {payload_size} bytes");
+            let message = format!("the stream ends {read} bytes into a payload of {payload_size} bytes");
             write_error(out, offset, "truncated_frame", &message)?;
             return Ok(false);
         }
@@ -132,24 +131,15 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn write_error(out: &mut impl Write, offset: u64, error: &str, message: &str) -> io::Result<()> {
-    serde_json::to_writer(
-        &mut *out,
-        &json!({"offset": offset, "error": error, "message": message}),
-    )?;
+    serde_json::to_writer(&mut *out, &json!({"offset": offset, "error": error, "message": message}))?;
     out.write_all(b"\n")
 }
 
 /// The JSON line of a frame and whether it is clean, or the error that makes it bad.
-fn describe(
-    header_bytes: &[u8; HEADER_SIZE],
-    payload: &[u8],
-    offset: u64,
-) -> Result<(Json, bool), Error> {
+fn describe(header_bytes: &[u8; HEADER_SIZE], payload: &[u8], offset: u64) -> Result<(Json, bool), Error> {
     let header = Header::view(header_bytes).expect("32 bytes hold a header");
     if header.domain().is_none() {
-        return Err(Error::BadDomain {
-            found: header.domain_byte(),
-        });
+        return Err(Error::BadDomain { found: header.domain_byte() });
     }
     let mut clean = true;
     let mut list = Vec::new();
@@ -240,10 +230,7 @@ fn value_json(value: &Value<'_>) -> Json {
         Value::OrderBook(book) => {
             let mut map = fields(&book.head);
             let levels = |levels: &mut dyn Iterator<Item = torq::protocol::Level>| -> Json {
-                levels
-                    .map(|level| Json::Object(fields(&level)))
-                    .collect::<Vec<_>>()
-                    .into()
+                levels.map(|level| Json::Object(fields(&level))).collect::<Vec<_>>().into()
             };
             map.insert("bids".into(), levels(&mut book.bids()));
             map.insert("asks".into(), levels(&mut book.asks()));

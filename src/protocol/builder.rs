@@ -45,17 +45,11 @@ impl<'a> FrameBuilder<'a> {
     pub fn new(buf: &'a mut [u8], domain: RelayDomain, source: u8) -> Result<Self, Error> {
         let available = buf.len();
         let Some(header) = buf.first_chunk_mut::<HEADER_SIZE>() else {
-            return Err(Error::BufferTooSmall {
-                needed: HEADER_SIZE,
-                available,
-            });
+            return Err(Error::BufferTooSmall { needed: HEADER_SIZE, available });
         };
         header[..4].copy_from_slice(&MAGIC.to_le_bytes());
         header[4..8].copy_from_slice(&[domain.raw(), VERSION, source, 0]);
-        Ok(FrameBuilder {
-            buf,
-            len: HEADER_SIZE,
-        })
+        Ok(FrameBuilder { buf, len: HEADER_SIZE })
     }
 
     /// Appends a TLV of `len` value bytes written by `write`.

@@ -78,8 +78,7 @@ impl Filter {
             Filter::Instrument(wanted) => key.instrument == Some(wanted),
             Filter::Venue(venue) => key.instrument.is_some_and(|i| i.venue == venue),
             Filter::TypeRangeVenue { lo, hi, venue } => {
-                (lo..=hi).contains(&key.tlv_type)
-                    && key.instrument.is_some_and(|i| i.venue == venue)
+                (lo..=hi).contains(&key.tlv_type) && key.instrument.is_some_and(|i| i.venue == venue)
             }
         }
     }
@@ -87,13 +86,7 @@ impl Filter {
     fn parse(index: u8, raw: &[u8; 16]) -> Result<Filter, SubscribeError> {
         let u16_at = |at: usize| u16::from_le_bytes([raw[at], raw[at + 1]]);
         let (filter, used): (Filter, &[usize]) = match raw[0] {
-            1 => (
-                Filter::TypeRange {
-                    lo: raw[1],
-                    hi: raw[2],
-                },
-                &[1, 2],
-            ),
+            1 => (Filter::TypeRange { lo: raw[1], hi: raw[2] }, &[1, 2]),
             2 => (Filter::Source(raw[1]), &[1]),
             3 => {
                 let mut asset = [0; 8];
@@ -106,27 +99,14 @@ impl Filter {
                     reserved: 0,
                     asset_id: u64::from_le_bytes(asset),
                 };
-                (
-                    Filter::Instrument(instrument),
-                    &[2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15],
-                )
+                (Filter::Instrument(instrument), &[2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15])
             }
             4 => (Filter::Venue(u16_at(2)), &[2, 3]),
-            5 => (
-                Filter::TypeRangeVenue {
-                    lo: raw[1],
-                    hi: raw[2],
-                    venue: u16_at(4),
-                },
-                &[1, 2, 4, 5],
-            ),
+            5 => (Filter::TypeRangeVenue { lo: raw[1], hi: raw[2], venue: u16_at(4) }, &[1, 2, 4, 5]),
             kind => return Err(SubscribeError::FilterKind { index, kind }),
         };
         if let Some(offset) = (1..16).find(|at| raw[*at] != 0 && !used.contains(at)) {
-            return Err(SubscribeError::UnusedByte {
-                index,
-                offset: offset as u8,
-            });
+            return Err(SubscribeError::UnusedByte { index, offset: offset as u8 });
         }
         match filter {
             Filter::TypeRange { lo, hi } | Filter::TypeRangeVenue { lo, hi, .. } if lo > hi => {
@@ -184,20 +164,14 @@ impl Subscribe {
 
     fn parse_inner(value: &[u8]) -> Result<Subscribe, SubscribeError> {
         let Some((&[role, options, lo, hi], rest)) = value.split_first_chunk::<4>() else {
-            return Err(SubscribeError::Length {
-                len: value.len(),
-                count: 0,
-            });
+            return Err(SubscribeError::Length { len: value.len(), count: 0 });
         };
         let count = u16::from_le_bytes([lo, hi]);
         if usize::from(count) > MAX_FILTERS {
             return Err(SubscribeError::TooManyFilters(count));
         }
         if rest.len() != 16 * usize::from(count) {
-            return Err(SubscribeError::Length {
-                len: value.len(),
-                count,
-            });
+            return Err(SubscribeError::Length { len: value.len(), count });
         }
         let role = match role {
             0 => Role::Publish,
@@ -214,11 +188,7 @@ impl Subscribe {
             .enumerate()
             .map(|(index, raw)| Filter::parse(index as u8, raw))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Subscribe {
-            role,
-            options,
-            filters,
-        })
+        Ok(Subscribe { role, options, filters })
     }
 
     /// Bytes of the value.
@@ -237,10 +207,7 @@ impl Subscribe {
             return Err(Error::ValueTooLong { len });
         }
         let available = out.len();
-        let out = out.get_mut(..len).ok_or(Error::BufferTooSmall {
-            needed: len,
-            available,
-        })?;
+        let out = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, available })?;
         out[0] = self.role.raw();
         out[1] = self.options;
         out[2..4].copy_from_slice(&(self.filters.len() as u16).to_le_bytes());
@@ -327,10 +294,7 @@ impl<'a> RelayNotice<'a> {
         }
         let len = 12 + text_len;
         let available = out.len();
-        let out = out.get_mut(..len).ok_or(Error::BufferTooSmall {
-            needed: len,
-            available,
-        })?;
+        let out = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, available })?;
         out[..2].copy_from_slice(&self.code.to_le_bytes());
         out[2..4].fill(0);
         out[4..12].copy_from_slice(&self.sequence.to_le_bytes());
@@ -379,10 +343,7 @@ pub fn routing_key(payload: &[u8]) -> Option<RoutingKey> {
         40 if value.len() == OrderRequest::SIZE => at(8, 16, 18),
         _ => None,
     };
-    Some(RoutingKey {
-        tlv_type: first.tlv_type,
-        instrument,
-    })
+    Some(RoutingKey { tlv_type: first.tlv_type, instrument })
 }
 
 #[cfg(test)]
@@ -401,12 +362,7 @@ mod tests {
 
     #[test]
     fn subscribe_golden_round_trip() {
-        let btc = InstrumentId {
-            asset_id: 0x4254_4300_0000_0000,
-            venue: 101,
-            asset_type: 51,
-            reserved: 0,
-        };
+        let btc = InstrumentId { asset_id: 0x4254_4300_0000_0000, venue: 101, asset_type: 51, reserved: 0 };
         let sub = Subscribe {
             role: Role::PublishSubscribe,
             options: OPTION_NOTICES | OPTION_HEARTBEATS,
@@ -415,11 +371,7 @@ mod tests {
                 Filter::Source(4),
                 Filter::Instrument(btc),
                 Filter::Venue(102),
-                Filter::TypeRangeVenue {
-                    lo: 2,
-                    hi: 2,
-                    venue: 0x0201,
-                },
+                Filter::TypeRangeVenue { lo: 2, hi: 2, venue: 0x0201 },
             ],
         };
         let golden = subscribe_bytes(
@@ -452,59 +404,26 @@ mod tests {
         assert_eq!(bad(&[1, 0, 65, 0]), TooManyFilters(65));
         assert_eq!(bad(&subscribe_bytes(3, 0, &[])), Role(3));
         assert_eq!(bad(&subscribe_bytes(1, 4, &[])), Options(4));
-        assert_eq!(
-            bad(&subscribe_bytes(1, 0, &[zero])),
-            FilterKind { index: 0, kind: 0 }
-        );
+        assert_eq!(bad(&subscribe_bytes(1, 0, &[zero])), FilterKind { index: 0, kind: 0 });
         let mut range = zero;
         range[..3].copy_from_slice(&[1, 5, 4]);
-        assert_eq!(
-            bad(&subscribe_bytes(1, 0, &[range])),
-            TypeRange {
-                index: 0,
-                lo: 5,
-                hi: 4
-            }
-        );
+        assert_eq!(bad(&subscribe_bytes(1, 0, &[range])), TypeRange { index: 0, lo: 5, hi: 4 });
         range[..3].copy_from_slice(&[5, 5, 4]);
-        assert_eq!(
-            bad(&subscribe_bytes(1, 0, &[range])),
-            TypeRange {
-                index: 0,
-                lo: 5,
-                hi: 4
-            }
-        );
+        assert_eq!(bad(&subscribe_bytes(1, 0, &[range])), TypeRange { index: 0, lo: 5, hi: 4 });
         let mut source = zero;
         source[..2].copy_from_slice(&[2, 9]);
         source[15] = 1;
-        assert_eq!(
-            bad(&subscribe_bytes(1, 0, &[source, source])),
-            UnusedByte {
-                index: 0,
-                offset: 15
-            }
-        );
+        assert_eq!(bad(&subscribe_bytes(1, 0, &[source, source])), UnusedByte { index: 0, offset: 15 });
         let mut instrument = zero;
         instrument[0] = 3;
         instrument[6] = 1;
-        assert_eq!(
-            bad(&subscribe_bytes(1, 0, &[instrument])),
-            UnusedByte {
-                index: 0,
-                offset: 6
-            }
-        );
-        let max = subscribe_bytes(
-            0,
-            1,
-            &vec![[4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; 64],
-        );
+        assert_eq!(bad(&subscribe_bytes(1, 0, &[instrument])), UnusedByte { index: 0, offset: 6 });
+        instrument[6] = 0;
+        instrument[5] = 1;
+        assert_eq!(bad(&subscribe_bytes(1, 0, &[instrument])), UnusedByte { index: 0, offset: 5 });
+        let max = subscribe_bytes(0, 1, &vec![[4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; 64]);
         assert_eq!(Subscribe::parse(&max).unwrap().filters.len(), 64);
-        assert_eq!(
-            Subscribe::parse(&[1, 0, 0, 0]).unwrap().role,
-            super::Role::Subscribe
-        );
+        assert_eq!(Subscribe::parse(&[1, 0, 0, 0]).unwrap().role, super::Role::Subscribe);
     }
 
     #[test]
@@ -514,13 +433,7 @@ mod tests {
         payload.extend_from_slice(&bytes);
         payload.extend_from_slice(&[200, 0]);
         let key = routing_key(&payload).unwrap();
-        assert_eq!(
-            key,
-            RoutingKey {
-                tlv_type: 1,
-                instrument: Some(trade.instrument())
-            }
-        );
+        assert_eq!(key, RoutingKey { tlv_type: 1, instrument: Some(trade.instrument()) });
 
         let mut order = [0u8; 48];
         order[8] = 7;
@@ -532,83 +445,36 @@ mod tests {
         let key = routing_key(&payload).unwrap();
         assert_eq!(
             key.instrument,
-            Some(InstrumentId {
-                asset_id: 7,
-                venue: 101,
-                asset_type: 51,
-                reserved: 0
-            })
+            Some(InstrumentId { asset_id: 7, venue: 101, asset_type: 51, reserved: 0 })
         );
 
         // A Trade of the wrong length routes by type only.
-        assert_eq!(
-            routing_key(&[1, 1, 0]),
-            Some(RoutingKey {
-                tlv_type: 1,
-                instrument: None
-            })
-        );
+        assert_eq!(routing_key(&[1, 1, 0]), Some(RoutingKey { tlv_type: 1, instrument: None }));
         assert_eq!(routing_key(&[1, 5, 0]), None);
     }
 
     #[test]
     fn filters_match_as_specified() {
-        let btc = InstrumentId {
-            asset_id: 1,
-            venue: 101,
-            asset_type: 51,
-            reserved: 0,
-        };
-        let trade = RoutingKey {
-            tlv_type: 1,
-            instrument: Some(btc),
-        };
-        let vendor = RoutingKey {
-            tlv_type: 200,
-            instrument: None,
-        };
+        let btc = InstrumentId { asset_id: 1, venue: 101, asset_type: 51, reserved: 0 };
+        let trade = RoutingKey { tlv_type: 1, instrument: Some(btc) };
+        let vendor = RoutingKey { tlv_type: 200, instrument: None };
         assert!(Filter::TypeRange { lo: 1, hi: 3 }.matches(&trade, 0));
         assert!(!Filter::TypeRange { lo: 2, hi: 3 }.matches(&trade, 0));
         assert!(Filter::Source(7).matches(&vendor, 7) && !Filter::Source(7).matches(&vendor, 8));
         assert!(Filter::Instrument(btc).matches(&trade, 0));
         assert!(!Filter::Instrument(InstrumentId { venue: 102, ..btc }).matches(&trade, 0));
         assert!(Filter::Venue(101).matches(&trade, 0) && !Filter::Venue(101).matches(&vendor, 0));
-        assert!(
-            Filter::TypeRangeVenue {
-                lo: 1,
-                hi: 1,
-                venue: 101
-            }
-            .matches(&trade, 0)
-        );
-        assert!(
-            !Filter::TypeRangeVenue {
-                lo: 2,
-                hi: 9,
-                venue: 101
-            }
-            .matches(&trade, 0)
-        );
-        let all = Subscribe {
-            role: Role::Subscribe,
-            options: 0,
-            filters: vec![],
-        };
+        assert!(Filter::TypeRangeVenue { lo: 1, hi: 1, venue: 101 }.matches(&trade, 0));
+        assert!(!Filter::TypeRangeVenue { lo: 2, hi: 9, venue: 101 }.matches(&trade, 0));
+        let all = Subscribe { role: Role::Subscribe, options: 0, filters: vec![] };
         assert!(all.wants(&vendor, 0));
-        let some = Subscribe {
-            filters: vec![Filter::Venue(5), Filter::Source(3)],
-            ..all
-        };
+        let some = Subscribe { filters: vec![Filter::Venue(5), Filter::Source(3)], ..all };
         assert!(some.wants(&vendor, 3) && !some.wants(&vendor, 4));
     }
 
     #[test]
     fn notice_golden_round_trip_and_text_cut() {
-        let notice = RelayNotice {
-            code: notice::REJECTED,
-            sequence: 0x0102,
-            text: "checksum_mismatch",
-        };
+        let notice = RelayNotice { code: notice::REJECTED, sequence: 0x0102, text: "checksum_mismatch" };
         let mut out = [0u8; 512];
         let len = notice.emit(&mut out).unwrap();
         let mut golden = vec![2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0];
@@ -616,19 +482,10 @@ mod tests {
         assert_eq!(&out[..len], &golden[..]);
         assert_eq!(RelayNotice::parse(&golden), Ok(notice));
         let long = "é".repeat(400);
-        let len = RelayNotice {
-            code: 1,
-            sequence: 0,
-            text: &long,
-        }
-        .emit(&mut out)
-        .unwrap();
+        let len = RelayNotice { code: 1, sequence: 0, text: &long }.emit(&mut out).unwrap();
         assert_eq!(len, 512);
         assert_eq!(RelayNotice::parse(&out[..len]).unwrap().text.len(), 500);
-        assert_eq!(
-            RelayNotice::parse(&out[..11]).unwrap_err().reason(),
-            "tlv_size_out_of_bounds"
-        );
+        assert_eq!(RelayNotice::parse(&out[..11]).unwrap_err().reason(), "tlv_size_out_of_bounds");
         golden.push(0xFF);
         assert_eq!(RelayNotice::parse(&golden), Err(Error::NoticeText));
     }

@@ -39,9 +39,7 @@ pub enum Error {
         found: u8,
     },
     /// A data frame's domain is neither the relay's domain nor System.
-    #[error(
-        "relay_domain byte {found} does not belong on the {expected} relay (only {expected} or System)"
-    )]
+    #[error("relay_domain byte {found} does not belong on the {expected} relay (only {expected} or System)")]
     WrongDomain {
         /// The domain byte.
         found: u8,
@@ -71,9 +69,7 @@ pub enum Error {
         value: u8,
     },
     /// A fixed-size type, OrderBook or Subscribe whose length breaks its size rule.
-    #[error(
-        "TLV type {tlv_type} at payload offset {offset} has length {len}, which breaks its size rule"
-    )]
+    #[error("TLV type {tlv_type} at payload offset {offset} has length {len}, which breaks its size rule")]
     TlvSizeMismatch {
         /// Offset of the TLV.
         offset: u32,
@@ -110,9 +106,7 @@ pub enum Error {
         domain: RelayDomain,
     },
     /// Strict validation: the TLV type is inside an allowed range but not registered.
-    #[error(
-        "TLV type {tlv_type} at payload offset {offset} is not a registered type (strict validation)"
-    )]
+    #[error("TLV type {tlv_type} at payload offset {offset} is not a registered type (strict validation)")]
     TlvUnknownType {
         /// Offset of the TLV.
         offset: u32,

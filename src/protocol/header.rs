@@ -22,7 +22,7 @@ pub const VERSION: u8 = 1;
 /// Bytes in a header.
 pub const HEADER_SIZE: usize = 32;
 /// Header bytes covered by the checksum (the checksum field itself is skipped).
-const CHECKED_HEADER: usize = 28;
+pub(super) const CHECKED_HEADER: usize = 28;
 
 numbered! {
     /// The relay domain of a frame (header byte 4), 0-based as every legacy service writes it.
@@ -30,9 +30,7 @@ numbered! {
 }
 
 /// The zero-copy header view: `#[repr(C)]`, alignment 1, little-endian fields.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct Header {
     magic: U32,
@@ -50,13 +48,7 @@ const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 
 impl Header {
     /// A version-1 header with magic set, flags 0 and checksum 0.
-    pub fn new(
-        domain: RelayDomain,
-        source: u8,
-        sequence: u64,
-        timestamp: u64,
-        payload_size: u32,
-    ) -> Self {
+    pub fn new(domain: RelayDomain, source: u8, sequence: u64, timestamp: u64, payload_size: u32) -> Self {
         Header {
             magic: U32::new(MAGIC),
             relay_domain: domain.raw(),
@@ -73,17 +65,13 @@ impl Header {
     /// Views the first 32 bytes of `bytes` as a header; `None` when fewer are present.
     #[inline]
     pub fn view(bytes: &[u8]) -> Option<&Header> {
-        Header::ref_from_prefix(bytes)
-            .ok()
-            .map(|(header, _)| header)
+        Header::ref_from_prefix(bytes).ok().map(|(header, _)| header)
     }
 
     /// Mutable view of the first 32 bytes.
     #[inline]
     pub fn view_mut(bytes: &mut [u8]) -> Option<&mut Header> {
-        Header::mut_from_prefix(bytes)
-            .ok()
-            .map(|(header, _)| header)
+        Header::mut_from_prefix(bytes).ok().map(|(header, _)| header)
     }
 
     /// The magic number.
@@ -185,47 +173,46 @@ pub enum Framing {
 /// ```
 #[inline]
 pub fn frame(buf: &[u8], max_message_size: usize) -> Result<Framing, Error> {
+    let Some(head) = buf.first_chunk::<28>() else {
+        return frame_short(buf);
+    };
+    let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if magic != MAGIC {
+        return Err(Error::BadMagic { found: magic });
+    }
+    if head[5] != VERSION {
+        return Err(Error::UnsupportedVersion { found: head[5] });
+    }
+    let payload_size = u32::from_le_bytes([head[24], head[25], head[26], head[27]]);
+    let len = HEADER_SIZE as u64 + u64::from(payload_size);
+    if len > max_message_size as u64 {
+        return Err(Error::FrameTooLarge { size: len, max: max_message_size });
+    }
+    let len = len as usize;
+    if buf.len() < len { Ok(Framing::Incomplete(len)) } else { Ok(Framing::Frame(len)) }
+}
+
+/// The framer's answer for fewer than 28 bytes: a magic or version already wrong, or
+/// "the header is needed".
+#[cold]
+fn frame_short(buf: &[u8]) -> Result<Framing, Error> {
     let magic = MAGIC.to_le_bytes();
     let present = buf.len().min(4);
     if buf[..present] != magic[..present] {
         let mut found = [0u8; 4];
         found[..present].copy_from_slice(&buf[..present]);
-        return Err(Error::BadMagic {
-            found: u32::from_le_bytes(found),
-        });
+        return Err(Error::BadMagic { found: u32::from_le_bytes(found) });
     }
-    if let Some(&version) = buf.get(5)
-        && version != VERSION
-    {
-        return Err(Error::UnsupportedVersion { found: version });
-    }
-    let Some(size) = buf.get(24..28) else {
-        return Ok(Framing::Incomplete(HEADER_SIZE));
-    };
-    let payload_size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]);
-    let len = HEADER_SIZE as u64 + u64::from(payload_size);
-    if len > max_message_size as u64 {
-        return Err(Error::FrameTooLarge {
-            size: len,
-            max: max_message_size,
-        });
-    }
-    let len = len as usize;
-    if buf.len() < len || buf.len() < HEADER_SIZE {
-        Ok(Framing::Incomplete(len))
-    } else {
-        Ok(Framing::Frame(len))
+    match buf.get(5) {
+        Some(&version) if version != VERSION => Err(Error::UnsupportedVersion { found: version }),
+        _ => Ok(Framing::Incomplete(HEADER_SIZE)),
     }
 }
 
 /// CRC-32/ISO-HDLC of a whole frame: header bytes 0..28, then the payload.
 #[inline]
 pub fn checksum(frame: &[u8]) -> u32 {
-    let (header, payload) = frame.split_at(HEADER_SIZE.min(frame.len()));
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[..CHECKED_HEADER.min(header.len())]);
-    hasher.update(payload);
-    hasher.finalize()
+    super::crc::frame_checksum(frame)
 }
 
 #[cfg(test)]
@@ -234,19 +221,14 @@ mod tests {
 
     /// The hello legacy publishers send: domain 1, source 2, everything else 0.
     pub(crate) const LEGACY_HELLO: [u8; 32] = [
-        0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0,
+        0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
     ];
 
     #[test]
     fn header_golden_bytes() {
-        let mut header = Header::new(
-            RelayDomain::Execution,
-            20,
-            0x0102_0304_0506_0708,
-            0x1112_1314_1516_1718,
-            0x40,
-        );
+        let mut header =
+            Header::new(RelayDomain::Execution, 20, 0x0102_0304_0506_0708, 0x1112_1314_1516_1718, 0x40);
         header.set_checksum(0xA1B2_C3D4);
         assert_eq!(
             header.as_bytes(),
@@ -267,10 +249,7 @@ mod tests {
     fn legacy_hello_frames_as_an_empty_frame() {
         assert_eq!(frame(&LEGACY_HELLO, 1065), Ok(Framing::Frame(32)));
         let view = Header::view(&LEGACY_HELLO).unwrap();
-        assert_eq!(
-            (view.domain(), view.source(), view.payload_size()),
-            (Some(RelayDomain::Signal), 2, 0)
-        );
+        assert_eq!((view.domain(), view.source(), view.payload_size()), (Some(RelayDomain::Signal), 2, 0));
     }
 
     #[test]
@@ -280,11 +259,7 @@ mod tests {
         bytes.extend_from_slice(&[0; 10]);
         for cut in 0..bytes.len() {
             let expected = if cut < 28 { 32 } else { 42 };
-            assert_eq!(
-                frame(&bytes[..cut], 1065),
-                Ok(Framing::Incomplete(expected)),
-                "cut {cut}"
-            );
+            assert_eq!(frame(&bytes[..cut], 1065), Ok(Framing::Incomplete(expected)), "cut {cut}");
         }
         assert_eq!(frame(&bytes, 1065), Ok(Framing::Frame(42)));
         bytes.push(0xEF);
@@ -297,29 +272,14 @@ mod tests {
         bytes[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             frame(&bytes, 131_072),
-            Err(Error::FrameTooLarge {
-                size: 32 + u64::from(u32::MAX),
-                max: 131_072
-            })
+            Err(Error::FrameTooLarge { size: 32 + u64::from(u32::MAX), max: 131_072 })
         );
         bytes[5] = 2;
-        assert_eq!(
-            frame(&bytes, 131_072),
-            Err(Error::UnsupportedVersion { found: 2 })
-        );
-        assert_eq!(
-            frame(&bytes[..6], 131_072),
-            Err(Error::UnsupportedVersion { found: 2 })
-        );
+        assert_eq!(frame(&bytes, 131_072), Err(Error::UnsupportedVersion { found: 2 }));
+        assert_eq!(frame(&bytes[..6], 131_072), Err(Error::UnsupportedVersion { found: 2 }));
         bytes[1] = 0;
-        assert_eq!(
-            frame(&bytes, 131_072),
-            Err(Error::BadMagic { found: 0xDEAD_00EF })
-        );
-        assert_eq!(
-            frame(&bytes[..2], 131_072),
-            Err(Error::BadMagic { found: 0x0000_00EF })
-        );
+        assert_eq!(frame(&bytes, 131_072), Err(Error::BadMagic { found: 0xDEAD_00EF }));
+        assert_eq!(frame(&bytes[..2], 131_072), Err(Error::BadMagic { found: 0x0000_00EF }));
         assert_eq!(frame(&[], 131_072), Ok(Framing::Incomplete(32)));
     }
 

@@ -203,10 +203,7 @@ impl InstrumentId {
         if len == 0 || !bytes[..len].iter().all(|b| (0x21..=0x7e).contains(b)) {
             return None;
         }
-        Some(Symbol {
-            bytes,
-            len: len as u8,
-        })
+        Some(Symbol { bytes, len: len as u8 })
     }
 
     /// Reads the 12-byte wire form.
@@ -255,15 +252,9 @@ impl Symbol {
 pub fn symbol_asset_id(symbol: &[u8]) -> Result<u64, Error> {
     let len = symbol.len();
     if len == 0 || len > 8 {
-        return Err(Error::Symbol(if len == 0 {
-            SymbolError::Empty
-        } else {
-            SymbolError::TooLong(len)
-        }));
+        return Err(Error::Symbol(if len == 0 { SymbolError::Empty } else { SymbolError::TooLong(len) }));
     }
-    let mut bytes = [0u8; 8];
-    bytes[..len].copy_from_slice(symbol);
-    let word = u64::from_be_bytes(bytes);
+    let word = pack_be(symbol);
     // SWAR range check on all eight lanes at once: a lane is bad when it is below 0x21 or
     // above 0x7e. Lanes past the symbol's length are masked out.
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -275,12 +266,27 @@ pub fn symbol_asset_id(symbol: &[u8]) -> Result<u64, Error> {
     let bad = (below | above | word) & HIGH & mask;
     if bad != 0 {
         let index = bad.leading_zeros() / 8;
-        return Err(Error::Symbol(SymbolError::Byte {
-            index: index as u8,
-            byte: bytes[index as usize],
-        }));
+        return Err(Error::Symbol(SymbolError::Byte { index: index as u8, byte: symbol[index as usize] }));
     }
     Ok(word)
+}
+
+/// The 1..=8 bytes of `bytes` as a big-endian u64 from the most significant byte down,
+/// zero-padded; loads overlap instead of copying byte by byte.
+#[inline(always)]
+fn pack_be(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    debug_assert!((1..=8).contains(&len));
+    if len >= 4 {
+        // The first four and the last four bytes, overlapping when len < 8.
+        let head = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let tail = u32::from_be_bytes([bytes[len - 4], bytes[len - 3], bytes[len - 2], bytes[len - 1]]);
+        u64::from(head) << 32 | u64::from(tail) << (64 - 8 * len)
+    } else {
+        // The first, middle and last bytes cover every length from 1 to 3.
+        let at = |i: usize| u64::from(bytes[i]) << (56 - 8 * i);
+        at(0) | at(len / 2) | at(len - 1)
+    }
 }
 
 #[cfg(test)]
@@ -291,12 +297,7 @@ mod tests {
     fn symbol_golden_bytes() {
         let id = InstrumentId::coin(VenueId::Kraken, "BTC/USD").unwrap();
         assert_eq!(id.asset_id, 0x4254_432F_5553_4400);
-        assert_eq!(
-            id.to_bytes(),
-            [
-                0x00, 0x44, 0x53, 0x55, 0x2F, 0x43, 0x54, 0x42, 101, 0, 51, 0
-            ]
-        );
+        assert_eq!(id.to_bytes(), [0x00, 0x44, 0x53, 0x55, 0x2F, 0x43, 0x54, 0x42, 101, 0, 51, 0]);
         assert_eq!(InstrumentId::read(&id.to_bytes()), id);
         assert_eq!(symbol_asset_id(b"A").unwrap(), 0x4100_0000_0000_0000);
         assert_eq!(symbol_asset_id(b"ABCDEFGH").unwrap(), 0x4142_4344_4546_4748);
@@ -318,10 +319,7 @@ mod tests {
                         }
                         Err(e) => {
                             assert!(!plain_ok, "{symbol:?} refused: {e}");
-                            let want = SymbolError::Byte {
-                                index: index as u8,
-                                byte,
-                            };
+                            let want = SymbolError::Byte { index: index as u8, byte };
                             assert_eq!(e, Error::Symbol(want));
                         }
                     }
@@ -333,10 +331,7 @@ mod tests {
     #[test]
     fn bad_symbols_are_errors_not_truncations() {
         assert_eq!(symbol_asset_id(b""), Err(Error::Symbol(SymbolError::Empty)));
-        assert_eq!(
-            symbol_asset_id(b"ABCDEFGHI"),
-            Err(Error::Symbol(SymbolError::TooLong(9)))
-        );
+        assert_eq!(symbol_asset_id(b"ABCDEFGHI"), Err(Error::Symbol(SymbolError::TooLong(9))));
         assert!(InstrumentId::coin(VenueId::Binance, "BTC USD").is_err());
         assert!(InstrumentId::coin(VenueId::Binance, "é").is_err());
     }
@@ -346,22 +341,14 @@ mod tests {
         let btc = InstrumentId::coin(VenueId::Kraken, "BTC").unwrap();
         let eth = InstrumentId::coin(VenueId::Kraken, "ETH").unwrap();
         assert_ne!(btc.key(), eth.key());
-        let odd = InstrumentId {
-            asset_id: u64::MAX,
-            venue: 65535,
-            asset_type: 255,
-            reserved: 7,
-        };
+        let odd = InstrumentId { asset_id: u64::MAX, venue: 65535, asset_type: 255, reserved: 7 };
         assert_eq!(odd.key(), (1u128 << 96) - 1 - (0xF8u128 << 64));
         assert_eq!(InstrumentId::from_key(odd.key()), odd);
     }
 
     #[test]
     fn symbol_decoding_stops_at_first_zero() {
-        let id = InstrumentId {
-            asset_id: 0x4142_0043_0000_0000,
-            ..Default::default()
-        };
+        let id = InstrumentId { asset_id: 0x4142_0043_0000_0000, ..Default::default() };
         assert_eq!(id.symbol().unwrap().as_str(), "AB");
         assert_eq!(InstrumentId::default().symbol(), None);
     }

@@ -30,6 +30,7 @@
 
 mod builder;
 mod control;
+mod crc;
 mod error;
 mod header;
 mod ids;
@@ -40,15 +41,14 @@ mod validate;
 
 pub use builder::{Crc, FrameBuilder};
 pub use control::{
-    Filter, OPTION_HEARTBEATS, OPTION_NOTICES, RelayNotice, Role, RoutingKey, Subscribe, notice,
-    routing_key,
+    Filter, OPTION_HEARTBEATS, OPTION_NOTICES, RelayNotice, Role, RoutingKey, Subscribe, notice, routing_key,
 };
 pub use error::{Error, SubscribeError, SymbolError};
 pub use header::{Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum, frame};
 pub use ids::{AssetType, InstrumentId, SourceType, Symbol, VenueId, symbol_asset_id};
 pub use payload::{
-    ArbitrageSignal, FieldValue, Fill, Heartbeat, Level, OrderBook, OrderBookHead, OrderCancel,
-    OrderModify, OrderRequest, OrderStatus, Payload, Quote, SignalIdentity, Trade,
+    ArbitrageSignal, FieldValue, Fill, Heartbeat, Level, OrderBook, OrderBookHead, OrderCancel, OrderModify,
+    OrderRequest, OrderStatus, Payload, Quote, SignalIdentity, Trade,
 };
 pub use tlv::{Tlv, Tlvs, tlvs};
 pub use validate::{Checks, ChecksumLevel, FrameKind, validate};

@@ -349,36 +349,21 @@ layout! {
 impl Trade {
     /// The traded instrument.
     pub fn instrument(&self) -> InstrumentId {
-        InstrumentId {
-            asset_id: self.asset_id,
-            venue: self.venue,
-            asset_type: self.asset_type,
-            reserved: 0,
-        }
+        InstrumentId { asset_id: self.asset_id, venue: self.venue, asset_type: self.asset_type, reserved: 0 }
     }
 }
 
 impl Quote {
     /// The quoted instrument.
     pub fn instrument(&self) -> InstrumentId {
-        InstrumentId {
-            asset_id: self.asset_id,
-            venue: self.venue,
-            asset_type: self.asset_type,
-            reserved: 0,
-        }
+        InstrumentId { asset_id: self.asset_id, venue: self.venue, asset_type: self.asset_type, reserved: 0 }
     }
 }
 
 impl OrderRequest {
     /// The ordered instrument (byte 19, the side, is never part of it).
     pub fn instrument(&self) -> InstrumentId {
-        InstrumentId {
-            asset_id: self.asset_id,
-            venue: self.venue,
-            asset_type: self.asset_type,
-            reserved: 0,
-        }
+        InstrumentId { asset_id: self.asset_id, venue: self.venue, asset_type: self.asset_type, reserved: 0 }
     }
 }
 
@@ -398,17 +383,10 @@ impl<'a> OrderBook<'a> {
     /// [`Error::TlvSizeMismatch`] when the length breaks that formula.
     pub fn parse(value: &'a [u8]) -> Result<Self, Error> {
         if registry::order_book_levels(value).is_none() {
-            return Err(Error::TlvSizeMismatch {
-                offset: 0,
-                tlv_type: 3,
-                len: value.len() as u16,
-            });
+            return Err(Error::TlvSizeMismatch { offset: 0, tlv_type: 3, len: value.len() as u16 });
         }
         let (head, levels) = value.split_at(OrderBookHead::SIZE);
-        Ok(OrderBook {
-            head: OrderBookHead::parse(head)?,
-            levels,
-        })
+        Ok(OrderBook { head: OrderBookHead::parse(head)?, levels })
     }
 
     /// The bids, best first.
@@ -426,12 +404,7 @@ impl<'a> OrderBook<'a> {
     /// The instrument of the book.
     pub fn instrument(&self) -> InstrumentId {
         let head = &self.head;
-        InstrumentId {
-            asset_id: head.asset_id,
-            venue: head.venue,
-            asset_type: head.asset_type,
-            reserved: 0,
-        }
+        InstrumentId { asset_id: head.asset_id, venue: head.venue, asset_type: head.asset_type, reserved: 0 }
     }
 
     /// Bytes of a book with this many levels.
@@ -456,15 +429,8 @@ impl<'a> OrderBook<'a> {
             return Err(Error::ValueTooLong { len });
         }
         let available = out.len();
-        let out = out.get_mut(..len).ok_or(Error::BufferTooSmall {
-            needed: len,
-            available,
-        })?;
-        let head = OrderBookHead {
-            bid_count: bids.len() as u16,
-            ask_count: asks.len() as u16,
-            ..*head
-        };
+        let out = out.get_mut(..len).ok_or(Error::BufferTooSmall { needed: len, available })?;
+        let head = OrderBookHead { bid_count: bids.len() as u16, ask_count: asks.len() as u16, ..*head };
         let (head_bytes, mut rest) = out.split_at_mut(OrderBookHead::SIZE);
         head.emit(head_bytes)?;
         for level in bids.iter().chain(asks) {
@@ -476,9 +442,7 @@ impl<'a> OrderBook<'a> {
 }
 
 fn levels(bytes: &[u8]) -> impl ExactSizeIterator<Item = Level> + '_ {
-    bytes
-        .chunks_exact(Level::SIZE)
-        .map(|chunk| Level::parse(chunk).unwrap_or_default())
+    bytes.chunks_exact(Level::SIZE).map(|chunk| Level::parse(chunk).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -530,11 +494,7 @@ pub(crate) mod tests {
         let mut noisy = bytes;
         noisy[35] = 9; // reserved
         noisy[39] = 9; // zero padding
-        assert_eq!(
-            Trade::parse(&noisy).unwrap(),
-            trade,
-            "reserved bytes are ignored"
-        );
+        assert_eq!(Trade::parse(&noisy).unwrap(), trade, "reserved bytes are ignored");
     }
 
     #[test]
@@ -575,23 +535,9 @@ pub(crate) mod tests {
             snapshot_timestamp_ns: 0x0102,
             book_sequence: 9,
         };
-        let bid = Level {
-            price: 100,
-            size: 7,
-            order_count: 3,
-        };
-        let asks = [
-            Level {
-                price: 101,
-                size: 1,
-                order_count: 0,
-            },
-            Level {
-                price: 102,
-                size: 2,
-                order_count: 1,
-            },
-        ];
+        let bid = Level { price: 100, size: 7, order_count: 3 };
+        let asks =
+            [Level { price: 101, size: 1, order_count: 0 }, Level { price: 102, size: 2, order_count: 1 }];
         let mut out = [0xAA; 32 + 24 * 3];
         assert_eq!(OrderBook::emit(&head, &[bid], &asks, &mut out), Ok(104));
         let expected = golden(
@@ -631,10 +577,7 @@ pub(crate) mod tests {
             confidence: 99,
             valid_for_ms: 0x0A0B,
         };
-        round_trip(
-            value,
-            &golden(16, &[(0, &[2, 1]), (8, &[3, 0, 4, 99, 0x0B, 0x0A])]),
-        );
+        round_trip(value, &golden(16, &[(0, &[2, 1]), (8, &[3, 0, 4, 99, 0x0B, 0x0A])]));
     }
 
     #[test]
@@ -706,64 +649,24 @@ pub(crate) mod tests {
             order,
             &golden(
                 48,
-                &[
-                    (0, &[1]),
-                    (8, &[2]),
-                    (16, &[3, 0, 4, 1, 1, 2]),
-                    (24, &[5]),
-                    (32, &[6]),
-                    (40, &[7]),
-                ],
+                &[(0, &[1]), (8, &[2]), (16, &[3, 0, 4, 1, 1, 2]), (24, &[5]), (32, &[6]), (40, &[7])],
             ),
         );
-        assert_eq!(
-            order.instrument(),
-            InstrumentId {
-                asset_id: 2,
-                venue: 3,
-                asset_type: 4,
-                reserved: 0
-            }
-        );
+        assert_eq!(order.instrument(), InstrumentId { asset_id: 2, venue: 3, asset_type: 4, reserved: 0 });
         round_trip(
-            OrderStatus {
-                order_id: 1,
-                filled_quantity: 2,
-                status: 3,
-            },
+            OrderStatus { order_id: 1, filled_quantity: 2, status: 3 },
             &golden(24, &[(0, &[1]), (8, &[2]), (16, &[3])]),
         );
         round_trip(
-            Fill {
-                order_id: 1,
-                fill_id: 2,
-                price: 3,
-                quantity: 4,
-            },
+            Fill { order_id: 1, fill_id: 2, price: 3, quantity: 4 },
             &golden(32, &[(0, &[1]), (8, &[2]), (16, &[3]), (24, &[4])]),
         );
+        round_trip(OrderCancel { order_id: 1, reason: 2 }, &golden(16, &[(0, &[1]), (8, &[2])]));
         round_trip(
-            OrderCancel {
-                order_id: 1,
-                reason: 2,
-            },
-            &golden(16, &[(0, &[1]), (8, &[2])]),
-        );
-        round_trip(
-            OrderModify {
-                order_id: 1,
-                new_price: 2,
-                new_quantity: 3,
-            },
+            OrderModify { order_id: 1, new_price: 2, new_quantity: 3 },
             &golden(24, &[(0, &[1]), (8, &[2]), (16, &[3])]),
         );
-        round_trip(
-            Heartbeat {
-                timestamp_ns: 1,
-                frames_sent: 2,
-            },
-            &golden(16, &[(0, &[1]), (8, &[2])]),
-        );
+        round_trip(Heartbeat { timestamp_ns: 1, frames_sent: 2 }, &golden(16, &[(0, &[1]), (8, &[2])]));
     }
 
     #[test]
@@ -774,10 +677,7 @@ pub(crate) mod tests {
         use registry::SizeRule::Fixed;
         assert_eq!(rule::<Trade>(), Fixed(Trade::SIZE as u16));
         assert_eq!(rule::<Quote>(), Fixed(Quote::SIZE as u16));
-        assert_eq!(
-            registry::lookup(17).unwrap().size,
-            Fixed(Quote::SIZE as u16)
-        );
+        assert_eq!(registry::lookup(17).unwrap().size, Fixed(Quote::SIZE as u16));
         assert_eq!(rule::<SignalIdentity>(), Fixed(16));
         assert_eq!(rule::<ArbitrageSignal>(), Fixed(170));
         assert_eq!(rule::<OrderRequest>(), Fixed(48));

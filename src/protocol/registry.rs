@@ -73,18 +73,10 @@ impl TypeRange {
 pub const fn allowed_on(domain: RelayDomain, tlv_type: u8) -> bool {
     matches!(
         (TypeRange::of(tlv_type), domain),
-        (
-            TypeRange::Compliance | TypeRange::Infrastructure | TypeRange::Vendor,
-            _
-        ) | (TypeRange::MarketData, RelayDomain::MarketData)
-            | (
-                TypeRange::Signal | TypeRange::PortfolioRisk,
-                RelayDomain::Signal
-            )
-            | (
-                TypeRange::Execution | TypeRange::PortfolioRisk,
-                RelayDomain::Execution
-            )
+        (TypeRange::Compliance | TypeRange::Infrastructure | TypeRange::Vendor, _)
+            | (TypeRange::MarketData, RelayDomain::MarketData)
+            | (TypeRange::Signal | TypeRange::PortfolioRisk, RelayDomain::Signal)
+            | (TypeRange::Execution | TypeRange::PortfolioRisk, RelayDomain::Execution)
     )
 }
 
@@ -185,29 +177,112 @@ pub const REGISTERED: &[TypeInfo] = &[
     t(RELAY_NOTICE, "RelayNotice", B(12, 512)),
 ];
 
-static TABLE: [Option<TypeInfo>; 256] = {
-    let mut table = [None; 256];
+/// Every type number's entry, packed so a TLV costs one lookup.
+static ENTRIES: [Entry; 256] = {
+    let mut table = [Entry::UNREGISTERED; 256];
+    let mut number = 0;
+    while number < 256 {
+        let mut allowed = 0;
+        let mut domain = 0;
+        while domain < RelayDomain::ALL.len() {
+            if allowed_on(RelayDomain::ALL[domain], number as u8) {
+                allowed |= 1 << domain;
+            }
+            domain += 1;
+        }
+        table[number].allowed = allowed;
+        number += 1;
+    }
     let mut i = 0;
     while i < REGISTERED.len() {
         let info = REGISTERED[i];
-        assert!(
-            table[info.number as usize].is_none(),
-            "a type is registered twice"
-        );
-        assert!(!matches!(
-            TypeRange::of(info.number),
-            TypeRange::Invalid | TypeRange::Reserved
-        ));
-        table[info.number as usize] = Some(info);
+        let entry = &mut table[info.number as usize];
+        assert!(entry.registered == 0, "a type is registered twice");
+        assert!(!matches!(TypeRange::of(info.number), TypeRange::Invalid | TypeRange::Reserved));
+        entry.registered = i as u8 + 1;
+        (entry.min, entry.max, entry.exact, entry.formula) = match info.size {
+            SizeRule::Fixed(n) => (n, n, true, Formula::None),
+            SizeRule::Bounded(min, max) => (min, max, false, Formula::None),
+            SizeRule::Variable => (0, u16::MAX, false, Formula::None),
+            SizeRule::OrderBook => (32, (32 + 24 * MAX_BOOK_LEVELS) as u16, true, Formula::OrderBook),
+            SizeRule::Subscribe => (4, (4 + 16 * MAX_FILTERS) as u16, true, Formula::Subscribe),
+        };
         i += 1;
     }
     table
 };
 
+/// What the walker and validation need of a type number.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    /// Shortest length allowed.
+    min: u16,
+    /// Longest length allowed.
+    max: u16,
+    /// A length outside `min..=max` is a mismatch (fixed sizes and formulas), not out of bounds.
+    exact: bool,
+    /// A formula that must also hold.
+    formula: Formula,
+    /// Bit `d` is set when the type is allowed on the relay of domain `d`.
+    allowed: u8,
+    /// Index in [`REGISTERED`] plus one; 0 when the number is not registered.
+    registered: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Formula {
+    None,
+    OrderBook,
+    Subscribe,
+}
+
+impl Entry {
+    const UNREGISTERED: Entry =
+        Entry { min: 0, max: u16::MAX, exact: false, formula: Formula::None, allowed: 0, registered: 0 };
+
+    /// Checks a value's length against the type's size rule.
+    #[inline(always)]
+    pub(crate) fn check(&self, value: &[u8]) -> Result<(), SizeFault> {
+        let len = value.len();
+        if len < usize::from(self.min) || len > usize::from(self.max) {
+            return Err(if self.exact {
+                SizeFault::Mismatch
+            } else {
+                SizeFault::OutOfBounds(self.min, self.max)
+            });
+        }
+        let ok = match self.formula {
+            Formula::None => true,
+            Formula::OrderBook => order_book_levels(value).is_some(),
+            Formula::Subscribe => len == 4 + 16 * usize::from(u16::from_le_bytes([value[2], value[3]])),
+        };
+        if ok { Ok(()) } else { Err(SizeFault::Mismatch) }
+    }
+
+    /// Whether the type is allowed on a relay of `domain`.
+    #[inline(always)]
+    pub(crate) fn allowed_on(&self, domain: RelayDomain) -> bool {
+        self.allowed & (1 << domain.raw()) != 0
+    }
+
+    /// Whether the type is registered.
+    #[inline(always)]
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registered != 0
+    }
+}
+
+/// The entry of a type number.
+#[inline(always)]
+pub(crate) fn entry(tlv_type: u8) -> &'static Entry {
+    &ENTRIES[usize::from(tlv_type)]
+}
+
 /// The registered type with this number.
 #[inline]
 pub fn lookup(tlv_type: u8) -> Option<&'static TypeInfo> {
-    TABLE[usize::from(tlv_type)].as_ref()
+    let index = entry(tlv_type).registered;
+    if index == 0 { None } else { REGISTERED.get(usize::from(index) - 1) }
 }
 
 /// The name of a registered type.
@@ -225,34 +300,6 @@ pub const MAX_FILTERS: usize = 64;
 pub(crate) enum SizeFault {
     Mismatch,
     OutOfBounds(u16, u16),
-}
-
-impl SizeRule {
-    /// Checks a value against the rule.
-    #[inline]
-    pub(crate) fn check(self, value: &[u8]) -> Result<(), SizeFault> {
-        let len = value.len();
-        let ok = match self {
-            SizeRule::Fixed(n) => len == usize::from(n),
-            SizeRule::Bounded(min, max) => {
-                return if (usize::from(min)..=usize::from(max)).contains(&len) {
-                    Ok(())
-                } else {
-                    Err(SizeFault::OutOfBounds(min, max))
-                };
-            }
-            SizeRule::Variable => true,
-            SizeRule::OrderBook => order_book_levels(value).is_some(),
-            SizeRule::Subscribe => match value {
-                [_, _, lo, hi, ..] => {
-                    let n = usize::from(u16::from_le_bytes([*lo, *hi]));
-                    n <= MAX_FILTERS && len == 4 + 16 * n
-                }
-                _ => false,
-            },
-        };
-        if ok { Ok(()) } else { Err(SizeFault::Mismatch) }
-    }
 }
 
 /// `(bid_count, ask_count)` of an OrderBook value whose length meets its formula.
@@ -278,6 +325,17 @@ mod tests {
         assert_eq!(lookup(11).unwrap().size, SizeRule::Bounded(60, 208));
         assert_eq!(lookup(33), None);
         assert_eq!(lookup(109), None);
+        assert_eq!(entry(2).check(&[0; 56]), Ok(()));
+        assert_eq!(entry(2).check(&[0; 55]), Err(SizeFault::Mismatch));
+        assert_eq!(entry(11).check(&[0; 209]), Err(SizeFault::OutOfBounds(60, 208)));
+        assert_eq!(entry(116).check(&[1, 0, 1, 0]), Err(SizeFault::Mismatch));
+        assert_eq!(entry(116).check(&[1, 0, 0, 0]), Ok(()));
+        assert_eq!(entry(200).check(&[0; 1000]), Ok(()));
+        for number in 0..=255u8 {
+            for domain in RelayDomain::ALL {
+                assert_eq!(entry(number).allowed_on(*domain), allowed_on(*domain, number));
+            }
+        }
         let mut last = 0;
         for info in REGISTERED {
             assert!(info.number > last, "{} out of order", info.number);
@@ -304,15 +362,12 @@ mod tests {
         let mut book = vec![0u8; 32 + 24 * 3];
         book[12] = 2;
         book[14] = 1;
-        assert_eq!(SizeRule::OrderBook.check(&book), Ok(()));
+        assert_eq!(entry(3).check(&book), Ok(()));
         book[14] = 2;
-        assert_eq!(SizeRule::OrderBook.check(&book), Err(SizeFault::Mismatch));
+        assert_eq!(entry(3).check(&book), Err(SizeFault::Mismatch));
         // The legacy 2456-byte book: a multiple of 24 after 32, but its counts say otherwise.
         let legacy = vec![0u8; 2456];
-        assert_eq!(SizeRule::OrderBook.check(&legacy), Err(SizeFault::Mismatch));
-        assert_eq!(
-            SizeRule::OrderBook.check(&[0; 15]),
-            Err(SizeFault::Mismatch)
-        );
+        assert_eq!(entry(3).check(&legacy), Err(SizeFault::Mismatch));
+        assert_eq!(entry(3).check(&[0; 15]), Err(SizeFault::Mismatch));
     }
 }

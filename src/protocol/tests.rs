@@ -19,11 +19,7 @@ fn build(domain: RelayDomain, tlvs: &[(u8, Vec<u8>)], crc: Crc) -> Vec<u8> {
 }
 
 fn checks(domain: RelayDomain, checksum: ChecksumLevel) -> Checks {
-    Checks {
-        domain,
-        checksum,
-        strict_types: false,
-    }
+    Checks { domain, checksum, strict_types: false }
 }
 
 /// A market-data Trade frame as a legacy Kraken collector writes it: domain 0, source 3,
@@ -50,18 +46,12 @@ fn legacy_trade_frame_decodes() {
     let checks = checks(RelayDomain::MarketData, ChecksumLevel::Required);
     assert_eq!(validate(&frame, &checks), Ok(FrameKind::Data));
     let header = Header::view(&frame).unwrap();
-    assert_eq!(
-        (header.domain(), header.source(), header.sequence()),
-        (Some(RelayDomain::MarketData), 3, 5)
-    );
+    assert_eq!((header.domain(), header.source(), header.sequence()), (Some(RelayDomain::MarketData), 3, 5));
     assert_eq!(header.timestamp(), 0x8AC7_2304_89E8_0000);
     let (trade, _) = golden_trade();
     let tlv = tlvs(&frame[32..]).next().unwrap().unwrap();
     assert_eq!(tlv.decode(), Ok(Value::Trade(trade)));
-    assert_eq!(
-        routing_key(&frame[32..]).unwrap().instrument,
-        Some(trade.instrument())
-    );
+    assert_eq!(routing_key(&frame[32..]).unwrap().instrument, Some(trade.instrument()));
 
     // Our builder writes the same bytes.
     let mut buf = [0u8; 74];
@@ -74,54 +64,32 @@ fn legacy_trade_frame_decodes() {
 #[test]
 fn legacy_hello_is_a_hello_on_every_relay() {
     let hello: [u8; 32] = [
-        0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0,
+        0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
     ];
     assert_eq!(super::frame(&hello, 1065), Ok(Framing::Frame(32)));
-    for domain in [
-        RelayDomain::MarketData,
-        RelayDomain::Signal,
-        RelayDomain::Execution,
-    ] {
-        assert_eq!(
-            validate(&hello, &checks(domain, ChecksumLevel::Required)),
-            Ok(FrameKind::Hello)
-        );
+    for domain in [RelayDomain::MarketData, RelayDomain::Signal, RelayDomain::Execution] {
+        assert_eq!(validate(&hello, &checks(domain, ChecksumLevel::Required)), Ok(FrameKind::Hello));
     }
 }
 
 #[test]
 fn legacy_signal_frame_with_zero_checksum() {
-    let identity = SignalIdentity {
-        signal_id: 9,
-        strategy_id: 21,
-        signal_type: 1,
-        confidence: 80,
-        valid_for_ms: 500,
-    };
+    let identity =
+        SignalIdentity { signal_id: 9, strategy_id: 21, signal_type: 1, confidence: 80, valid_for_ms: 500 };
     let mut value = [0; 16];
     identity.emit(&mut value).unwrap();
     let mut frame = vec![
-        0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 10, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 18, 0,
-        0, 0, 0, 0, 0, 0, 20, 16,
+        0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 10, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0,
+        0, 0, 0, 20, 16,
     ];
     frame.extend_from_slice(&value);
+    assert_eq!(validate(&frame, &checks(RelayDomain::Signal, ChecksumLevel::Verify)), Ok(FrameKind::Data));
     assert_eq!(
-        validate(&frame, &checks(RelayDomain::Signal, ChecksumLevel::Verify)),
-        Ok(FrameKind::Data)
-    );
-    assert_eq!(
-        validate(
-            &frame,
-            &checks(RelayDomain::Signal, ChecksumLevel::Required)
-        )
-        .map_err(|e| e.reason()),
+        validate(&frame, &checks(RelayDomain::Signal, ChecksumLevel::Required)).map_err(|e| e.reason()),
         Err("checksum_missing")
     );
-    assert_eq!(
-        tlvs(&frame[32..]).next().unwrap().unwrap().decode(),
-        Ok(Value::SignalIdentity(identity))
-    );
+    assert_eq!(tlvs(&frame[32..]).next().unwrap().unwrap().decode(), Ok(Value::SignalIdentity(identity)));
 }
 
 #[test]
@@ -137,65 +105,31 @@ fn every_validation_reason() {
     let system = build(RelayDomain::System, &[(100, vec![0; 16])], Crc::Compute);
     assert_eq!(reason(&system, &md), Ok(FrameKind::Data));
 
-    let wrong_type = build(
-        RelayDomain::MarketData,
-        &[(200, vec![]), (40, vec![0; 48])],
-        Crc::Skip,
-    );
+    let wrong_type = build(RelayDomain::MarketData, &[(200, vec![]), (40, vec![0; 48])], Crc::Skip);
     assert_eq!(
         validate(&wrong_type, &md),
-        Err(Error::TlvTypeNotAllowed {
-            offset: 2,
-            tlv_type: 40,
-            domain: RelayDomain::MarketData
-        })
+        Err(Error::TlvTypeNotAllowed { offset: 2, tlv_type: 40, domain: RelayDomain::MarketData })
     );
     assert_eq!(
-        reason(
-            &build(RelayDomain::MarketData, &[(150, vec![])], Crc::Skip),
-            &md
-        ),
+        reason(&build(RelayDomain::MarketData, &[(150, vec![])], Crc::Skip), &md),
         Err("tlv_type_not_allowed")
     );
-    let unknown = build(
-        RelayDomain::MarketData,
-        &[(33 - 14, vec![0; 1]), (119, vec![])],
-        Crc::Skip,
-    );
+    let unknown = build(RelayDomain::MarketData, &[(33 - 14, vec![0; 1]), (119, vec![])], Crc::Skip);
     assert_eq!(reason(&unknown, &md), Ok(FrameKind::Data));
-    let strict = Checks {
-        strict_types: true,
-        ..md
-    };
+    let strict = Checks { strict_types: true, ..md };
     assert_eq!(reason(&unknown, &strict), Err("tlv_unknown_type"));
 
-    let misplaced = build(
-        RelayDomain::MarketData,
-        &[(1, golden_trade().1.to_vec()), (116, vec![1, 0, 0, 0])],
-        Crc::Skip,
-    );
+    let misplaced =
+        build(RelayDomain::MarketData, &[(1, golden_trade().1.to_vec()), (116, vec![1, 0, 0, 0])], Crc::Skip);
     assert_eq!(reason(&misplaced, &md), Err("misplaced_control"));
-    let two_controls = build(
-        RelayDomain::System,
-        &[(116, vec![1, 0, 0, 0]), (116, vec![1, 0, 0, 0])],
-        Crc::Skip,
-    );
+    let two_controls =
+        build(RelayDomain::System, &[(116, vec![1, 0, 0, 0]), (116, vec![1, 0, 0, 0])], Crc::Skip);
     assert_eq!(reason(&two_controls, &md), Err("misplaced_control"));
 
-    let mut corrupt = build(
-        RelayDomain::MarketData,
-        &[(1, golden_trade().1.to_vec())],
-        Crc::Compute,
-    );
+    let mut corrupt = build(RelayDomain::MarketData, &[(1, golden_trade().1.to_vec())], Crc::Compute);
     corrupt[40] ^= 1;
     assert_eq!(reason(&corrupt, &md), Err("checksum_mismatch"));
-    assert_eq!(
-        reason(
-            &corrupt,
-            &checks(RelayDomain::MarketData, ChecksumLevel::Off)
-        ),
-        Ok(FrameKind::Data)
-    );
+    assert_eq!(reason(&corrupt, &checks(RelayDomain::MarketData, ChecksumLevel::Off)), Ok(FrameKind::Data));
 
     let mut truncated = build(RelayDomain::MarketData, &[(200, vec![1, 2])], Crc::Skip);
     truncated[33] = 3;
@@ -206,45 +140,21 @@ fn every_validation_reason() {
 fn control_frames_are_recognised_and_only_checksummed() {
     let subscribe = build(RelayDomain::System, &[(116, vec![1, 0, 0, 0])], Crc::Skip);
     let exec = checks(RelayDomain::Execution, ChecksumLevel::Required);
-    assert_eq!(
-        validate(&subscribe, &exec),
-        Ok(FrameKind::Control { tlv_type: 116 })
-    );
+    assert_eq!(validate(&subscribe, &exec), Ok(FrameKind::Control { tlv_type: 116 }));
     // A malformed Subscribe is still a control frame: its parse is the protocol error.
-    let malformed = build(
-        RelayDomain::System,
-        &[(116, vec![9, 0, 0, 0])],
-        Crc::Compute,
-    );
-    assert_eq!(
-        validate(&malformed, &exec),
-        Ok(FrameKind::Control { tlv_type: 116 })
-    );
+    let malformed = build(RelayDomain::System, &[(116, vec![9, 0, 0, 0])], Crc::Compute);
+    assert_eq!(validate(&malformed, &exec), Ok(FrameKind::Control { tlv_type: 116 }));
     let mut corrupt = malformed.clone();
     corrupt[33 + 1] = 1;
-    assert_eq!(
-        validate(&corrupt, &exec).map_err(|e| e.reason()),
-        Err("checksum_mismatch")
-    );
+    assert_eq!(validate(&corrupt, &exec).map_err(|e| e.reason()), Err("checksum_mismatch"));
     // On another domain it is a misplaced control TLV.
-    let elsewhere = build(
-        RelayDomain::Execution,
-        &[(116, vec![1, 0, 0, 0])],
-        Crc::Compute,
-    );
-    assert_eq!(
-        validate(&elsewhere, &exec).map_err(|e| e.reason()),
-        Err("misplaced_control")
-    );
+    let elsewhere = build(RelayDomain::Execution, &[(116, vec![1, 0, 0, 0])], Crc::Compute);
+    assert_eq!(validate(&elsewhere, &exec).map_err(|e| e.reason()), Err("misplaced_control"));
 }
 
 #[test]
 fn builder_uses_extended_form_exactly_above_255() {
-    let frame = build(
-        RelayDomain::MarketData,
-        &[(200, vec![7; 255]), (201, vec![8; 256])],
-        Crc::Skip,
-    );
+    let frame = build(RelayDomain::MarketData, &[(200, vec![7; 255]), (201, vec![8; 256])], Crc::Skip);
     assert_eq!(frame.len(), 32 + 2 + 255 + 5 + 256);
     assert_eq!(&frame[32..34], &[200, 255]);
     assert_eq!(&frame[32 + 257..32 + 262], &[255, 0, 201, 0, 1]);
@@ -256,25 +166,10 @@ fn builder_uses_extended_form_exactly_above_255() {
 fn builder_errors_leave_the_frame_unchanged() {
     let mut buf = [0u8; 40];
     let mut builder = FrameBuilder::new(&mut buf, RelayDomain::Signal, 1).unwrap();
-    assert_eq!(
-        builder.tlv(0, &[]).err().map(|e| e.reason()),
-        Some("tlv_invalid_type")
-    );
-    assert_eq!(
-        builder.tlv(255, &[]).err().map(|e| e.reason()),
-        Some("tlv_invalid_type")
-    );
-    assert_eq!(
-        builder.tlv(200, &[0; 7]).err(),
-        Some(Error::BufferTooSmall {
-            needed: 41,
-            available: 40
-        })
-    );
-    assert_eq!(
-        builder.tlv(200, &vec![0; 65536]).err(),
-        Some(Error::ValueTooLong { len: 65536 })
-    );
+    assert_eq!(builder.tlv(0, &[]).err().map(|e| e.reason()), Some("tlv_invalid_type"));
+    assert_eq!(builder.tlv(255, &[]).err().map(|e| e.reason()), Some("tlv_invalid_type"));
+    assert_eq!(builder.tlv(200, &[0; 7]).err(), Some(Error::BufferTooSmall { needed: 41, available: 40 }));
+    assert_eq!(builder.tlv(200, &vec![0; 65536]).err(), Some(Error::ValueTooLong { len: 65536 }));
     builder.tlv(200, &[1; 6]).unwrap();
     assert_eq!(builder.finish(1, 2, Crc::Skip), 40);
     assert_eq!(Header::view(&buf).unwrap().payload_size(), 8);

@@ -48,17 +48,14 @@ pub fn tlvs(payload: &[u8]) -> Tlvs<'_> {
 
 impl<'a> Tlvs<'a> {
     /// Reads the TLV at `self.pos` without the size rule.
-    #[inline]
+    #[inline(always)]
     fn read(&self) -> Result<Tlv<'a>, Error> {
         let rest = &self.payload[self.pos..];
         let offset = self.pos as u32;
         let (tlv_type, len, header, extended) = match *rest {
             [255, reserved, tlv_type, lo, hi, ..] => {
                 if reserved != 0 {
-                    return Err(Error::TlvReservedNonzero {
-                        offset,
-                        value: reserved,
-                    });
+                    return Err(Error::TlvReservedNonzero { offset, value: reserved });
                 }
                 (tlv_type, usize::from(u16::from_le_bytes([lo, hi])), 5, true)
             }
@@ -69,22 +66,15 @@ impl<'a> Tlvs<'a> {
         if tlv_type == 0 || tlv_type == 255 {
             return Err(Error::TlvInvalidType { offset, tlv_type });
         }
-        let value = rest
-            .get(header..header + len)
-            .ok_or(Error::TlvTruncated { offset })?;
-        Ok(Tlv {
-            tlv_type,
-            value,
-            offset,
-            extended,
-        })
+        let value = rest.get(header..header + len).ok_or(Error::TlvTruncated { offset })?;
+        Ok(Tlv { tlv_type, value, offset, extended })
     }
 }
 
 impl<'a> Iterator for Tlvs<'a> {
     type Item = Result<Tlv<'a>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.payload.len() {
             return None;
@@ -104,26 +94,13 @@ impl<'a> Iterator for Tlvs<'a> {
 impl core::iter::FusedIterator for Tlvs<'_> {}
 
 /// Checks a TLV against the size rule of its registered type; unregistered types pass.
-#[inline]
+#[inline(always)]
 fn check_size(tlv: &Tlv<'_>) -> Result<(), Error> {
-    let Some(info) = registry::lookup(tlv.tlv_type) else {
-        return Ok(());
-    };
     let len = tlv.value.len() as u16;
     let (offset, tlv_type) = (tlv.offset, tlv.tlv_type);
-    info.size.check(tlv.value).map_err(|fault| match fault {
-        SizeFault::Mismatch => Error::TlvSizeMismatch {
-            offset,
-            tlv_type,
-            len,
-        },
-        SizeFault::OutOfBounds(min, max) => Error::TlvSizeOutOfBounds {
-            offset,
-            tlv_type,
-            len,
-            min,
-            max,
-        },
+    registry::entry(tlv_type).check(tlv.value).map_err(|fault| match fault {
+        SizeFault::Mismatch => Error::TlvSizeMismatch { offset, tlv_type, len },
+        SizeFault::OutOfBounds(min, max) => Error::TlvSizeOutOfBounds { offset, tlv_type, len, min, max },
     })
 }
 
@@ -142,9 +119,7 @@ mod tests {
     use super::*;
 
     fn walk(payload: &[u8]) -> Vec<Result<(u8, usize, bool), Error>> {
-        tlvs(payload)
-            .map(|r| r.map(|t| (t.tlv_type, t.value.len(), t.extended)))
-            .collect()
+        tlvs(payload).map(|r| r.map(|t| (t.tlv_type, t.value.len(), t.extended))).collect()
     }
 
     #[test]
@@ -153,14 +128,7 @@ mod tests {
         payload.extend_from_slice(&[255, 0, 201, 0x2C, 0x01]);
         payload.extend(std::iter::repeat_n(9, 300));
         payload.extend_from_slice(&[255, 0, 202, 2, 0, 7, 7]); // extended form of a short value
-        assert_eq!(
-            walk(&payload),
-            vec![
-                Ok((200, 3, false)),
-                Ok((201, 300, true)),
-                Ok((202, 2, true))
-            ]
-        );
+        assert_eq!(walk(&payload), vec![Ok((200, 3, false)), Ok((201, 300, true)), Ok((202, 2, true))]);
         let third = tlvs(&payload).nth(2).unwrap().unwrap();
         assert_eq!((third.offset, third.value), (310, &[7u8, 7][..]));
         assert!(walk(&[]).is_empty());
@@ -168,80 +136,31 @@ mod tests {
 
     #[test]
     fn every_walker_error_kind() {
-        assert_eq!(
-            walk(&[0, 0]),
-            vec![Err(Error::TlvInvalidType {
-                offset: 0,
-                tlv_type: 0
-            })]
-        );
+        assert_eq!(walk(&[0, 0]), vec![Err(Error::TlvInvalidType { offset: 0, tlv_type: 0 })]);
         assert_eq!(
             walk(&[200, 0, 255, 0, 255, 0, 0]),
-            vec![
-                Ok((200, 0, false)),
-                Err(Error::TlvInvalidType {
-                    offset: 2,
-                    tlv_type: 255
-                })
-            ]
+            vec![Ok((200, 0, false)), Err(Error::TlvInvalidType { offset: 2, tlv_type: 255 })]
         );
-        assert_eq!(
-            walk(&[255, 0, 0, 0, 0]),
-            vec![Err(Error::TlvInvalidType {
-                offset: 0,
-                tlv_type: 0
-            })]
-        );
+        assert_eq!(walk(&[255, 0, 0, 0, 0]), vec![Err(Error::TlvInvalidType { offset: 0, tlv_type: 0 })]);
         assert_eq!(walk(&[200]), vec![Err(Error::TlvTruncated { offset: 0 })]);
-        assert_eq!(
-            walk(&[200, 2, 1]),
-            vec![Err(Error::TlvTruncated { offset: 0 })]
-        );
-        assert_eq!(
-            walk(&[255, 0, 200, 1]),
-            vec![Err(Error::TlvTruncated { offset: 0 })]
-        );
-        assert_eq!(
-            walk(&[255, 0, 200, 2, 0, 1]),
-            vec![Err(Error::TlvTruncated { offset: 0 })]
-        );
-        assert_eq!(
-            walk(&[255, 1, 200, 0, 0]),
-            vec![Err(Error::TlvReservedNonzero {
-                offset: 0,
-                value: 1
-            })]
-        );
+        assert_eq!(walk(&[200, 2, 1]), vec![Err(Error::TlvTruncated { offset: 0 })]);
+        assert_eq!(walk(&[255, 0, 200, 1]), vec![Err(Error::TlvTruncated { offset: 0 })]);
+        assert_eq!(walk(&[255, 0, 200, 2, 0, 1]), vec![Err(Error::TlvTruncated { offset: 0 })]);
+        assert_eq!(walk(&[255, 1, 200, 0, 0]), vec![Err(Error::TlvReservedNonzero { offset: 0, value: 1 })]);
         let mut trade = vec![1, 39];
         trade.extend_from_slice(&[0; 39]);
-        assert_eq!(
-            walk(&trade),
-            vec![Err(Error::TlvSizeMismatch {
-                offset: 0,
-                tlv_type: 1,
-                len: 39
-            })]
-        );
+        assert_eq!(walk(&trade), vec![Err(Error::TlvSizeMismatch { offset: 0, tlv_type: 1, len: 39 })]);
         let mut swap = vec![11, 59];
         swap.extend_from_slice(&[0; 59]);
         assert_eq!(
             walk(&swap),
-            vec![Err(Error::TlvSizeOutOfBounds {
-                offset: 0,
-                tlv_type: 11,
-                len: 59,
-                min: 60,
-                max: 208
-            })]
+            vec![Err(Error::TlvSizeOutOfBounds { offset: 0, tlv_type: 11, len: 59, min: 60, max: 208 })]
         );
     }
 
     #[test]
     fn unregistered_types_take_any_length() {
-        assert_eq!(
-            walk(&[33, 1, 0, 119, 0]),
-            vec![Ok((33, 1, false)), Ok((119, 0, false))]
-        );
+        assert_eq!(walk(&[33, 1, 0, 119, 0]), vec![Ok((33, 1, false)), Ok((119, 0, false))]);
     }
 
     #[test]

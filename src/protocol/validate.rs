@@ -37,11 +37,7 @@ pub struct Checks {
 impl Checks {
     /// Framing, domain and TLV checks only (the MarketData defaults).
     pub const fn new(domain: RelayDomain) -> Self {
-        Checks {
-            domain,
-            checksum: ChecksumLevel::Off,
-            strict_types: false,
-        }
+        Checks { domain, checksum: ChecksumLevel::Off, strict_types: false }
     }
 }
 
@@ -82,10 +78,7 @@ pub fn validate(frame: &[u8], checks: &Checks) -> Result<FrameKind, Error> {
     }
     let domain = header.domain_byte();
     if domain != checks.domain.raw() && domain != RelayDomain::System.raw() {
-        return Err(Error::WrongDomain {
-            found: domain,
-            expected: checks.domain,
-        });
+        return Err(Error::WrongDomain { found: domain, expected: checks.domain });
     }
     for tlv in tlv::tlvs(payload) {
         let tlv = tlv?;
@@ -93,14 +86,11 @@ pub fn validate(frame: &[u8], checks: &Checks) -> Result<FrameKind, Error> {
         if tlv_type == SUBSCRIBE || tlv_type == RELAY_NOTICE {
             return Err(Error::MisplacedControl { offset, tlv_type });
         }
-        if !registry::allowed_on(checks.domain, tlv_type) {
-            return Err(Error::TlvTypeNotAllowed {
-                offset,
-                tlv_type,
-                domain: checks.domain,
-            });
+        let entry = registry::entry(tlv_type);
+        if !entry.allowed_on(checks.domain) {
+            return Err(Error::TlvTypeNotAllowed { offset, tlv_type, domain: checks.domain });
         }
-        if checks.strict_types && registry::lookup(tlv_type).is_none() {
+        if checks.strict_types && !entry.is_registered() {
             return Err(Error::TlvUnknownType { offset, tlv_type });
         }
     }

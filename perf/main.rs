@@ -1,0 +1,153 @@
+//! `torq-perf`: the figure printer. Each scenario pins itself to a core, repeats its
+//! measurement several times and prints the median.
+//!
+//! ```text
+//! cargo run --release --bin torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use torq::protocol::{Crc, VenueId};
+
+mod codec;
+
+/// Prints the relay's performance figures, pinned to one core, as medians of several runs.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Codec figures: frame construction and parsing of a 74-byte Trade frame (with and
+    /// without CRC), InstrumentId round trips, and the baseline of one crc32fast call over
+    /// the same 70 bytes.
+    Codec {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Measurements per figure; the median is reported.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
+        /// Length of one measurement, in milliseconds.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
+        millis: u64,
+        /// Core to pin to (default: the last core); `none` leaves the thread unpinned.
+        #[arg(long, default_value = "last")]
+        core: String,
+        /// Measure only the figures whose name contains this text (for profiling).
+        #[arg(long, default_value = "")]
+        only: String,
+    },
+}
+
+fn main() {
+    match Args::parse().scenario {
+        Scenario::Codec { json, runs, millis, core, only } => {
+            if let Err(message) = pin(&core) {
+                eprintln!("torq-perf: {message}");
+                std::process::exit(2);
+            }
+            codec_figures(json, &Measure { runs, length: Duration::from_millis(millis), only: &only });
+        }
+    }
+}
+
+/// Pins the current thread: `last`, `none` or a core number.
+fn pin(core: &str) -> Result<(), String> {
+    if core == "none" {
+        return Ok(());
+    }
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let id = match core {
+        "last" => ids.last().copied(),
+        number => {
+            let wanted: usize = number
+                .parse()
+                .map_err(|_| format!("--core {number}: expected a core number, `last` or `none`"))?;
+            ids.iter().copied().find(|id| id.id == wanted)
+        }
+    };
+    let id = id.ok_or_else(|| format!("--core {core}: no such core (this machine has {})", ids.len()))?;
+    if core_affinity::set_for_current(id) { Ok(()) } else { Err(format!("--core {core}: pinning failed")) }
+}
+
+/// How figures are measured: `runs` measurements of `length` each, median reported;
+/// figures whose name does not contain `only` are skipped (NaN).
+struct Measure<'a> {
+    runs: u32,
+    length: Duration,
+    only: &'a str,
+}
+
+impl Measure<'_> {
+    /// Operations per second of `op`, the median of the runs.
+    fn rate(&self, name: &'static str, mut op: impl FnMut(u64)) -> (&'static str, f64) {
+        const BATCH: u64 = 100_000;
+        if !name.contains(self.only) {
+            return (name, f64::NAN);
+        }
+        let mut rates: Vec<f64> = (0..=self.runs)
+            .map(|_| {
+                let start = Instant::now();
+                let mut done = 0u64;
+                while start.elapsed() < self.length {
+                    for i in done..done + BATCH {
+                        op(i);
+                    }
+                    done += BATCH;
+                }
+                done as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect();
+        rates.remove(0); // the first run warms caches and clocks up
+        rates.sort_by(f64::total_cmp);
+        (name, rates[rates.len() / 2])
+    }
+}
+
+fn codec_figures(json: bool, measure: &Measure<'_>) {
+    let trade = codec::sample_trade();
+    let mut buf = [0u8; 128];
+    let len = codec::construct(&mut buf, &trade, 1, Crc::Compute);
+    assert_eq!(len, 74, "the Trade frame is 74 bytes");
+    let frame = buf[..len].to_vec();
+    let with_crc = codec::market_data_checks(true);
+    let without_crc = codec::market_data_checks(false);
+    assert!(codec::parse(&frame, &with_crc).is_some(), "the sample frame parses");
+
+    let construct =
+        |buf: &mut [u8], i, crc| black_box(codec::construct(black_box(buf), black_box(&trade), i, crc));
+    let figures = [
+        measure.rate("construct_per_s", |i| _ = construct(&mut buf, i, Crc::Compute)),
+        measure.rate("construct_nocrc_per_s", |i| _ = construct(&mut buf, i, Crc::Skip)),
+        measure.rate("parse_per_s", |_| _ = black_box(codec::parse(black_box(&frame), &with_crc))),
+        measure.rate("parse_nocrc_per_s", |_| _ = black_box(codec::parse(black_box(&frame), &without_crc))),
+        measure.rate("instrument_per_s", |i| {
+            let symbol = black_box(codec::SYMBOLS[(i & 63) as usize]);
+            black_box(codec::instrument_round_trip(black_box(VenueId::Kraken), symbol));
+        }),
+        measure.rate("crc_only_per_s", |_| _ = black_box(codec::crc_only(black_box(&frame)))),
+    ];
+
+    if json {
+        let fields: Vec<String> =
+            figures.iter().map(|(name, rate)| format!("\"{name}\":{rate:.0}")).collect();
+        println!("{{{}}}", fields.join(","));
+        return;
+    }
+    println!("{:<24} {:>14} {:>10}", "figure (median)", "ops/s", "ns/op");
+    for (name, rate) in figures {
+        println!("{:<24} {:>14.0} {:>10.2}", name.trim_end_matches("_per_s"), rate, 1e9 / rate);
+    }
+    let crc_only = figures[5].1;
+    println!(
+        "with CRC vs crc_only: construct {:.2}x, parse {:.2}x (target: at most 1.30x)",
+        crc_only / figures[0].1,
+        crc_only / figures[2].1
+    );
+}
