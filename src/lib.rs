@@ -6,3 +6,5 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 pub mod protocol;
+pub mod reactor;
+pub mod relays;

@@ -1,0 +1,1 @@
+//! Socket-path safety, binding and peer credentials. (In progress.)

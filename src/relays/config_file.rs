@@ -1,0 +1,1 @@
+//! Configuration files (TOML, legacy keys accepted) and command-line flags. (In progress.)
