@@ -3,7 +3,15 @@
 //!
 //! ```text
 //! cargo run --release --bin torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
+//! torq-perf throughput --target naive|RELAY-BINARY --subscribers N --frames N [--runs N] [-- RELAY ARGS]
+//! torq-perf latency --target naive|RELAY-BINARY --rate 10000 --frames N [--runs N] [-- RELAY ARGS]
+//! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
+//! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--crc]
+//! torq-perf subscribe --socket PATH --frames N [--latency] [--ack] [--idle-ms MS]
 //! ```
+//!
+//! `throughput` and `latency` start the relay and the clients as separate processes (the
+//! other subcommands), see `perf/relay.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -11,7 +19,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use torq::protocol::{Crc, VenueId};
 
+mod clients;
 mod codec;
+mod naive;
+mod relay;
 
 /// Prints the relay's performance figures, pinned to one core, as medians of several runs.
 #[derive(Debug, Parser)]
@@ -43,17 +54,43 @@ enum Scenario {
         #[arg(long, default_value = "")]
         only: String,
     },
+    /// Relay throughput: one publisher sending 128-byte frames as fast as it can to a relay
+    /// (`--target naive` for the floor, or a relay binary) and N subscriber processes; prints
+    /// per-subscriber and aggregate frames/s and drops, per run and as medians.
+    Throughput(relay::ThroughputArgs),
+    /// Relay latency: one publisher paced at `--rate` and one subscriber recording receive
+    /// time − send time; prints p50, p90, p99, p99.9 and max in µs, per run and as medians.
+    Latency(relay::LatencyArgs),
+    /// The floor: one thread copying the bytes of the first connection that sends any (the
+    /// publisher) to every other connection, 64 KiB reads, no framing; exits when the
+    /// publisher disconnects.
+    NaiveRelay(naive::NaiveArgs),
+    /// Client process: sends the legacy hello, then `--frames` frames; prints one JSON line.
+    Publish(clients::PublishArgs),
+    /// Client process: prints `ready` once connected, counts frames (and latencies); prints
+    /// one JSON line.
+    Subscribe(clients::SubscribeArgs),
 }
 
 fn main() {
-    match Args::parse().scenario {
+    let result = match Args::parse().scenario {
         Scenario::Codec { json, runs, millis, core, only } => {
             if let Err(message) = pin(&core) {
                 eprintln!("torq-perf: {message}");
                 std::process::exit(2);
             }
             codec_figures(json, &Measure { runs, length: Duration::from_millis(millis), only: &only });
+            Ok(())
         }
+        Scenario::Throughput(args) => relay::throughput(&args),
+        Scenario::Latency(args) => relay::latency(&args),
+        Scenario::NaiveRelay(args) => naive::run(&args),
+        Scenario::Publish(args) => clients::publish(&args),
+        Scenario::Subscribe(args) => clients::subscribe(&args),
+    };
+    if let Err(message) = result {
+        eprintln!("torq-perf: {message}");
+        std::process::exit(1);
     }
 }
 

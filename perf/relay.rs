@@ -1,0 +1,377 @@
+//! `torq-perf throughput` and `torq-perf latency`: run a relay (the naive floor or a relay
+//! binary), subscriber processes and one publisher process over a fresh socket, and report
+//! what the subscribers received.
+//!
+//! One run: start the relay; wait (bounded) until its socket accepts a connection; start the
+//! subscribers and wait for each to print `ready`; run the publisher; collect each process's
+//! JSON line; stop the relay (SIGTERM, then SIGKILL after 10 s). A subscriber stops after all
+//! the frames, at end of stream, or after `--idle-ms` without a byte; one still running 10 s
+//! after that makes the driver stop the relay, so every wait is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::Value;
+
+use crate::clients::Domain;
+
+/// What to run and how: shared by `throughput` and `latency`.
+#[derive(Debug, clap::Args)]
+pub struct Setup {
+    /// `naive` (the floor: `torq-perf naive-relay`) or the path of a relay binary, started as
+    /// `<binary> --socket <tmp path> --cores <cores> --slow-consumer <policy> [ARGS after --]`.
+    #[arg(long, default_value = "naive")]
+    target: String,
+    /// The relay's cores: `none`, `0` or `0,1`, passed as `--cores`; the naive relay pins
+    /// itself to the first one.
+    #[arg(long, default_value = "none")]
+    cores: String,
+    /// Slow-consumer policy passed to a relay binary (`block`, `drop`, `disconnect`).
+    #[arg(long, default_value = "block")]
+    policy: String,
+    /// Cores for the clients, `none` or a list: the publisher takes the first, subscriber i
+    /// the (i+1)-th, wrapping around.
+    #[arg(long, default_value = "none")]
+    client_cores: String,
+    /// Domain of the published frames.
+    #[arg(long, value_enum, default_value_t = Domain::MarketData)]
+    domain: Domain,
+    /// Publish frames with their checksum computed.
+    #[arg(long)]
+    crc: bool,
+    /// Bytes per frame.
+    #[arg(long, default_value_t = 128)]
+    size: usize,
+    /// Subscribers send a Subscribe and count as ready once the relay acknowledges it (notice
+    /// 1); by default they are legacy subscribers, ready once connected.
+    #[arg(long)]
+    ack: bool,
+    /// Repeat the whole scenario this many times; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// A subscriber stops after this long without a byte (once frames have arrived).
+    #[arg(long, default_value_t = 2000)]
+    idle_ms: u64,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+    /// Further arguments for the relay binary (after `--`).
+    #[arg(last = true)]
+    relay_args: Vec<String>,
+}
+
+/// `torq-perf throughput`.
+#[derive(Debug, clap::Args)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    setup: Setup,
+    /// Subscriber processes.
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
+    /// Frames the publisher sends, as fast as it can.
+    #[arg(long, default_value_t = 5_000_000)]
+    frames: u64,
+}
+
+/// `torq-perf latency`.
+#[derive(Debug, clap::Args)]
+pub struct LatencyArgs {
+    #[command(flatten)]
+    setup: Setup,
+    /// Frames per second the publisher sends, one at a time.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// Frames the publisher sends.
+    #[arg(long, default_value_t = 50_000)]
+    frames: u64,
+}
+
+/// The JSON lines of one run.
+struct Outcome {
+    publisher: Value,
+    subscribers: Vec<Value>,
+}
+
+pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
+    let mut aggregates = Vec::new();
+    let mut slowest = Vec::new();
+    let mut publisher_rates = Vec::new();
+    println!(
+        "{} → {} subscriber(s), {} frames of {} B",
+        args.setup.target, args.subscribers, args.frames, args.setup.size
+    );
+    for run in 1..=args.setup.runs {
+        let outcome = run_once(&args.setup, args.subscribers, args.frames, None)?;
+        let sent = number(&outcome.publisher, "frames");
+        let publisher_rate = number(&outcome.publisher, "rate");
+        let mut received = 0.0;
+        let mut longest = 0.0f64;
+        let mut rates = Vec::new();
+        println!("run {run}: publisher {} frames/s", mega(publisher_rate));
+        for (i, subscriber) in outcome.subscribers.iter().enumerate() {
+            let (frames, rate) = (number(subscriber, "frames"), number(subscriber, "rate"));
+            received += frames;
+            longest = longest.max(number(subscriber, "elapsed_s"));
+            rates.push(rate);
+            println!(
+                "  subscriber {i}: {} frames/s, received {frames}, dropped {}, gaps {}, end {}",
+                mega(rate),
+                sent - frames,
+                number(subscriber, "gaps"),
+                subscriber["end"].as_str().unwrap_or("?"),
+            );
+        }
+        let aggregate = if longest > 0.0 { received / longest } else { 0.0 };
+        println!("  aggregate: {} frames/s delivered", mega(aggregate));
+        aggregates.push(aggregate);
+        slowest.push(rates.iter().copied().fold(f64::INFINITY, f64::min));
+        publisher_rates.push(publisher_rate);
+    }
+    println!(
+        "median of {} runs: aggregate {} frames/s, slowest subscriber {} frames/s, publisher {} frames/s",
+        args.setup.runs,
+        mega(median(&mut aggregates)),
+        mega(median(&mut slowest)),
+        mega(median(&mut publisher_rates)),
+    );
+    Ok(())
+}
+
+pub fn latency(args: &LatencyArgs) -> Result<(), String> {
+    const FIELDS: [&str; 5] = ["p50", "p90", "p99", "p99_9", "max"];
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); FIELDS.len()];
+    println!("{} → 1 subscriber, {} frames at {} frames/s (µs)", args.setup.target, args.frames, args.rate);
+    for run in 1..=args.setup.runs {
+        let outcome = run_once(&args.setup, 1, args.frames, Some(args.rate))?;
+        let subscriber = &outcome.subscribers[0];
+        let latency = &subscriber["latency_ns"];
+        let values: Vec<f64> = FIELDS.iter().map(|field| number(latency, field) / 1e3).collect();
+        let shown: Vec<String> = FIELDS.iter().zip(&values).map(|(f, v)| format!("{f} {v:.1}")).collect();
+        let dropped = number(&outcome.publisher, "frames") - number(subscriber, "frames");
+        println!("run {run}: {} (dropped {dropped})", shown.join(", "));
+        for (column, value) in columns.iter_mut().zip(values) {
+            column.push(value);
+        }
+    }
+    let shown: Vec<String> =
+        FIELDS.iter().zip(&mut columns).map(|(f, column)| format!("{f} {:.1}", median(column))).collect();
+    println!("median of {} runs (µs): {}", args.setup.runs, shown.join(", "));
+    Ok(())
+}
+
+fn number(value: &Value, field: &str) -> f64 {
+    value[field].as_f64().unwrap_or(f64::NAN)
+}
+
+fn mega(rate: f64) -> String {
+    format!("{:.2} M", rate / 1e6)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Which process a line of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Publisher,
+    Subscriber(usize),
+}
+
+/// A line of a client's output, `None` when it closed its output.
+type Line = (Who, Option<String>);
+
+/// The processes of one run; dropping it stops whatever still runs and removes the directory.
+struct Run {
+    dir: PathBuf,
+    relay: Option<Child>,
+    clients: Vec<Child>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        for child in self.clients.iter_mut().chain(&mut self.relay) {
+            if matches!(child.try_wait(), Ok(None)) {
+                _ = child.kill();
+            }
+            _ = child.wait();
+        }
+        _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -> Result<Outcome, String> {
+    let deadline = Instant::now() + Duration::from_secs(setup.timeout_s);
+    let dir = fresh_dir()?;
+    let socket = dir.join("relay.sock");
+    let mut run = Run { dir, relay: None, clients: Vec::new() };
+    let relay = run.relay.insert(start_relay(setup, &socket)?);
+    wait_for_socket(&socket, relay, Instant::now() + Duration::from_secs(10))?;
+
+    let (lines, received) = crossbeam_channel::unbounded();
+    let client_cores: Vec<&str> = setup.client_cores.split(',').collect();
+    let core = |i: usize| client_cores[i % client_cores.len()];
+    let common = |command: &mut Command, core: &str| {
+        command.arg("--socket").arg(&socket).args(["--frames", &frames.to_string(), "--core", core]);
+    };
+    for i in 0..subscribers {
+        let mut command = Command::new(current_exe()?);
+        command.arg("subscribe").args(["--idle-ms", &setup.idle_ms.to_string()]);
+        common(&mut command, core(i + 1));
+        command.args(rate.map(|_| "--latency")).args(setup.ack.then_some("--ack"));
+        run.clients.push(spawn(command, Who::Subscriber(i), &lines)?);
+    }
+    for _ in 0..subscribers {
+        match next_line(&received, deadline.min(Instant::now() + Duration::from_secs(10)))? {
+            Some((Who::Subscriber(_), Some(line))) if line == "ready" => {}
+            Some((who, line)) => return Err(format!("{who:?} said {line:?} instead of `ready`")),
+            None => return Err("the subscribers were not ready within 10 s".to_string()),
+        }
+    }
+
+    let mut command = Command::new(current_exe()?);
+    command.arg("publish").args(["--size", &setup.size.to_string()]);
+    command.args(["--domain", if setup.domain == Domain::Execution { "execution" } else { "market-data" }]);
+    common(&mut command, core(0));
+    command.args(setup.crc.then_some("--crc"));
+    if let Some(rate) = rate {
+        command.args(["--rate", &rate.to_string()]);
+    }
+    run.clients.push(spawn(command, Who::Publisher, &lines)?);
+    drop(lines);
+
+    let mut publisher = None;
+    let mut results = vec![None; subscribers];
+    let mut stop_at = deadline;
+    let mut relay_stopped = false;
+    while publisher.is_none() || results.iter().any(Option::is_none) {
+        let Some((who, output)) = next_line(&received, stop_at)? else {
+            if publisher.is_none() || relay_stopped || Instant::now() >= deadline {
+                return Err(format!("run timed out (--timeout-s {})", setup.timeout_s));
+            }
+            // The subscribers still running have seen no end of stream: stop the relay.
+            relay_stopped = true;
+            stop_at = deadline.min(Instant::now() + Duration::from_secs(20));
+            stop(run.relay.as_mut().expect("started"));
+            continue;
+        };
+        let reported = match who {
+            Who::Publisher => publisher.is_some(),
+            Who::Subscriber(i) => results[i].is_some(),
+        };
+        let line = match output {
+            Some(line) => line,
+            None if reported => continue,
+            None => return Err(format!("{who:?} exited without its report")),
+        };
+        let value: Value =
+            serde_json::from_str(&line).map_err(|e| format!("{who:?} printed {line:?}: {e}"))?;
+        match who {
+            Who::Publisher => {
+                publisher = Some(value);
+                let grace = Duration::from_millis(setup.idle_ms) + Duration::from_secs(10);
+                stop_at = deadline.min(Instant::now() + grace);
+            }
+            Who::Subscriber(i) => results[i] = Some(value),
+        }
+    }
+    let status = stop(run.relay.as_mut().expect("started"));
+    if !status.is_some_and(|status| status.success()) {
+        eprintln!("torq-perf: the relay exited with {status:?}");
+    }
+    Ok(Outcome {
+        publisher: publisher.unwrap_or_default(),
+        subscribers: results.into_iter().flatten().collect(),
+    })
+}
+
+fn current_exe() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("where is torq-perf: {e}"))
+}
+
+/// A new, empty directory under the system's temp directory.
+fn fresh_dir() -> Result<PathBuf, String> {
+    let nanos = crate::clients::epoch_ns();
+    let dir = std::env::temp_dir().join(format!("torq-perf-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn start_relay(setup: &Setup, socket: &Path) -> Result<Child, String> {
+    let mut command = if setup.target == "naive" {
+        let mut command = Command::new(current_exe()?);
+        let core = setup.cores.split(',').next().unwrap_or("none");
+        command.arg("naive-relay").args(["--core", core]);
+        command
+    } else {
+        let mut command = Command::new(&setup.target);
+        command.args(["--cores", &setup.cores, "--slow-consumer", &setup.policy]);
+        command
+    };
+    command.arg("--socket").arg(socket).args(&setup.relay_args).stdin(Stdio::null());
+    command.spawn().map_err(|e| format!("start {}: {e}", setup.target))
+}
+
+/// Waits until `socket` accepts a connection (the probe connects and closes at once).
+fn wait_for_socket(socket: &Path, relay: &mut Child, deadline: Instant) -> Result<(), String> {
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = relay.try_wait() {
+            return Err(format!("the relay exited with {status} before accepting connections"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{} accepted no connection within 10 s", socket.display()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts a client whose stdout lines go to `lines`, tagged with `who`.
+fn spawn(mut command: Command, who: Who, lines: &Sender<Line>) -> Result<Child, String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start {who:?}: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let lines = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            _ = lines.send((who, Some(line)));
+        }
+        _ = lines.send((who, None));
+    });
+    Ok(child)
+}
+
+/// The next line a client printed, or `None` when the deadline passes first.
+fn next_line(lines: &Receiver<Line>, deadline: Instant) -> Result<Option<Line>, String> {
+    match lines.recv_deadline(deadline) {
+        Ok(line) => Ok(Some(line)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(RecvTimeoutError::Disconnected) => Err("every client has exited".to_string()),
+    }
+}
+
+/// SIGTERM, then SIGKILL if the process is still running 10 s later; its exit status.
+fn stop(child: &mut Child) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    _ = child.kill();
+    child.wait().ok()
+}

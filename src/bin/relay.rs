@@ -1,0 +1,12 @@
+//! `relay --config FILE`: a relay configured by a TOML file (legacy keys accepted).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use torq::relays::{RelayArgs, StartError, exit_code, init_logging, run};
+
+fn main() -> ExitCode {
+    let args = RelayArgs::parse();
+    init_logging(args.log_level.filter(), args.json_logs);
+    exit_code(args.resolve().map_err(StartError::from).and_then(|(engine, relays)| run(engine, relays)))
+}
