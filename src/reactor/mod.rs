@@ -144,6 +144,9 @@ struct Conn {
     blocking: Vec<PublisherId>,
     blocked_since: Option<Instant>,
     close: Option<&'static str>,
+    /// The peer stopped reading (a write failed): nothing more is queued to it, but what it
+    /// sent before closing is still read and forwarded.
+    write_dead: bool,
     last_sent: Instant,
     frames_sent: u64,
     last_reject_log: Option<Instant>,
@@ -161,6 +164,8 @@ pub(crate) struct Reactor {
     /// Messages for other reactors that did not fit their inbox, in order.
     pending: Vec<VecDeque<Msg>>,
     next_target: usize,
+    /// Publishers not read while `pending` was not empty; read again once it drains.
+    parked: Vec<usize>,
     stopping: bool,
     done_from: usize,
     stop_deadline: Option<Instant>,
@@ -186,6 +191,7 @@ impl Reactor {
             ready: VecDeque::new(),
             pending: (0..reactors).map(|_| VecDeque::new()).collect(),
             next_target: 0,
+            parked: Vec::new(),
             stopping: false,
             done_from: 0,
             stop_deadline: None,
@@ -343,6 +349,7 @@ impl Reactor {
             blocking: Vec::new(),
             blocked_since: None,
             close: None,
+            write_dead: false,
             last_sent: Instant::now(),
             frames_sent: 0,
             last_reject_log: None,
@@ -423,6 +430,9 @@ impl Reactor {
                 let _ = self.shared.wakers[target].wake();
             }
         }
+        if !self.parked.is_empty() && self.pending.iter().all(VecDeque::is_empty) {
+            self.ready.extend(self.parked.drain(..));
+        }
     }
 
     fn read_ready(&mut self) {
@@ -441,7 +451,11 @@ impl Reactor {
         let blocked = self.pending.iter().any(|p| !p.is_empty());
         let budget = self.shared.engine.read_budget;
         let Some(conn) = self.conns.get_mut(token) else { return false };
-        if conn.close.is_some() || conn.paused > 0 || blocked || self.stopping {
+        if conn.close.is_some() || conn.paused > 0 || self.stopping {
+            return false;
+        }
+        if blocked {
+            self.parked.push(token);
             return false;
         }
         let mut read = 0;
@@ -492,6 +506,7 @@ impl Reactor {
         let mut notices: Vec<(u16, u64, String)> = Vec::new();
         let mut pos = 0;
         let mut close = None;
+        let mut force_notices = false;
         let auditing = relay.audit.is_some();
         while pos < conn.filled && close.is_none() {
             let len = match frame(&conn.rbuf[pos..conn.filled], config.max_message_size) {
@@ -504,7 +519,9 @@ impl Reactor {
                         config.name, conn.id, conn.peer
                     );
                     relay.metrics.protocol_errors.fetch_add(1, Relaxed);
-                    notices.push((session::PROTOCOL_ERROR, 0, reason.to_string()));
+                    if conn.session.wants_notices() {
+                        notices.push((session::PROTOCOL_ERROR, 0, reason.to_string()));
+                    }
                     close = Some("protocol error");
                     break;
                 }
@@ -553,6 +570,7 @@ impl Reactor {
                     relay.metrics.protocol_errors.fetch_add(1, Relaxed);
                     // A malformed Subscribe gets notice 3 whatever its options said.
                     notices.push((session::PROTOCOL_ERROR, sequence, reason.to_string()));
+                    force_notices = true;
                     close = Some("protocol error");
                     audit::Outcome::Rejected(reason.token())
                 }
@@ -600,8 +618,11 @@ impl Reactor {
                 warn!("{}: the audit writer has stopped", config.name);
             }
         }
-        for (code, sequence, text) in notices {
-            self.notice(token, code, sequence, &text);
+        if !notices.is_empty() {
+            for (code, sequence, text) in notices {
+                self.notice(token, code, sequence, &text, force_notices);
+            }
+            self.flush(token);
         }
         if let Some(batch) = batch {
             self.deliver(&batch, Some(token));
@@ -761,7 +782,15 @@ impl Reactor {
                 }
             }
         }
-        let want_writable = !conn.out.is_empty() && !failed;
+        if failed {
+            // Read what the peer sent before it went away; the read path closes at EOF.
+            conn.write_dead = true;
+            conn.out.clear();
+            conn.queued = 0;
+            conn.written = 0;
+            self.ready.push_back(token);
+        }
+        let want_writable = !conn.out.is_empty();
         if want_writable != conn.writable_interest {
             let interest =
                 if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -776,18 +805,15 @@ impl Reactor {
         } else {
             Vec::new()
         };
-        if failed {
-            self.close(token, "write failed");
-        }
         for publisher in release {
             self.send(publisher.reactor, Msg::Resume(publisher));
         }
     }
 
-    /// Queues a RelayNotice to a connection that asked for them (code 3 always).
-    fn notice(&mut self, token: usize, code: u16, sequence: u64, text: &str) {
+    /// Queues a RelayNotice to a connection that asked for them, or to any when `force`d.
+    fn notice(&mut self, token: usize, code: u16, sequence: u64, text: &str, force: bool) {
         let Some(conn) = self.conns.get_mut(token) else { return };
-        if !conn.session.wants_notices() && code != session::PROTOCOL_ERROR {
+        if !conn.session.wants_notices() && !force {
             return;
         }
         let config = &self.shared.relays[conn.relay].config;
@@ -861,13 +887,13 @@ impl Reactor {
                     self.close(token, "stalled");
                 }
                 Work::Dropped((count, first)) => {
-                    self.notice(token, session::DROPPED, first, &format!("dropped={count}"));
+                    self.notice(token, session::DROPPED, first, &format!("dropped={count}"), false);
                     self.flush(token);
                 }
                 Work::Merged(rejects, drops) => {
                     let text = format!("merged rejected={rejects} dropped={drops}");
                     let code = if rejects > 0 { session::REJECTED } else { session::DROPPED };
-                    self.notice(token, code, 0, &text);
+                    self.notice(token, code, 0, &text, false);
                     self.flush(token);
                 }
                 Work::Heartbeat(frames_sent) => {
@@ -919,7 +945,7 @@ impl Reactor {
         }
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
-            self.notice(token, session::STOPPING, 0, "relay stopping");
+            self.notice(token, session::STOPPING, 0, "relay stopping", false);
             self.flush(token);
         }
         for target in 0..self.shared.inboxes.len() {

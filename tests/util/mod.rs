@@ -1,0 +1,228 @@
+//! Helpers for the integration tests: relay processes on private sockets, clients, frames.
+//! Every wait is bounded; nothing sleeps to synchronise.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use torq::protocol::{Crc, FrameBuilder, Header, RelayDomain, RelayNotice, Subscribe, Tlv, Value, tlvs};
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The legacy hello, byte for byte.
+pub const LEGACY_HELLO: [u8; 32] = [
+    0xEF, 0xBE, 0xAD, 0xDE, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,
+];
+
+/// A fresh private directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "torq-it-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A relay binary running on a private socket.
+pub struct Relay {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Relay {
+    /// Starts `binary` (e.g. `env!("CARGO_BIN_EXE_market_data_relay")`) with two unpinned
+    /// reactors on a private socket, plus `args`; returns once the socket accepts.
+    pub fn start(binary: &str, args: &[&str]) -> Relay {
+        let dir = temp_dir("relay");
+        let socket = dir.join("relay").join("relay.sock");
+        let child = Command::new(binary)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--cores", "none:2", "--log-level", "debug"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("relay.log")).unwrap()))
+            .spawn()
+            .expect("the relay starts");
+        let mut relay = Relay { child, socket, dir };
+        relay.wait_ready();
+        relay
+    }
+
+    /// Waits (bounded) until the socket accepts a connection.
+    pub fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the relay exited with {status}: {}", self.log());
+            }
+            assert!(start.elapsed() < WAIT, "the relay did not open {}", self.socket.display());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A new client connection.
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// The relay's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("relay.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < WAIT, "the relay did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- relay log ---\n{}--- end of relay log ---", self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One client connection with a frame reader.
+pub struct Client {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).expect("connect to the relay");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to the relay");
+    }
+
+    /// Sends a Subscribe frame and, when it asked for notices, waits for notice 1.
+    pub fn subscribe(&mut self, subscribe: &Subscribe) {
+        self.send(&subscribe_frame(subscribe));
+        if subscribe.options & torq::protocol::OPTION_NOTICES != 0 {
+            let (code, _, text) = self.notice();
+            assert_eq!(code, 1, "expected the subscribed notice, got {code}: {text}");
+        }
+    }
+
+    /// The next whole frame, waiting at most [`WAIT`]; `None` at end of stream.
+    pub fn try_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if self.buf.len() >= 32 {
+                let len = 32 + Header::view(&self.buf).unwrap().payload_size() as usize;
+                if self.buf.len() >= len {
+                    let rest = self.buf.split_off(len);
+                    return Ok(Some(std::mem::replace(&mut self.buf, rest)));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next frame; panics on end of stream or timeout.
+    pub fn frame(&mut self) -> Vec<u8> {
+        self.try_frame().expect("a frame within the wait").expect("a frame before end of stream")
+    }
+
+    /// The next frame, which must be a RelayNotice: (code, sequence, text).
+    pub fn notice(&mut self) -> (u16, u64, String) {
+        let frame = self.frame();
+        notice_of(&frame).unwrap_or_else(|| panic!("expected a notice, got {:?}", Header::view(&frame)))
+    }
+
+    /// Waits (bounded) until the relay closes this connection; frames before that are returned.
+    pub fn until_closed(&mut self) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        loop {
+            match self.try_frame() {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => return frames,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return frames,
+                Err(e) => panic!("the connection was not closed within the wait: {e}"),
+            }
+        }
+    }
+}
+
+/// The (code, sequence, text) of a RelayNotice frame.
+pub fn notice_of(frame: &[u8]) -> Option<(u16, u64, String)> {
+    let first: Tlv<'_> = tlvs(&frame[32..]).next()?.ok()?;
+    match first.decode().ok()? {
+        Value::RelayNotice(RelayNotice { code, sequence, text }) => Some((code, sequence, text.to_string())),
+        _ => None,
+    }
+}
+
+/// Builds a frame with these TLVs.
+pub fn build(domain: RelayDomain, source: u8, sequence: u64, tlvs: &[(u8, &[u8])], crc: Crc) -> Vec<u8> {
+    let mut buf = vec![0; 64 + tlvs.iter().map(|(_, v)| 5 + v.len()).sum::<usize>()];
+    let mut builder = FrameBuilder::new(&mut buf, domain, source).unwrap();
+    for (t, v) in tlvs {
+        builder.tlv(*t, v).unwrap();
+    }
+    let len = builder.finish(sequence, 1_700_000_000_000_000_000 + sequence, crc);
+    buf.truncate(len);
+    buf
+}
+
+/// A market-data frame routed by a vendor TLV, padded to `size` bytes (at least 34).
+pub fn md_frame(source: u8, sequence: u64, size: usize) -> Vec<u8> {
+    let pad = vec![sequence as u8; size - 34];
+    build(RelayDomain::MarketData, source, sequence, &[(200, &pad)], Crc::Compute)
+}
+
+/// A Subscribe control frame.
+pub fn subscribe_frame(subscribe: &Subscribe) -> Vec<u8> {
+    let mut value = vec![0; subscribe.encoded_len()];
+    subscribe.emit(&mut value).unwrap();
+    build(RelayDomain::System, 99, 0, &[(116, &value)], Crc::Compute)
+}
+
+/// Sequence of a frame.
+pub fn sequence_of(frame: &[u8]) -> u64 {
+    Header::view(frame).unwrap().sequence()
+}
+
+/// Source of a frame.
+pub fn source_of(frame: &[u8]) -> u8 {
+    Header::view(frame).unwrap().source()
+}
