@@ -226,3 +226,105 @@ pub fn sequence_of(frame: &[u8]) -> u64 {
 pub fn source_of(frame: &[u8]) -> u8 {
     Header::view(frame).unwrap().source()
 }
+
+// Helpers added for tests/relay_policies.rs.
+
+impl Relay {
+    /// Starts `binary` with exactly `args` (nothing added), its stderr in `dir/relay.log`, and
+    /// waits (bounded) until `socket` accepts a connection.
+    pub fn spawn(binary: &str, args: &[&str], socket: PathBuf, dir: PathBuf) -> Relay {
+        let child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("relay.log")).unwrap()))
+            .spawn()
+            .expect("the relay starts");
+        let mut relay = Relay { child, socket, dir };
+        relay.wait_ready();
+        relay
+    }
+
+    /// Starts `relay --config FILE --log-level debug` where FILE is `toml` with `@SOCKET@`
+    /// replaced by a private socket path and `@DIR@` by a private directory; returns once the
+    /// socket accepts.
+    pub fn start_config(binary: &str, toml: &str) -> Relay {
+        let dir = temp_dir("relay-config");
+        let socket = dir.join("relay").join("relay.sock");
+        let text = toml.replace("@SOCKET@", socket.to_str().unwrap()).replace("@DIR@", dir.to_str().unwrap());
+        let file = dir.join("relay.toml");
+        std::fs::write(&file, text).unwrap();
+        let args = ["--config", file.to_str().unwrap(), "--log-level", "debug"];
+        Relay::spawn(binary, &args, socket, dir)
+    }
+
+    /// Waits (bounded) until `path` accepts a connection too.
+    pub fn wait_socket(&mut self, path: &Path) {
+        let start = Instant::now();
+        while UnixStream::connect(path).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the relay exited with {status}: {}", self.log());
+            }
+            assert!(start.elapsed() < WAIT, "the relay did not open {}", path.display());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (bounded) until the log holds `needle` at least `count` times; returns the log.
+    pub fn wait_log(&self, needle: &str, count: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(start.elapsed() < WAIT, "the log did not show {needle:?} {count} times:\n{log}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status; unlike [`Relay::stop`] the relay
+    /// (and its log) stays available.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < WAIT, "the relay did not exit: {}", self.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Client {
+    /// A second handle on the same connection (e.g. to read on another thread while this one
+    /// writes), with its own frame buffer.
+    pub fn try_clone(&self) -> Client {
+        let stream = self.stream.try_clone().expect("clone the connection");
+        Client { stream, buf: Vec::new() }
+    }
+}
+
+/// Waits (bounded) for a child process to exit.
+pub fn wait_child(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() >= WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not exit within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
