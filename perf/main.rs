@@ -24,7 +24,7 @@ mod codec;
 mod naive;
 mod relay;
 
-/// Prints the relay's performance figures, pinned to one core, as medians of several runs.
+/// Prints the relay's performance figures as medians of several runs.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -54,7 +54,7 @@ enum Scenario {
         #[arg(long, default_value = "")]
         only: String,
     },
-    /// Relay throughput: one publisher sending 128-byte frames as fast as it can to a relay
+    /// Relay throughput: one publisher sending frames (128 bytes) as fast as it can to a relay
     /// (`--target naive` for the floor, or a relay binary) and N subscriber processes; prints
     /// per-subscriber and aggregate frames/s and drops, per run and as medians.
     Throughput(relay::ThroughputArgs),

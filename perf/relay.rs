@@ -25,8 +25,8 @@ pub struct Setup {
     /// `<binary> --socket <tmp path> --cores <cores> --slow-consumer <policy> [ARGS after --]`.
     #[arg(long, default_value = "naive")]
     target: String,
-    /// The relay's cores: `none`, `0` or `0,1`, passed as `--cores`; the naive relay pins
-    /// itself to the first one.
+    /// The relay's cores, passed as `--cores` (`none`, `none:2`, `0`, `0,1`); the naive relay
+    /// pins itself to the first core of a list.
     #[arg(long, default_value = "none")]
     cores: String,
     /// Slow-consumer policy passed to a relay binary (`block`, `drop`, `disconnect`).
@@ -58,7 +58,8 @@ pub struct Setup {
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
-    /// Further arguments for the relay binary (after `--`).
+    /// Further arguments for the relay binary (after `--`); `{dir}` stands for the run's fresh
+    /// temporary directory (e.g. `-- --audit-file {dir}/audit.log -l warn`).
     #[arg(last = true)]
     relay_args: Vec<String>,
 }
@@ -68,7 +69,7 @@ pub struct Setup {
 pub struct ThroughputArgs {
     #[command(flatten)]
     setup: Setup,
-    /// Subscriber processes.
+    /// Subscriber processes (0 measures the publisher against the relay alone).
     #[arg(long, default_value_t = 1)]
     subscribers: usize,
     /// Frames the publisher sends, as fast as it can.
@@ -127,7 +128,7 @@ pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
         let aggregate = if longest > 0.0 { received / longest } else { 0.0 };
         println!("  aggregate: {} frames/s delivered", mega(aggregate));
         aggregates.push(aggregate);
-        slowest.push(rates.iter().copied().fold(f64::INFINITY, f64::min));
+        slowest.push(rates.iter().copied().reduce(f64::min).unwrap_or(f64::NAN));
         publisher_rates.push(publisher_rate);
     }
     println!(
@@ -304,7 +305,7 @@ fn fresh_dir() -> Result<PathBuf, String> {
 fn start_relay(setup: &Setup, socket: &Path) -> Result<Child, String> {
     let mut command = if setup.target == "naive" {
         let mut command = Command::new(current_exe()?);
-        let core = setup.cores.split(',').next().unwrap_or("none");
+        let core = setup.cores.split(',').next().filter(|core| !core.starts_with("none")).unwrap_or("none");
         command.arg("naive-relay").args(["--core", core]);
         command
     } else {
@@ -312,7 +313,9 @@ fn start_relay(setup: &Setup, socket: &Path) -> Result<Child, String> {
         command.args(["--cores", &setup.cores, "--slow-consumer", &setup.policy]);
         command
     };
-    command.arg("--socket").arg(socket).args(&setup.relay_args).stdin(Stdio::null());
+    let dir = socket.parent().unwrap_or(Path::new(".")).display().to_string();
+    command.arg("--socket").arg(socket).stdin(Stdio::null());
+    command.args(setup.relay_args.iter().map(|arg| arg.replace("{dir}", &dir)));
     command.spawn().map_err(|e| format!("start {}: {e}", setup.target))
 }
 

@@ -170,6 +170,10 @@ pub(crate) struct Reactor {
     done_from: usize,
     stop_deadline: Option<Instant>,
     scratch: Vec<u8>,
+    /// Reused by `deliver`: the subscribers it queued to, and one subscriber's runs of
+    /// consecutive frames (start, end, frames, first sequence, last sequence).
+    touched: Vec<usize>,
+    runs: Vec<(usize, usize, u32, u64, u64)>,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -196,6 +200,8 @@ impl Reactor {
             done_from: 0,
             stop_deadline: None,
             scratch: vec![0; 1024],
+            touched: Vec::new(),
+            runs: Vec::new(),
         }
     }
 
@@ -645,7 +651,8 @@ impl Reactor {
     fn deliver(&mut self, batch: &Arc<Batch>, origin: Option<usize>) {
         let relay = &self.shared.relays[batch.relay];
         let (policy, bound) = (relay.config.policy, relay.config.queue_bytes);
-        let mut touched = Vec::new();
+        let mut touched = std::mem::take(&mut self.touched);
+        let mut runs = std::mem::take(&mut self.runs);
         let mut pauses = Vec::new();
         for (token, conn) in self.conns.iter_mut() {
             if conn.relay != batch.relay
@@ -657,7 +664,7 @@ impl Reactor {
             }
             let mut charged = false;
             let mut run: Option<(usize, usize, u32, u64, u64)> = None; // start, end, frames, first seq, last seq
-            let mut runs = Vec::new();
+            runs.clear();
             for meta in &batch.frames {
                 let (start, end) = (meta.offset as usize, (meta.offset + meta.len) as usize);
                 if !conn.session.wants(&meta.route) {
@@ -675,7 +682,7 @@ impl Reactor {
                 };
             }
             runs.extend(run);
-            for (start, end, frames, first, last) in runs {
+            for &(start, end, frames, first, last) in &runs {
                 let len = end - start;
                 // A small part of a large buffer is copied so it does not pin the buffer.
                 let (data, charge) = if len * 8 < batch.bytes.len() {
@@ -727,12 +734,15 @@ impl Reactor {
         for publisher in pauses {
             self.send(publisher.reactor, Msg::Pause(publisher));
         }
-        for token in touched {
+        for &token in &touched {
             self.flush(token);
             if self.conns.get(token).is_some_and(|c| c.close == Some("slow consumer")) {
                 self.close(token, "slow consumer");
             }
         }
+        touched.clear();
+        self.touched = touched;
+        self.runs = runs;
     }
 
     /// Writes as much of a connection's queue as the socket takes.
