@@ -4,9 +4,15 @@
 //!
 //! One run: start the relay; wait (bounded) until its socket accepts a connection; start the
 //! subscribers and wait for each to print `ready`; run the publisher; collect each process's
-//! JSON line; stop the relay (SIGTERM, then SIGKILL after 10 s). A subscriber stops after all
-//! the frames, at end of stream, or after `--idle-ms` without a byte; one still running 10 s
-//! after that makes the driver stop the relay, so every wait is bounded.
+//! JSON line; stop the relay (a relay binary gets SIGTERM; the naive relay exits when its
+//! publisher has gone; SIGKILL after 10 s). A subscriber stops after all the frames, at end of
+//! stream, or after `--idle-ms` without a byte; one still running 10 s after that makes the
+//! driver stop the relay, so every wait is bounded.
+//!
+//! Subscribers print `ready` once connected: connections wait in the listener's queue in the
+//! order they were made, so a relay that accepts and registers them in that order (the naive
+//! relay does) has every subscriber in place before the publisher's first frame. With `--ack`
+//! they wait for the relay's acknowledgement of a Subscribe instead.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -257,7 +263,7 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
             // The subscribers still running have seen no end of stream: stop the relay.
             relay_stopped = true;
             stop_at = deadline.min(Instant::now() + Duration::from_secs(20));
-            stop(run.relay.as_mut().expect("started"));
+            stop(run.relay.as_mut().expect("started"), true);
             continue;
         };
         let reported = match who {
@@ -280,7 +286,8 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
             Who::Subscriber(i) => results[i] = Some(value),
         }
     }
-    let status = stop(run.relay.as_mut().expect("started"));
+    // The naive relay exits by itself once the publisher has gone; a relay binary is told to.
+    let status = stop(run.relay.as_mut().expect("started"), setup.target != "naive");
     if !status.is_some_and(|status| status.success()) {
         eprintln!("torq-perf: the relay exited with {status:?}");
     }
@@ -362,12 +369,15 @@ fn next_line(lines: &Receiver<Line>, deadline: Instant) -> Result<Option<Line>, 
     }
 }
 
-/// SIGTERM, then SIGKILL if the process is still running 10 s later; its exit status.
-fn stop(child: &mut Child) -> Option<ExitStatus> {
+/// SIGTERM when `terminate`, then SIGKILL if the process is still running 10 s later; its
+/// exit status.
+fn stop(child: &mut Child, terminate: bool) -> Option<ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
         return Some(status);
     }
-    _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    if terminate {
+        _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {

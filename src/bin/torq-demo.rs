@@ -167,7 +167,8 @@ fn spawn_publisher(
                 continue;
             }
             batch.clear();
-            for _ in sent..due.min(sent + 512) {
+            let until = due.min(sent + 512);
+            while sent < until {
                 sent += 1;
                 let len = build(&mut frame, domain, sent, &btc);
                 batch.extend_from_slice(&frame[..len]);
@@ -187,7 +188,7 @@ fn build(buf: &mut [u8], domain: RelayDomain, sequence: u64, btc: &InstrumentId)
         RelayDomain::MarketData => {
             let trade = Trade {
                 asset_id: btc.asset_id,
-                price: 97_000_0000_0000 + (sequence % 1000) as i64 * 1_000_000,
+                price: 9_700_000_000_000 + (sequence % 1000) as i64 * 1_000_000,
                 volume: 1_000_000,
                 execution_timestamp_ns: now,
                 venue: btc.venue,
@@ -221,7 +222,7 @@ fn build(buf: &mut [u8], domain: RelayDomain, sequence: u64, btc: &InstrumentId)
                 side: 0,
                 order_type: 1,
                 time_in_force: 0,
-                price: 97_000_0000_0000,
+                price: 9_700_000_000_000,
                 quantity: 1_000_000,
                 strategy_id: 21,
             };

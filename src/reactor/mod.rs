@@ -20,8 +20,8 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::protocol::{Crc, FrameBuilder, Framing, Heartbeat, RelayDomain, frame};
-use crate::relays::session::{self, Consumed, Route, Session, Verdict};
+use crate::protocol::{Crc, FrameBuilder, Framing, Header, Heartbeat, RelayDomain, frame};
+use crate::relays::session::{self, Consumed, Session, Verdict};
 use crate::relays::{EngineConfig, Metrics, Policy, Reason, RelayConfig, audit};
 use socket::Peer;
 
@@ -101,7 +101,6 @@ pub(crate) struct Batch {
 struct Meta {
     offset: u32,
     len: u32,
-    route: Route,
 }
 
 /// Bytes queued to a subscriber.
@@ -113,8 +112,6 @@ struct Out {
     charge: usize,
     /// Data frames in the entry (0 for notices and heartbeats).
     frames: u32,
-    /// First and last sequence of the data frames (for the loss report at stop).
-    sequences: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -171,9 +168,9 @@ pub(crate) struct Reactor {
     stop_deadline: Option<Instant>,
     scratch: Vec<u8>,
     /// Reused by `deliver`: the subscribers it queued to, and one subscriber's runs of
-    /// consecutive frames (start, end, frames, first sequence, last sequence).
+    /// consecutive frames (start, end, frames).
     touched: Vec<usize>,
-    runs: Vec<(usize, usize, u32, u64, u64)>,
+    runs: Vec<(usize, usize, u32)>,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -537,8 +534,8 @@ impl Reactor {
             let (source, sequence) = header.map_or((0, 0), |h| (h.source(), h.sequence()));
             let verdict = conn.session.judge(bytes, config);
             let outcome = match &verdict {
-                Verdict::Forward(route) => {
-                    frames.push(Meta { offset: pos as u32, len: len as u32, route: *route });
+                Verdict::Forward => {
+                    frames.push(Meta { offset: pos as u32, len: len as u32 });
                     audit::Outcome::Accepted
                 }
                 Verdict::Consumed(Consumed::Hello) => audit::Outcome::Hello,
@@ -658,75 +655,95 @@ impl Reactor {
             if conn.relay != batch.relay
                 || Some(token) == origin
                 || conn.close.is_some()
+                || conn.write_dead
                 || !conn.session.subscribes()
             {
                 continue;
             }
-            let mut charged = false;
-            let mut run: Option<(usize, usize, u32, u64, u64)> = None; // start, end, frames, first seq, last seq
+            // Runs of consecutive frames the subscriber takes: one queue entry each.
+            let mut run: Option<(usize, usize, u32)> = None;
             runs.clear();
             for meta in &batch.frames {
                 let (start, end) = (meta.offset as usize, (meta.offset + meta.len) as usize);
-                if !conn.session.wants(&meta.route) {
+                if !conn.session.wants(&batch.bytes[start..end]) {
                     runs.extend(run.take());
                     continue;
                 }
                 run = match run {
-                    Some((s, e, n, first, _)) if e == start => {
-                        Some((s, end, n + 1, first, meta.route.sequence))
-                    }
+                    Some((s, e, n)) if e == start => Some((s, end, n + 1)),
                     other => {
                         runs.extend(other);
-                        Some((start, end, 1, meta.route.sequence, meta.route.sequence))
+                        Some((start, end, 1))
                     }
                 };
             }
             runs.extend(run);
-            for &(start, end, frames, first, last) in &runs {
-                let len = end - start;
-                // A small part of a large buffer is copied so it does not pin the buffer.
-                let (data, charge) = if len * 8 < batch.bytes.len() {
-                    (Bytes::copy_from_slice(&batch.bytes[start..end]), len)
-                } else if charged {
-                    (batch.bytes.slice(start..end), 0)
-                } else {
-                    (batch.bytes.slice(start..end), batch.bytes.len())
-                };
-                if conn.queued + charge > bound {
-                    match policy {
-                        Policy::Drop => {
-                            relay.metrics.dropped_frames.fetch_add(u64::from(frames), Relaxed);
-                            if conn.dropped.0 == 0 {
-                                conn.dropped.1 = first;
-                            }
-                            conn.dropped.0 += u64::from(frames);
-                            continue;
-                        }
-                        Policy::Disconnect => {
-                            relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
-                            relay.metrics.dropped_frames.fetch_add(u64::from(frames), Relaxed);
-                            warn!(
-                                "{}: connection {} ({}) disconnected as a slow consumer ({} bytes queued)",
-                                relay.config.name, conn.id, conn.peer, conn.queued
-                            );
-                            conn.close = Some("slow consumer");
-                            break;
-                        }
-                        Policy::Block => {
-                            if !conn.blocking.contains(&batch.publisher) {
-                                conn.blocking.push(batch.publisher);
-                                conn.blocked_since.get_or_insert_with(Instant::now);
-                                relay.metrics.pauses.fetch_add(1, Relaxed);
-                                pauses.push(batch.publisher);
-                            }
-                        }
+            let mut charged = false;
+            for &(start, end, frames) in &runs {
+                // The first slice of the batch is charged the whole shared buffer it keeps
+                // alive; a small part of a large buffer is copied instead so it does not pin it.
+                let whole = if charged { 0 } else { batch.bytes.len() };
+                let copy = (end - start) * 8 < batch.bytes.len();
+                let charge = if copy { end - start } else { whole };
+                if conn.queued + charge > bound && !conn.out.is_empty() {
+                    // The kernel's socket buffer is the first place to drain to.
+                    if write_out(conn, &relay.metrics).is_err() {
+                        mark_write_dead(conn);
+                        self.ready.push_back(token);
+                        break;
                     }
                 }
-                charged |= charge == batch.bytes.len();
-                conn.queued += charge;
-                relay.metrics.frames_out.fetch_add(u64::from(frames), Relaxed);
-                conn.frames_sent += u64::from(frames);
-                conn.out.push_back(Out { data, charge, frames, sequences: (first, last) });
+                if conn.queued + charge <= bound {
+                    charged |= !copy;
+                    conn.push(batch.bytes.slice(start..end), copy, charge, frames, &relay.metrics);
+                    continue;
+                }
+                if policy == Policy::Block {
+                    if !conn.blocking.contains(&batch.publisher) {
+                        conn.blocking.push(batch.publisher);
+                        conn.blocked_since.get_or_insert_with(Instant::now);
+                        relay.metrics.pauses.fetch_add(1, Relaxed);
+                        pauses.push(batch.publisher);
+                    }
+                    charged |= !copy;
+                    conn.push(batch.bytes.slice(start..end), copy, charge, frames, &relay.metrics);
+                    continue;
+                }
+                // Frame by frame, copied, each going to the socket when the queue is full.
+                let mut offset = start;
+                while offset < end && conn.close.is_none() {
+                    let len = batch
+                        .bytes
+                        .get(offset..)
+                        .and_then(Header::view)
+                        .map_or(end - offset, |h| h.frame_len() as usize);
+                    let frame = batch.bytes.slice(offset..offset + len);
+                    offset += len;
+                    if conn.queued + len > bound && write_out(conn, &relay.metrics).is_err() {
+                        mark_write_dead(conn);
+                        self.ready.push_back(token);
+                        break;
+                    }
+                    if conn.queued + len <= bound {
+                        conn.push(frame, true, len, 1, &relay.metrics);
+                    } else if policy == Policy::Drop {
+                        relay.metrics.dropped_frames.fetch_add(1, Relaxed);
+                        if conn.dropped.0 == 0 {
+                            conn.dropped.1 = sequence_at(&frame, 0);
+                        }
+                        conn.dropped.0 += 1;
+                    } else {
+                        relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
+                        warn!(
+                            "{}: connection {} ({}) disconnected as a slow consumer ({} bytes queued)",
+                            relay.config.name, conn.id, conn.peer, conn.queued
+                        );
+                        conn.close = Some("slow consumer");
+                    }
+                }
+                if conn.close.is_some() || conn.write_dead {
+                    break;
+                }
             }
             relay.metrics.queue_high_water.fetch_max(conn.queued as u64, Relaxed);
             touched.push(token);
@@ -745,59 +762,14 @@ impl Reactor {
         self.runs = runs;
     }
 
-    /// Writes as much of a connection's queue as the socket takes.
+    /// Writes as much of a connection's queue as the socket takes, then keeps its WRITABLE
+    /// interest and its paused publishers in step with what is left.
     fn flush(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token) else { return };
         let relay = &self.shared.relays[conn.relay];
-        let mut failed = false;
-        while !conn.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let mut count = 0;
-            for (i, entry) in conn.out.iter().take(64).enumerate() {
-                let skip = if i == 0 { conn.written } else { 0 };
-                slices[i] = IoSlice::new(&entry.data[skip..]);
-                count += 1;
-            }
-            match conn.stream.write_vectored(&slices[..count]) {
-                Ok(0) => {
-                    failed = true;
-                    break;
-                }
-                Ok(mut n) => {
-                    relay.metrics.bytes_out.fetch_add(n as u64, Relaxed);
-                    conn.last_sent = Instant::now();
-                    while n > 0 {
-                        let Some(front) = conn.out.front() else { break };
-                        let left = front.data.len() - conn.written;
-                        if n < left {
-                            conn.written += n;
-                            break;
-                        }
-                        n -= left;
-                        conn.written = 0;
-                        if let Some(done) = conn.out.pop_front() {
-                            conn.queued -= done.charge;
-                            if done.frames == 0 && done.charge == 0 {
-                                conn.notices_queued = conn.notices_queued.saturating_sub(1);
-                            }
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!("connection {}: write failed: {e}", conn.id);
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        if failed {
+        if write_out(conn, &relay.metrics).is_err() {
             // Read what the peer sent before it went away; the read path closes at EOF.
-            conn.write_dead = true;
-            conn.out.clear();
-            conn.queued = 0;
-            conn.written = 0;
+            mark_write_dead(conn);
             self.ready.push_back(token);
         }
         let want_writable = !conn.out.is_empty();
@@ -839,12 +811,7 @@ impl Reactor {
         }
         let len = conn.session.notice(config, code, sequence, text, &mut self.scratch);
         conn.notices_queued += 1;
-        conn.out.push_back(Out {
-            data: Bytes::copy_from_slice(&self.scratch[..len]),
-            charge: 0,
-            frames: 0,
-            sequences: (0, 0),
-        });
+        conn.out.push_back(Out { data: Bytes::copy_from_slice(&self.scratch[..len]), charge: 0, frames: 0 });
     }
 
     /// Heartbeats, drop notices, merged counts and stalled subscribers.
@@ -880,16 +847,14 @@ impl Reactor {
         for (token, work) in work {
             match work {
                 Work::Stalled => {
-                    let (relay, lost, range) = {
+                    let (relay, (lost, first, last)) = {
                         let conn = &self.conns[token];
-                        let lost: u32 = conn.out.iter().map(|o| o.frames).sum();
-                        let first = conn.out.iter().find(|o| o.frames > 0).map_or(0, |o| o.sequences.0);
-                        let last = conn.out.iter().rev().find(|o| o.frames > 0).map_or(0, |o| o.sequences.1);
-                        (conn.relay, lost, (first, last))
+                        (conn.relay, conn.undelivered())
                     };
+                    let range = (first, last);
                     let metrics = &self.shared.relays[relay].metrics;
                     metrics.slow_disconnects.fetch_add(1, Relaxed);
-                    metrics.dropped_frames.fetch_add(u64::from(lost), Relaxed);
+                    metrics.dropped_frames.fetch_add(lost, Relaxed);
                     warn!(
                         "{}: connection {} stalled for {:?}: disconnected, {lost} frames lost (sequences {}..={})",
                         self.shared.relays[relay].config.name, self.conns[token].id, stall, range.0, range.1
@@ -924,12 +889,7 @@ impl Reactor {
             return;
         }
         let len = builder.finish(0, session::now_ns(), Crc::Compute);
-        conn.out.push_back(Out {
-            data: Bytes::copy_from_slice(&self.scratch[..len]),
-            charge: 0,
-            frames: 0,
-            sequences: (0, 0),
-        });
+        conn.out.push_back(Out { data: Bytes::copy_from_slice(&self.scratch[..len]), charge: 0, frames: 0 });
     }
 
     fn close(&mut self, token: usize, reason: &str) {
@@ -979,13 +939,11 @@ impl Reactor {
     /// exit status 3.
     fn report_undelivered(&mut self) {
         for (_, conn) in &self.conns {
-            let frames: u32 = conn.out.iter().map(|o| o.frames).sum();
+            let (frames, first, last) = conn.undelivered();
             if frames == 0 {
                 continue;
             }
             let relay = &self.shared.relays[conn.relay];
-            let first = conn.out.iter().find(|o| o.frames > 0).map_or(0, |o| o.sequences.0);
-            let last = conn.out.iter().rev().find(|o| o.frames > 0).map_or(0, |o| o.sequences.1);
             warn!(
                 "{}: stop deadline passed with {frames} frames undelivered to connection {} ({}), sequences {first}..={last}",
                 relay.config.name, conn.id, conn.peer
@@ -1004,7 +962,97 @@ enum Work {
     Heartbeat(u64),
 }
 
+/// Writes as much of `conn.out` as the socket takes, with vectored writes. `Err` when the
+/// peer can no longer be written to.
+fn write_out(conn: &mut Conn, metrics: &Metrics) -> Result<(), ()> {
+    while !conn.out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let mut count = 0;
+        for (i, entry) in conn.out.iter().take(64).enumerate() {
+            let skip = if i == 0 { conn.written } else { 0 };
+            slices[i] = IoSlice::new(&entry.data[skip..]);
+            count += 1;
+        }
+        match conn.stream.write_vectored(&slices[..count]) {
+            Ok(0) => return Err(()),
+            Ok(mut n) => {
+                metrics.bytes_out.fetch_add(n as u64, Relaxed);
+                conn.last_sent = Instant::now();
+                while n > 0 {
+                    let Some(front) = conn.out.front() else { break };
+                    let left = front.data.len() - conn.written;
+                    if n < left {
+                        conn.written += n;
+                        break;
+                    }
+                    n -= left;
+                    conn.written = 0;
+                    if let Some(done) = conn.out.pop_front() {
+                        conn.queued -= done.charge;
+                        if done.frames == 0 && done.charge == 0 {
+                            conn.notices_queued = conn.notices_queued.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                debug!("connection {}: write failed: {e}", conn.id);
+                return Err(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The peer stopped reading: nothing more is queued to it.
+fn mark_write_dead(conn: &mut Conn) {
+    conn.write_dead = true;
+    conn.out.clear();
+    conn.queued = 0;
+    conn.written = 0;
+}
+
+/// The sequence of the frame at `offset`.
+fn sequence_at(bytes: &[u8], offset: usize) -> u64 {
+    bytes.get(offset..).and_then(crate::protocol::Header::view).map_or(0, crate::protocol::Header::sequence)
+}
+
 impl Conn {
+    /// Queues data frames: `data` is a slice of a shared batch, copied when `copy`.
+    fn push(&mut self, data: Bytes, copy: bool, charge: usize, frames: u32, metrics: &Metrics) {
+        let data = if copy { Bytes::copy_from_slice(&data) } else { data };
+        self.queued += charge;
+        self.frames_sent += u64::from(frames);
+        metrics.frames_out.fetch_add(u64::from(frames), Relaxed);
+        self.out.push_back(Out { data, charge, frames });
+    }
+
+    /// Data frames queued and not wholly written: (count, first sequence, last sequence).
+    /// Frames of the front entry already written in full are not counted.
+    fn undelivered(&self) -> (u64, u64, u64) {
+        let mut count = 0;
+        let (mut first, mut last) = (None, 0);
+        for (i, entry) in self.out.iter().enumerate() {
+            if entry.frames == 0 {
+                continue;
+            }
+            let done = if i == 0 { self.written } else { 0 };
+            let mut offset = 0;
+            while let Some(header) = entry.data.get(offset..).and_then(crate::protocol::Header::view) {
+                let end = offset + header.frame_len() as usize;
+                if end > done {
+                    count += 1;
+                    first.get_or_insert(header.sequence());
+                    last = header.sequence();
+                }
+                offset = end;
+            }
+        }
+        (count, first.unwrap_or(0), last)
+    }
+
     fn last_gap_log_due(&mut self, now: Instant) -> bool {
         let due = self.session.last_gap_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
         if due {

@@ -78,6 +78,9 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
     for relay in &relays {
         relay.validate()?;
     }
+    // Catch SIGINT/SIGTERM before the sockets exist, so a stop is never a kill.
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let mut guards = Vec::new();
     let mut listeners = Vec::new();
     for (index, relay) in relays.iter().enumerate() {
@@ -160,8 +163,6 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
         })?);
     }
 
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let signal_handle = signals.handle();
     let watcher = {
         let shared = Arc::clone(&shared);

@@ -16,7 +16,7 @@ use super::reason::Reason;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// An accepted data frame: forward it.
-    Forward(Route),
+    Forward,
     /// A hello or a valid control frame, consumed by the relay.
     Consumed(Consumed),
     /// A rejected frame: skip it; the connection stays unless `close` is set.
@@ -36,14 +36,6 @@ pub(crate) enum Verdict {
 pub(crate) enum Consumed {
     Hello,
     Subscribe,
-}
-
-/// What routing needs of an accepted frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Route {
-    pub(crate) key: RoutingKey,
-    pub(crate) source: u8,
-    pub(crate) sequence: u64,
 }
 
 /// The protocol state of one connection.
@@ -85,12 +77,19 @@ impl Session {
         }
     }
 
-    /// Whether this connection wants a data frame with this routing key and source.
+    /// Whether this connection wants this accepted data frame. The routing key is read only
+    /// for a subscription with filters.
     #[inline]
-    pub(crate) fn wants(&self, route: &Route) -> bool {
+    pub(crate) fn wants(&self, frame: &[u8]) -> bool {
         match &self.subscription {
             None => !self.legacy_publisher,
-            Some(sub) => sub.role.subscribes() && sub.wants(&route.key, route.source),
+            Some(sub) if sub.filters.is_empty() => sub.role.subscribes(),
+            Some(sub) => {
+                let source = Header::view(frame).map_or(0, Header::source);
+                let payload = frame.get(HEADER_SIZE..).unwrap_or_default();
+                let key = routing_key(payload).unwrap_or(RoutingKey { tlv_type: 0, instrument: None });
+                sub.role.subscribes() && sub.wants(&key, source)
+            }
         }
     }
 
@@ -134,11 +133,11 @@ impl Session {
                 }
             }
             FrameKind::Control { .. } => Verdict::ProtocolError(Reason::NoticeFromClient),
-            FrameKind::Data => self.data(frame, payload, config),
+            FrameKind::Data => self.data(frame, config),
         }
     }
 
-    fn data(&mut self, frame: &[u8], payload: &[u8], config: &RelayConfig) -> Verdict {
+    fn data(&mut self, frame: &[u8], config: &RelayConfig) -> Verdict {
         if let Some(sub) = &self.subscription {
             if !sub.role.publishes() {
                 return self.reject(Reason::NotPublisher, config);
@@ -164,9 +163,7 @@ impl Session {
             }
             *slot = Some(sequence);
         }
-        // Validation walked the payload, so it starts with a whole TLV.
-        let key = routing_key(payload).unwrap_or(RoutingKey { tlv_type: 0, instrument: None });
-        Verdict::Forward(Route { key, source, sequence })
+        Verdict::Forward
     }
 
     fn reject(&self, reason: Reason, config: &RelayConfig) -> Verdict {
@@ -267,7 +264,7 @@ mod tests {
         assert_eq!(session.judge(&HELLO, &config), Verdict::Consumed(Consumed::Hello));
         assert!(session.subscribes());
         session.judge(&subscribe(Role::PublishSubscribe, OPTION_NOTICES), &config);
-        assert!(matches!(session.judge(&data, &config), Verdict::Forward(_)));
+        assert!(session.judge(&data, &config) == Verdict::Forward);
         assert!(session.subscribes() && session.wants_notices());
     }
 
@@ -278,15 +275,15 @@ mod tests {
         let mut session = Session::new(&config, 0);
         let order = [0u8; 48];
         let first = frame(RelayDomain::Execution, 20, 5, &[(40, &order)]);
-        assert!(matches!(session.judge(&first, &config), Verdict::Forward(_)));
+        assert!(session.judge(&first, &config) == Verdict::Forward);
         assert_eq!(
             session.judge(&first, &config),
             Verdict::Reject { reason: Reason::SequenceReplay, close: true }
         );
         let other_source = frame(RelayDomain::Execution, 21, 1, &[(40, &order)]);
-        assert!(matches!(session.judge(&other_source, &config), Verdict::Forward(_)));
+        assert!(session.judge(&other_source, &config) == Verdict::Forward);
         let gap = frame(RelayDomain::Execution, 20, 9, &[(40, &order)]);
-        assert!(matches!(session.judge(&gap, &config), Verdict::Forward(_)));
+        assert!(session.judge(&gap, &config) == Verdict::Forward);
         assert_eq!(session.sequence_gaps, 1);
     }
 
