@@ -331,14 +331,13 @@ impl Reactor {
             return;
         }
         let config = &self.shared.relays[relay].config;
-        let rbuf_len = self.shared.engine.read_budget + config.max_message_size + CHUNK;
         entry.insert(Conn {
             stream,
             relay,
             id,
             peer,
             session: Session::new(config, peer.uid),
-            rbuf: vec![0; rbuf_len],
+            rbuf: Vec::new(),
             filled: 0,
             out: VecDeque::new(),
             written: 0,
@@ -454,6 +453,7 @@ impl Reactor {
         let blocked = self.pending.iter().any(|p| !p.is_empty());
         let budget = self.shared.engine.read_budget;
         let Some(conn) = self.conns.get_mut(token) else { return false };
+        let rbuf_max = budget + self.shared.relays[conn.relay].config.max_message_size + CHUNK;
         if conn.close.is_some() || conn.paused > 0 || self.stopping {
             return false;
         }
@@ -465,8 +465,13 @@ impl Reactor {
         let mut more = false;
         let mut eof = false;
         while read < budget {
-            if conn.rbuf.len() - conn.filled < CHUNK {
-                break; // a frame larger than the read buffer cannot happen: max_message_size fits.
+            // The read buffer grows on demand, at most to a budget of reads after the largest
+            // partial frame; an idle connection holds none.
+            if conn.rbuf.len() < conn.filled + CHUNK {
+                conn.rbuf.resize((conn.filled + CHUNK).min(rbuf_max), 0);
+            }
+            if conn.rbuf.len() < conn.filled + CHUNK {
+                break;
             }
             match conn.stream.read(&mut conn.rbuf[conn.filled..conn.filled + CHUNK]) {
                 Ok(0) => {
