@@ -46,19 +46,10 @@ impl Relay {
     pub fn start(binary: &str, args: &[&str]) -> Relay {
         let dir = temp_dir("relay");
         let socket = dir.join("relay").join("relay.sock");
-        let child = Command::new(binary)
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--cores", "none:2", "--log-level", "debug"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.join("relay.log")).unwrap()))
-            .spawn()
-            .expect("the relay starts");
-        let mut relay = Relay { child, socket, dir };
-        relay.wait_ready();
-        relay
+        let socket_arg = socket.to_str().expect("temp paths are UTF-8").to_string();
+        let mut all = vec!["--socket", &socket_arg, "--cores", "none:2", "--log-level", "debug"];
+        all.extend_from_slice(args);
+        Relay::spawn(binary, &all, socket.clone(), dir)
     }
 
     /// Waits (bounded) until the socket accepts a connection.
