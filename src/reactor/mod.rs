@@ -139,7 +139,9 @@ struct Conn {
     paused: u32,
     /// Publishers paused on this subscriber's account, and since when.
     blocking: Vec<PublisherId>,
-    blocked_since: Option<Instant>,
+    /// When publishers were paused on this subscriber's account, within the last two stall
+    /// windows (the last interval is open while they still are).
+    blocked: VecDeque<(Instant, Option<Instant>)>,
     close: Option<&'static str>,
     /// The peer stopped reading (a write failed): nothing more is queued to it, but what it
     /// sent before closing is still read and forwarded.
@@ -147,6 +149,8 @@ struct Conn {
     last_sent: Instant,
     frames_sent: u64,
     last_reject_log: Option<Instant>,
+    /// Reasons (bit = index in the reason tokens) already logged once on this connection.
+    reasons_logged: u64,
 }
 
 /// One reactor thread.
@@ -349,12 +353,13 @@ impl Reactor {
             writable_interest: false,
             paused: 0,
             blocking: Vec::new(),
-            blocked_since: None,
+            blocked: VecDeque::new(),
             close: None,
             write_dead: false,
             last_sent: Instant::now(),
             frames_sent: 0,
             last_reject_log: None,
+            reasons_logged: 0,
         });
         self.ready.push_back(token);
     }
@@ -552,8 +557,16 @@ impl Reactor {
                 }
                 Verdict::Reject { reason, close: close_now } => {
                     relay.metrics.reject(reason.token());
+                    // The first of each reason on a connection, then at most one a second.
                     let now = Instant::now();
-                    if conn.last_reject_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                    let bit = 1u64 << (crate::relays::reason_index(reason.token()) % 64);
+                    let first = conn.reasons_logged & bit == 0;
+                    if first
+                        || conn
+                            .last_reject_log
+                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                    {
+                        conn.reasons_logged |= bit;
                         conn.last_reject_log = Some(now);
                         warn!(
                             "{}: connection {} ({}) frame rejected: source={source} sequence={sequence} reason={reason}",
@@ -706,7 +719,9 @@ impl Reactor {
                 if policy == Policy::Block {
                     if !conn.blocking.contains(&batch.publisher) {
                         conn.blocking.push(batch.publisher);
-                        conn.blocked_since.get_or_insert_with(Instant::now);
+                        if conn.blocked.back().is_none_or(|(_, end)| end.is_some()) {
+                            conn.blocked.push_back((Instant::now(), None));
+                        }
                         relay.metrics.pauses.fetch_add(1, Relaxed);
                         pauses.push(batch.publisher);
                     }
@@ -787,7 +802,9 @@ impl Reactor {
         // A blocked subscriber that drained to half its bound releases its publishers.
         let bound = relay.config.queue_bytes;
         let release = if conn.queued <= bound / 2 && !conn.blocking.is_empty() {
-            conn.blocked_since = None;
+            if let Some((_, end @ None)) = conn.blocked.back_mut() {
+                *end = Some(Instant::now());
+            }
             std::mem::take(&mut conn.blocking)
         } else {
             Vec::new()
@@ -828,7 +845,7 @@ impl Reactor {
             if conn.close.is_some() {
                 continue;
             }
-            if conn.blocked_since.is_some_and(|since| now.duration_since(since) >= stall) {
+            if conn.stalled(now, stall) {
                 work.push((token, Work::Stalled));
                 continue;
             }
@@ -1019,12 +1036,30 @@ fn mark_write_dead(conn: &mut Conn) {
     conn.written = 0;
 }
 
+/// Total time covered by pause intervals (open ones end `now`) after `since`.
+fn paused_since(intervals: &VecDeque<(Instant, Option<Instant>)>, since: Instant, now: Instant) -> Duration {
+    intervals
+        .iter()
+        .map(|(start, end)| end.unwrap_or(now).saturating_duration_since((*start).max(since)))
+        .sum()
+}
+
 /// The sequence of the frame at `offset`.
 fn sequence_at(bytes: &[u8], offset: usize) -> u64 {
     bytes.get(offset..).and_then(crate::protocol::Header::view).map_or(0, crate::protocol::Header::sequence)
 }
 
 impl Conn {
+    /// Whether publishers have been paused on this subscriber's account for `stall` in total
+    /// within the last `2 × stall` (PROTOCOL.md §6); forgets older pauses.
+    fn stalled(&mut self, now: Instant, stall: Duration) -> bool {
+        let window_start = now.checked_sub(2 * stall).unwrap_or(now);
+        while self.blocked.front().is_some_and(|(_, end)| end.is_some_and(|end| end <= window_start)) {
+            self.blocked.pop_front();
+        }
+        paused_since(&self.blocked, window_start, now) >= stall
+    }
+
     /// Queues data frames: `data` is a slice of a shared batch, copied when `copy`.
     fn push(&mut self, data: Bytes, copy: bool, charge: usize, frames: u32, metrics: &Metrics) {
         let data = if copy { Bytes::copy_from_slice(&data) } else { data };
@@ -1064,5 +1099,24 @@ impl Conn {
             self.session.last_gap_log = Some(now);
         }
         due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_add_up_within_the_window_only() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut intervals = VecDeque::new();
+        intervals.push_back((at(0), Some(at(300))));
+        intervals.push_back((at(500), Some(at(700))));
+        intervals.push_back((at(900), None));
+        // Window from 100 ms: 200 (of the first) + 200 + 100 (open until 1000).
+        assert_eq!(paused_since(&intervals, at(100), at(1000)), Duration::from_millis(500));
+        // Window from 800: only the open interval, 200.
+        assert_eq!(paused_since(&intervals, at(800), at(1100)), Duration::from_millis(200));
     }
 }

@@ -20,3 +20,4 @@ pub use engine::{Relay, StartError, exit_code, init_logging, run};
 pub use logic::{ExecutionLogic, Levels, MarketDataLogic, Policy, RelayLogic, SignalLogic};
 pub use metrics::Metrics;
 pub use reason::Reason;
+pub(crate) use reason::index as reason_index;
