@@ -78,6 +78,7 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
     for relay in &relays {
         relay.validate()?;
     }
+    raise_file_limit(engine.max_connections);
     // Catch SIGINT/SIGTERM before the sockets exist, so a stop is never a kill.
     let mut signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
@@ -213,6 +214,26 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
     }
     drop(guards); // removes our socket files
     Ok(status)
+}
+
+/// Raises the soft open-file limit to the hard one, so `max_connections` connections (plus the
+/// listeners, pollers and files) can be open; warns when even the hard limit is too low.
+fn raise_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum
+        && setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, ..limit }).is_err()
+    {
+        warn!("cannot raise the open-file limit from {:?}", limit.current);
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if let Some(files) = now
+        && files < max_connections as u64 + 64
+    {
+        warn!(
+            "the open-file limit ({files}) is below max_connections ({max_connections}) + 64: raise `ulimit -n`"
+        );
+    }
 }
 
 /// Serves Prometheus text on a loopback address, one short-lived connection at a time.
