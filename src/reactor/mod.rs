@@ -165,7 +165,8 @@ pub(crate) struct Reactor {
     /// Messages for other reactors that did not fit their inbox, in order.
     pending: Vec<VecDeque<Msg>>,
     next_target: usize,
-    /// Publishers not read while `pending` was not empty; read again once it drains.
+    /// Publishers not read while `pending` was not empty or the audit channel was full; read
+    /// again on the next turn once `pending` is empty.
     parked: Vec<usize>,
     stopping: bool,
     done_from: usize,
@@ -227,7 +228,7 @@ impl Reactor {
         loop {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
-            } else if self.pending.iter().any(|p| !p.is_empty()) || self.stopping {
+            } else if self.pending.iter().any(|p| !p.is_empty()) || !self.parked.is_empty() || self.stopping {
                 Some(Duration::from_millis(1))
             } else {
                 Some(Duration::from_millis(100))
@@ -236,6 +237,9 @@ impl Reactor {
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 warn!("reactor {}: poll failed: {e}", self.index);
+            }
+            if !self.parked.is_empty() && self.pending.iter().all(VecDeque::is_empty) {
+                self.ready.extend(self.parked.drain(..));
             }
             for event in &events {
                 match event.token() {
@@ -437,9 +441,6 @@ impl Reactor {
                 let _ = self.shared.wakers[target].wake();
             }
         }
-        if !self.parked.is_empty() && self.pending.iter().all(VecDeque::is_empty) {
-            self.ready.extend(self.parked.drain(..));
-        }
     }
 
     fn read_ready(&mut self) {
@@ -462,7 +463,10 @@ impl Reactor {
         if conn.close.is_some() || conn.paused > 0 || self.stopping {
             return false;
         }
-        if blocked {
+        // A full inbox of another reactor, or a full audit channel, holds this reactor's
+        // publishers until it drains (retried every millisecond).
+        let audit_full = self.shared.relays[conn.relay].audit.as_ref().is_some_and(Sender::is_full);
+        if blocked || audit_full {
             self.parked.push(token);
             return false;
         }
@@ -633,8 +637,8 @@ impl Reactor {
         conn.rbuf.copy_within(pos..conn.filled, 0);
         conn.filled -= pos;
         if let (Some(sender), false) = (&relay.audit, audit.is_empty()) {
-            // Records are queued before the frames are forwarded; a full audit channel waits
-            // here, which pauses this reactor's publishers until the writer catches up.
+            // Records are queued before the frames are forwarded. Publishers are not read while
+            // the channel is full, so this waits only when several reactors fill it at once.
             if sender.send(audit).is_err() {
                 warn!("{}: the audit writer has stopped", config.name);
             }
