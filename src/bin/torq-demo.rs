@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use torq::protocol::{
-    Crc, Fill, FrameBuilder, Header, InstrumentId, OrderRequest, RelayDomain, SignalIdentity, SourceType,
-    Trade, VenueId,
+    Crc, Fill, FrameBuilder, Header, InstrumentId, OPTION_NOTICES, OrderRequest, RelayDomain, Role,
+    SignalIdentity, SourceType, Subscribe, Trade, VenueId, registry, tlvs,
 };
 
 /// Run the three relays with live traffic for a few seconds and show what flows.
@@ -71,16 +71,23 @@ fn main() -> ExitCode {
 
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<AtomicU64>> = (0..3).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let (ready, subscribed) = std::sync::mpsc::channel();
     let readers: Vec<_> = sockets
         .iter()
         .zip(&counters)
         .map(|(socket, count)| {
-            let (socket, count, stop) = (socket.clone(), Arc::clone(count), Arc::clone(&stop));
-            std::thread::spawn(move || subscribe(&socket, &count, &stop))
+            let (socket, count, ready) = (socket.clone(), Arc::clone(count), ready.clone());
+            std::thread::spawn(move || subscribe(&socket, &count, &ready))
         })
         .collect();
-    // Subscribers first, then the publishers (a legacy client subscribes by connecting).
-    std::thread::sleep(Duration::from_millis(100));
+    // Subscribers first (each waits for the relay's "subscribed" notice), then the publishers.
+    for _ in 0..sockets.len() {
+        if subscribed.recv_timeout(Duration::from_secs(10)).is_err() {
+            eprintln!("torq-demo: a subscriber was not acknowledged by the relays");
+            let _ = relays.kill();
+            return ExitCode::from(1);
+        }
+    }
     let publishers = [
         spawn_publisher(&sockets[0], RelayDomain::MarketData, args.rate, &stop),
         spawn_publisher(&sockets[1], RelayDomain::Signal, 1_000, &stop),
@@ -113,9 +120,23 @@ fn main() -> ExitCode {
     if status.map(|s| s.success()).unwrap_or(false) { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-/// Counts the frames a legacy subscriber receives until the relay closes the connection.
-fn subscribe(socket: &Path, count: &AtomicU64, _stop: &AtomicBool) {
+/// Subscribes to everything with notices on, reports once the relay acknowledged it, then
+/// counts the data frames it receives until the relay closes the connection.
+fn subscribe(socket: &Path, count: &AtomicU64, ready: &std::sync::mpsc::Sender<()>) {
     let Ok(mut stream) = UnixStream::connect(socket) else { return };
+    let request = Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: vec![] };
+    let mut frame = [0u8; 64];
+    let Ok(len) =
+        FrameBuilder::new(&mut frame, RelayDomain::System, SourceType::Dashboard.raw()).and_then(|mut b| {
+            b.tlv_with(registry::SUBSCRIBE, request.encoded_len(), |out| request.emit(out))?;
+            Ok(b.finish(0, 0, Crc::Compute))
+        })
+    else {
+        return;
+    };
+    if stream.write_all(&frame[..len]).is_err() {
+        return;
+    }
     let mut buf = vec![0u8; 1 << 16];
     let mut filled = 0;
     loop {
@@ -129,7 +150,12 @@ fn subscribe(socket: &Path, count: &AtomicU64, _stop: &AtomicBool) {
             if pos + len > filled {
                 break;
             }
-            count.fetch_add(1, Relaxed);
+            let first = tlvs(&buf[pos + 32..pos + len]).next().and_then(Result::ok).map(|t| t.tlv_type);
+            if first == Some(registry::RELAY_NOTICE) {
+                let _ = ready.send(()); // the relay's notice: subscribed (later ones: stopping)
+            } else {
+                count.fetch_add(1, Relaxed);
+            }
             pos += len;
         }
         buf.copy_within(pos..filled, 0);
