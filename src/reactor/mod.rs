@@ -520,10 +520,9 @@ impl Reactor {
         let config = &relay.config;
         let mut frames = Vec::new();
         let mut audit = Vec::new();
-        let mut notices: Vec<(u16, u64, String)> = Vec::new();
+        let mut notices: Vec<(u16, u64, String, bool)> = Vec::new();
         let mut pos = 0;
         let mut close = None;
-        let mut force_notices = false;
         let auditing = relay.audit.is_some();
         while pos < conn.filled && close.is_none() {
             let len = match frame(&conn.rbuf[pos..conn.filled], config.max_message_size) {
@@ -537,7 +536,7 @@ impl Reactor {
                     );
                     relay.metrics.protocol_errors.fetch_add(1, Relaxed);
                     if conn.session.wants_notices() {
-                        notices.push((session::PROTOCOL_ERROR, 0, reason.to_string()));
+                        notices.push((session::PROTOCOL_ERROR, 0, reason.to_string(), false));
                     }
                     close = Some("protocol error");
                     break;
@@ -555,7 +554,7 @@ impl Reactor {
                 Verdict::Consumed(Consumed::Hello) => audit::Outcome::Hello,
                 Verdict::Consumed(Consumed::Subscribe) => {
                     if conn.session.wants_notices() {
-                        notices.push((session::SUBSCRIBED, 0, Session::subscribed_text(config)));
+                        notices.push((session::SUBSCRIBED, 0, Session::subscribed_text(config), false));
                     }
                     audit::Outcome::Control
                 }
@@ -578,9 +577,9 @@ impl Reactor {
                         );
                     }
                     if *reason == Reason::NotAllowed {
-                        notices.push((session::ACCESS_DENIED, sequence, reason.to_string()));
+                        notices.push((session::ACCESS_DENIED, sequence, reason.to_string(), false));
                     } else {
-                        notices.push((session::REJECTED, sequence, reason.to_string()));
+                        notices.push((session::REJECTED, sequence, reason.to_string(), false));
                     }
                     if *close_now {
                         close = Some("frame rejected");
@@ -594,8 +593,7 @@ impl Reactor {
                     );
                     relay.metrics.protocol_errors.fetch_add(1, Relaxed);
                     // A malformed Subscribe gets notice 3 whatever its options said.
-                    notices.push((session::PROTOCOL_ERROR, sequence, reason.to_string()));
-                    force_notices = true;
+                    notices.push((session::PROTOCOL_ERROR, sequence, reason.to_string(), true));
                     close = Some("protocol error");
                     audit::Outcome::Rejected(reason.token())
                 }
@@ -644,8 +642,8 @@ impl Reactor {
             }
         }
         if !notices.is_empty() {
-            for (code, sequence, text) in notices {
-                self.notice(token, code, sequence, &text, force_notices);
+            for (code, sequence, text, force) in notices {
+                self.notice(token, code, sequence, &text, force);
             }
             self.flush(token);
         }
