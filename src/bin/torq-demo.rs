@@ -107,7 +107,10 @@ fn main() -> ExitCode {
     }
     stop.store(true, Relaxed);
     let sent: Vec<u64> = publishers.into_iter().map(|p| p.join().unwrap_or(0)).collect();
-    let _ = Command::new("kill").arg("-TERM").arg(relays.id().to_string()).status();
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_child(&relays),
+        rustix::process::Signal::TERM,
+    );
     let status = relays.wait();
     for reader in readers {
         let _ = reader.join();

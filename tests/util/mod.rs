@@ -79,8 +79,7 @@ impl Relay {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
+        sigterm(&self.child);
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -277,35 +276,8 @@ impl Relay {
     /// Sends SIGTERM and waits (bounded) for the exit status; unlike [`Relay::stop`] the relay
     /// (and its log) stays available.
     pub fn terminate(&mut self) -> ExitStatus {
-        self.wait_signal_handler();
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
+        sigterm(&self.child);
         self.wait_exit()
-    }
-
-    /// Waits (bounded) until the process catches SIGTERM (`SigCgt` in /proc): the relay
-    /// accepts connections before its signal handler is installed, and a SIGTERM in between
-    /// would kill it outright.
-    pub fn wait_signal_handler(&mut self) {
-        const SIGTERM_BIT: u64 = 1 << (15 - 1);
-        let path = format!("/proc/{}/status", self.child.id());
-        let start = Instant::now();
-        loop {
-            let status = std::fs::read_to_string(&path).unwrap_or_default();
-            let caught = status
-                .lines()
-                .find_map(|l| l.strip_prefix("SigCgt:"))
-                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-                .unwrap_or(0);
-            if caught & SIGTERM_BIT != 0 {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the relay exited with {status}: {}", self.log());
-            }
-            assert!(start.elapsed() < WAIT, "the relay did not install its SIGTERM handler: {}", self.log());
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     /// Waits (bounded) for the process to exit.
@@ -344,4 +316,10 @@ pub fn wait_child(child: &mut Child) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(child), Signal::TERM).expect("SIGTERM sent");
 }
