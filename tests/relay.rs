@@ -313,6 +313,24 @@ fn publisher_dying_mid_frame_harms_no_one() {
     let mut want = vec![whole, after];
     want.sort();
     assert_eq!(got, want);
+    // The relay saw the end of the dying publisher's stream and closed it.
+    relay.wait_log("closed: peer closed", 2);
+}
+
+#[test]
+fn a_publisher_that_writes_then_closes_is_closed_after_its_frames() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let mut sub = subscribers(&relay, 1).remove(0);
+    // Data and end of stream arrive together: the short read must not hide the close.
+    for i in 1..=20 {
+        let mut publisher = relay.connect();
+        publisher.send(&md_frame(5, i, 64));
+    }
+    let mut got: Vec<u64> = (0..20).map(|_| sequence_of(&sub.frame())).collect();
+    got.sort();
+    assert_eq!(got, (1..=20).collect::<Vec<u64>>());
+    // 20 publishers plus the readiness probe and the subscribers() probe.
+    relay.wait_log("closed: peer closed", 22);
 }
 
 #[test]

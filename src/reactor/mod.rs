@@ -143,6 +143,8 @@ struct Conn {
     /// windows (the last interval is open while they still are).
     blocked: VecDeque<(Instant, Option<Instant>)>,
     close: Option<&'static str>,
+    /// The peer closed its side: read to the end of the stream.
+    read_closed: bool,
     /// The peer stopped reading (a write failed): nothing more is queued to it, but what it
     /// sent before closing is still read and forwarded.
     write_dead: bool,
@@ -246,6 +248,11 @@ impl Reactor {
                     WAKER => {}
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(t) => {
+                        if (event.is_read_closed() || event.is_error())
+                            && let Some(conn) = self.conns.get_mut(t)
+                        {
+                            conn.read_closed = true;
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.ready.push_back(t);
                         }
@@ -359,6 +366,7 @@ impl Reactor {
             blocking: Vec::new(),
             blocked: VecDeque::new(),
             close: None,
+            read_closed: false,
             write_dead: false,
             last_sent: Instant::now(),
             frames_sent: 0,
@@ -490,6 +498,12 @@ impl Reactor {
                 Ok(n) => {
                     conn.filled += n;
                     read += n;
+                    if n < CHUNK && !conn.read_closed {
+                        // A short read took everything the socket held; new bytes raise a new
+                        // readiness edge, so the extra read that would say WouldBlock is skipped
+                        // (unless the peer has closed: then read on to the end of the stream).
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
