@@ -590,10 +590,15 @@ impl Reactor {
                             config.name, conn.id, conn.peer
                         );
                     }
-                    if *reason == Reason::NotAllowed {
-                        notices.push((session::ACCESS_DENIED, sequence, reason.to_string(), false));
-                    } else {
-                        notices.push((session::REJECTED, sequence, reason.to_string(), false));
+                    // The notice text is built only for a connection that asked for notices:
+                    // a flood of bad frames from a legacy client costs no allocation each.
+                    if conn.session.wants_notices() {
+                        let code = if *reason == Reason::NotAllowed {
+                            session::ACCESS_DENIED
+                        } else {
+                            session::REJECTED
+                        };
+                        notices.push((code, sequence, reason.to_string(), false));
                     }
                     if *close_now {
                         close = Some("frame rejected");
