@@ -10,6 +10,7 @@ use util::*;
 const MARKET_DATA: &str = env!("CARGO_BIN_EXE_market_data_relay");
 const SIGNAL: &str = env!("CARGO_BIN_EXE_signal_relay");
 const EXECUTION: &str = env!("CARGO_BIN_EXE_execution_relay");
+const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 
 fn subscribe(role: Role, options: u8, filters: Vec<Filter>) -> Subscribe {
     Subscribe { role, options, filters }
@@ -43,6 +44,33 @@ fn fan_out_coalesced_and_split_at_every_byte() {
             assert_eq!(&sub.frame(), expected);
         }
     }
+}
+
+#[test]
+fn a_small_read_budget_keeps_every_byte() {
+    // A 4 KiB read budget: bursts fill the read buffer, which is then handed on whole with a
+    // partial frame moved to a new one, and frames larger than the budget take several reads.
+    let relay = Relay::start_config(
+        RELAY,
+        "[relay]\ndomain = \"market_data\"\nslow_consumer = \"block\"\nqueue_bytes = 8388608\n\
+         [transport]\npath = \"@SOCKET@\"\n[performance]\nbuffer_size = 4096\n\
+         [engine]\ncores = \"none:2\"\n",
+    );
+    let mut subs = subscribers(&relay, 2);
+    let mut publisher = relay.connect();
+    publisher.send(&LEGACY_HELLO);
+    let frames: Vec<Vec<u8>> = (1..=400).map(|i| md_frame(1, i, 34 + (i as usize * 997) % 9000)).collect();
+    let burst = frames.concat();
+    let writer = std::thread::spawn(move || {
+        publisher.send(&burst);
+        publisher
+    });
+    for sub in &mut subs {
+        for expected in &frames {
+            assert_eq!(&sub.frame(), expected);
+        }
+    }
+    drop(writer.join().unwrap());
 }
 
 #[test]

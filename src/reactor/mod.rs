@@ -8,7 +8,7 @@
 pub mod socket;
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -27,8 +27,6 @@ use socket::Peer;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
-/// Bytes read per `read()` call.
-const CHUNK: usize = 64 << 10;
 /// Notices queued to one connection beyond which rejections and drops are merged into counts.
 const MAX_PENDING_NOTICES: usize = 16;
 
@@ -93,6 +91,8 @@ pub(crate) struct Batch {
     relay: usize,
     publisher: PublisherId,
     bytes: Bytes,
+    /// Bytes of memory `bytes` keeps alive (its allocation, at most twice its length).
+    alloc: usize,
     frames: Vec<Meta>,
 }
 
@@ -121,8 +121,9 @@ struct Conn {
     id: u64,
     peer: Peer,
     session: Session,
+    /// What was read and not yet handed on (at most a partial frame between reads); reads go
+    /// straight into its spare capacity, and a mostly full buffer becomes a batch as it is.
     rbuf: Vec<u8>,
-    filled: usize,
     out: VecDeque<Out>,
     /// Bytes of the front entry already written.
     written: usize,
@@ -353,7 +354,6 @@ impl Reactor {
             peer,
             session: Session::new(config, peer.uid),
             rbuf: Vec::new(),
-            filled: 0,
             out: VecDeque::new(),
             written: 0,
             queued: 0,
@@ -467,7 +467,6 @@ impl Reactor {
         let blocked = self.pending.iter().any(|p| !p.is_empty());
         let budget = self.shared.engine.read_budget;
         let Some(conn) = self.conns.get_mut(token) else { return false };
-        let rbuf_max = budget + self.shared.relays[conn.relay].config.max_message_size + CHUNK;
         if conn.close.is_some() || conn.paused > 0 || self.stopping {
             return false;
         }
@@ -478,43 +477,46 @@ impl Reactor {
             self.parked.push(token);
             return false;
         }
+        // Room for a budget of bytes, or for the rest of a partial frame whose header says it is
+        // larger (at most `max_message_size`, which framing has checked); allocated on the first
+        // read, so a connection that never sends holds none.
+        let partial = Header::view(&conn.rbuf).map_or(0, |h| h.frame_len() as usize);
+        let want = budget.max(partial.saturating_sub(conn.rbuf.len()));
+        if conn.rbuf.capacity() - conn.rbuf.len() < want / 2 {
+            conn.rbuf.reserve_exact(want);
+        }
         let mut read = 0;
         let mut more = false;
         let mut eof = false;
-        while read < budget {
-            // The read buffer grows on demand, at most to a budget of reads after the largest
-            // partial frame; an idle connection holds none.
-            if conn.rbuf.len() < conn.filled + CHUNK {
-                conn.rbuf.resize((conn.filled + CHUNK).min(rbuf_max), 0);
-            }
-            if conn.rbuf.len() < conn.filled + CHUNK {
-                break;
-            }
-            match conn.stream.read(&mut conn.rbuf[conn.filled..conn.filled + CHUNK]) {
+        // Reads go into the spare capacity (no zeroing, no copy): one call normally takes
+        // everything the socket holds; a peer that has closed is read on to the end of its
+        // stream, within the budget.
+        while conn.rbuf.len() < conn.rbuf.capacity() {
+            let room = conn.rbuf.capacity() - conn.rbuf.len();
+            match rustix::io::read(&conn.stream, rustix::buffer::spare_capacity(&mut conn.rbuf)) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
                 Ok(n) => {
-                    conn.filled += n;
                     read += n;
-                    if n < CHUNK && !conn.read_closed {
+                    if n == room || read >= budget {
+                        more = true;
+                        break;
+                    }
+                    if !conn.read_closed {
                         // A short read took everything the socket held; new bytes raise a new
-                        // readiness edge, so the extra read that would say WouldBlock is skipped
-                        // (unless the peer has closed: then read on to the end of the stream).
+                        // readiness edge, so the extra read that would say WouldBlock is skipped.
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
                     debug!("connection {}: read failed: {e}", conn.id);
                     eof = true;
                     break;
                 }
-            }
-            if read >= budget {
-                more = true;
             }
         }
         if read > 0 {
@@ -538,8 +540,8 @@ impl Reactor {
         let mut pos = 0;
         let mut close = None;
         let auditing = relay.audit.is_some();
-        while pos < conn.filled && close.is_none() {
-            let len = match frame(&conn.rbuf[pos..conn.filled], config.max_message_size) {
+        while pos < conn.rbuf.len() && close.is_none() {
+            let len = match frame(&conn.rbuf[pos..], config.max_message_size) {
                 Ok(Framing::Incomplete(_)) => break,
                 Ok(Framing::Frame(len)) => len,
                 Err(e) => {
@@ -640,19 +642,41 @@ impl Reactor {
                 );
             }
         }
-        let batch = (!frames.is_empty()).then(|| {
+        let mut batch = None;
+        let mut handed_on = false;
+        if !frames.is_empty() {
             let accepted: u64 = frames.iter().map(|m| u64::from(m.len)).sum();
             relay.metrics.frames_in.fetch_add(frames.len() as u64, Relaxed);
             relay.metrics.bytes_in.fetch_add(accepted, Relaxed);
-            Arc::new(Batch {
+            // A buffer that is mostly frames is handed on as it is (no copy), the partial frame
+            // after them moving to a new one; a small read is copied out of a buffer kept for
+            // the next read, so a batch never keeps more than twice its bytes alive.
+            handed_on = pos * 2 >= conn.rbuf.capacity();
+            let (bytes, alloc) = if handed_on {
+                let rest = &conn.rbuf[pos..];
+                let mut next = Vec::new();
+                if !rest.is_empty() {
+                    next.reserve_exact(rest.len() + self.shared.engine.read_budget);
+                    next.extend_from_slice(rest);
+                }
+                let mut full = std::mem::replace(&mut conn.rbuf, next);
+                full.truncate(pos);
+                let alloc = full.capacity();
+                (Bytes::from(full), alloc)
+            } else {
+                (Bytes::copy_from_slice(&conn.rbuf[..pos]), pos)
+            };
+            batch = Some(Arc::new(Batch {
                 relay: conn.relay,
                 publisher: PublisherId { reactor: self.index, token, id: conn.id },
-                bytes: Bytes::copy_from_slice(&conn.rbuf[..pos]),
+                bytes,
+                alloc,
                 frames,
-            })
-        });
-        conn.rbuf.copy_within(pos..conn.filled, 0);
-        conn.filled -= pos;
+            }));
+        }
+        if !handed_on {
+            conn.rbuf.drain(..pos);
+        }
         if let (Some(sender), false) = (&relay.audit, audit.is_empty()) {
             // Records are queued before the frames are forwarded. Publishers are not read while
             // the channel is full, so this waits only when several reactors fill it at once.
@@ -721,8 +745,8 @@ impl Reactor {
             for &(start, end, frames) in &runs {
                 // The first slice of the batch is charged the whole shared buffer it keeps
                 // alive; a small part of a large buffer is copied instead so it does not pin it.
-                let whole = if charged { 0 } else { batch.bytes.len() };
-                let copy = (end - start) * 8 < batch.bytes.len();
+                let whole = if charged { 0 } else { batch.alloc };
+                let copy = (end - start) * 8 < batch.alloc;
                 let charge = if copy { end - start } else { whole };
                 if conn.queued + charge > bound && !conn.out.is_empty() {
                     // The kernel's socket buffer is the first place to drain to.
