@@ -48,19 +48,26 @@ fn prometheus_text_on_the_metrics_address() {
     relay.connect().send(&frame);
     assert_eq!(sub.frame(), frame);
     let start = Instant::now();
+    let get = |path: &str| {
+        let mut stream = TcpStream::connect(&addr).ok()?;
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        Some(body)
+    };
     let body = loop {
         // The endpoint starts with the relay; retry (bounded) until it answers.
-        if let Ok(mut stream) = TcpStream::connect(&addr) {
-            stream.set_read_timeout(Some(WAIT)).unwrap();
-            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n").unwrap();
-            let mut body = String::new();
-            stream.read_to_string(&mut body).unwrap();
+        if let Some(body) = get("/metrics") {
             break body;
         }
         assert!(start.elapsed() < WAIT, "no metrics endpoint on {addr}");
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+    let other = get("/").unwrap();
+    assert!(other.starts_with("HTTP/1.1 404") && other.contains("/metrics"), "{other}");
     assert!(body.contains("torq_frames_in_total{relay=\"market-data\"} 1"), "{body}");
     assert!(
         body.contains("torq_rejected_frames_total{relay=\"market-data\",reason=\"checksum_mismatch\"} 0")

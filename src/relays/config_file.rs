@@ -167,7 +167,8 @@ pub struct DomainArgs {
     /// Seconds between stats lines in the log; 0 = off
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub metrics_interval: u64,
-    /// Serve Prometheus metrics on this loopback address, e.g. 127.0.0.1:9100 [default: off]
+    /// Serve Prometheus text at http://ADDR/metrics on this loopback address, e.g. 127.0.0.1:9100
+    /// [default: off]
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Log level

@@ -1,14 +1,14 @@
 //! The generic engine: binds the sockets, starts the reactors (pinned when asked), the audit
 //! writers, the stats line and the signal watcher, and runs until SIGINT/SIGTERM.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use crossbeam_channel::bounded;
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use mio::{Poll, Waker};
 
 use crate::reactor::socket::{self, SocketError};
@@ -236,34 +236,40 @@ fn raise_file_limit(max_connections: usize) {
     }
 }
 
-/// Serves Prometheus text on a loopback address, one short-lived connection at a time.
+/// Serves Prometheus text at `/metrics` on a loopback address (tiny_http, on its own thread);
+/// any other path is a 404 naming the right one.
 fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: Vec<Arc<Metrics>>,
     shared: Arc<Shared>,
 ) -> io::Result<()> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
+    let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
     info!("metrics on http://{addr}/metrics");
+    let content_type = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4")
+        .map_err(|()| io::Error::other("bad Content-Type header"))?;
     std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
         while !shared.stop.load(Relaxed) {
-            match listener.accept() {
-                Ok((mut stream, _)) => {
-                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                    let mut request = [0u8; 1024];
-                    let _ = stream.read(&mut request);
-                    let mut body = String::new();
-                    for m in &metrics {
-                        m.prometheus(&mut body);
-                    }
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+            let request = match server.recv_timeout(Duration::from_millis(100)) {
+                Ok(Some(request)) => request,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!("metrics endpoint {addr} stopped: {e}");
+                    return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            };
+            let path = request.url().split('?').next().unwrap_or_default();
+            let response = if path == "/metrics" {
+                let mut body = String::new();
+                for m in &metrics {
+                    m.prometheus(&mut body);
+                }
+                tiny_http::Response::from_string(body).with_header(content_type.clone())
+            } else {
+                tiny_http::Response::from_string(format!("no {path} here: the metrics are at /metrics\n"))
+                    .with_status_code(404)
+            };
+            if let Err(e) = request.respond(response) {
+                debug!("metrics endpoint {addr}: {e}");
             }
         }
     })?;
