@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::clients::Domain;
 
 /// What to run and how: shared by `throughput` and `latency`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Setup {
     /// `naive` (the floor: `torq-perf naive-relay`) or the path of a relay binary, started as
     /// `<binary> --socket <tmp path> --cores <cores> --slow-consumer <policy> [ARGS after --]`.
@@ -64,6 +64,11 @@ pub struct Setup {
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Run the naive floor (same clients, `--cores none`) just before each run of the target
+    /// and report each run's ratio to it, then the median ratio: both see the same machine
+    /// conditions, which on a shared machine move more than the difference measured.
+    #[arg(long)]
+    with_floor: bool,
     /// Further arguments for the relay binary (after `--`); `{dir}` stands for the run's fresh
     /// temporary directory (e.g. `-- --audit-file {dir}/audit.log -l warn`).
     #[arg(last = true)]
@@ -96,6 +101,26 @@ pub struct LatencyArgs {
     frames: u64,
 }
 
+impl Setup {
+    /// The naive floor with the same clients.
+    fn floor(&self) -> Setup {
+        Setup {
+            target: "naive".to_string(),
+            cores: "none".to_string(),
+            with_floor: false,
+            relay_args: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// What one throughput run measured (frames/s).
+struct Rates {
+    aggregate: f64,
+    slowest: f64,
+    publisher: f64,
+}
+
 /// The JSON lines of one run.
 struct Outcome {
     publisher: Value,
@@ -103,69 +128,124 @@ struct Outcome {
 }
 
 pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
-    let mut aggregates = Vec::new();
-    let mut slowest = Vec::new();
-    let mut publisher_rates = Vec::new();
+    let setup = &args.setup;
+    let floor = setup.with_floor.then(|| setup.floor());
+    let (mut aggregates, mut slowest, mut publishers, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     println!(
         "{} → {} subscriber(s), {} frames of {} B",
-        args.setup.target, args.subscribers, args.frames, args.setup.size
+        setup.target, args.subscribers, args.frames, setup.size
     );
-    for run in 1..=args.setup.runs {
-        let outcome = run_once(&args.setup, args.subscribers, args.frames, None)?;
-        let sent = number(&outcome.publisher, "frames");
-        let publisher_rate = number(&outcome.publisher, "rate");
-        let mut received = 0.0;
-        let mut longest = 0.0f64;
-        let mut rates = Vec::new();
-        println!("run {run}: publisher {} frames/s", mega(publisher_rate));
-        for (i, subscriber) in outcome.subscribers.iter().enumerate() {
-            let (frames, rate) = (number(subscriber, "frames"), number(subscriber, "rate"));
-            received += frames;
-            longest = longest.max(number(subscriber, "elapsed_s"));
-            rates.push(rate);
-            println!(
-                "  subscriber {i}: {} frames/s, received {frames}, dropped {}, gaps {}, end {}",
-                mega(rate),
-                sent - frames,
-                number(subscriber, "gaps"),
-                subscriber["end"].as_str().unwrap_or("?"),
-            );
+    for run in 1..=setup.runs {
+        let floor_rates = match &floor {
+            Some(floor) => Some(
+                throughput_run(floor, args, &format!("run {run}, floor"))
+                    .map_err(|e| format!("floor: {e}"))?,
+            ),
+            None => None,
+        };
+        let rates = throughput_run(setup, args, &format!("run {run}"))?;
+        if let Some(floor_rates) = floor_rates {
+            let ratio = rates.aggregate / floor_rates.aggregate;
+            println!("  ratio to the floor: {ratio:.3}");
+            ratios.push(ratio);
         }
-        let aggregate = if longest > 0.0 { received / longest } else { 0.0 };
-        println!("  aggregate: {} frames/s delivered", mega(aggregate));
-        aggregates.push(aggregate);
-        slowest.push(rates.iter().copied().reduce(f64::min).unwrap_or(f64::NAN));
-        publisher_rates.push(publisher_rate);
+        aggregates.push(rates.aggregate);
+        slowest.push(rates.slowest);
+        publishers.push(rates.publisher);
     }
     println!(
         "median of {} runs: aggregate {} frames/s, slowest subscriber {} frames/s, publisher {} frames/s",
-        args.setup.runs,
+        setup.runs,
         mega(median(&mut aggregates)),
         mega(median(&mut slowest)),
-        mega(median(&mut publisher_rates)),
+        mega(median(&mut publishers)),
     );
+    if !ratios.is_empty() {
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!("median ratio to the floor: {:.3} (runs: {})", median(&mut ratios), shown.join(", "));
+    }
     Ok(())
+}
+
+/// One throughput run of `setup`, printed under `label`.
+fn throughput_run(setup: &Setup, args: &ThroughputArgs, label: &str) -> Result<Rates, String> {
+    let outcome = run_once(setup, args.subscribers, args.frames, None)?;
+    let sent = number(&outcome.publisher, "frames");
+    let publisher = number(&outcome.publisher, "rate");
+    let mut received = 0.0;
+    let mut longest = 0.0f64;
+    let mut slowest = f64::NAN;
+    println!("{label}: publisher {} frames/s", mega(publisher));
+    for (i, subscriber) in outcome.subscribers.iter().enumerate() {
+        let (frames, rate) = (number(subscriber, "frames"), number(subscriber, "rate"));
+        received += frames;
+        longest = longest.max(number(subscriber, "elapsed_s"));
+        slowest = slowest.min(rate);
+        println!(
+            "  subscriber {i}: {} frames/s, received {frames}, dropped {}, gaps {}, end {}",
+            mega(rate),
+            sent - frames,
+            number(subscriber, "gaps"),
+            subscriber["end"].as_str().unwrap_or("?"),
+        );
+    }
+    let aggregate = if longest > 0.0 { received / longest } else { 0.0 };
+    println!("  aggregate: {} frames/s delivered", mega(aggregate));
+    Ok(Rates { aggregate, slowest, publisher })
 }
 
 pub fn latency(args: &LatencyArgs) -> Result<(), String> {
     const FIELDS: [&str; 5] = ["p50", "p90", "p99", "p99_9", "max"];
+    let setup = &args.setup;
+    let floor = setup.with_floor.then(|| setup.floor());
     let mut columns: Vec<Vec<f64>> = vec![Vec::new(); FIELDS.len()];
-    println!("{} → 1 subscriber, {} frames at {} frames/s (µs)", args.setup.target, args.frames, args.rate);
-    for run in 1..=args.setup.runs {
-        let outcome = run_once(&args.setup, 1, args.frames, Some(args.rate))?;
+    let (mut p50_ratios, mut p50_excess, mut tail_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    println!("{} → 1 subscriber, {} frames at {} frames/s (µs)", setup.target, args.frames, args.rate);
+    let percentiles = |setup: &Setup, label: &str| -> Result<Vec<f64>, String> {
+        let outcome = run_once(setup, 1, args.frames, Some(args.rate))?;
         let subscriber = &outcome.subscribers[0];
         let latency = &subscriber["latency_ns"];
         let values: Vec<f64> = FIELDS.iter().map(|field| number(latency, field) / 1e3).collect();
         let shown: Vec<String> = FIELDS.iter().zip(&values).map(|(f, v)| format!("{f} {v:.1}")).collect();
         let dropped = number(&outcome.publisher, "frames") - number(subscriber, "frames");
-        println!("run {run}: {} (dropped {dropped})", shown.join(", "));
+        println!("{label}: {} (dropped {dropped})", shown.join(", "));
+        Ok(values)
+    };
+    for run in 1..=setup.runs {
+        let floor_values = match &floor {
+            Some(floor) => {
+                Some(percentiles(floor, &format!("run {run}, floor")).map_err(|e| format!("floor: {e}"))?)
+            }
+            None => None,
+        };
+        let values = percentiles(setup, &format!("run {run}"))?;
+        if let Some(floor_values) = floor_values {
+            p50_ratios.push(values[0] / floor_values[0]);
+            p50_excess.push(values[0] - floor_values[0]);
+            tail_ratios.push(values[3] / floor_values[3]);
+            println!(
+                "  to the floor: p50 {:.2}x ({:+.1} µs), p99.9 {:.2}x",
+                values[0] / floor_values[0],
+                values[0] - floor_values[0],
+                values[3] / floor_values[3]
+            );
+        }
         for (column, value) in columns.iter_mut().zip(values) {
             column.push(value);
         }
     }
     let shown: Vec<String> =
         FIELDS.iter().zip(&mut columns).map(|(f, column)| format!("{f} {:.1}", median(column))).collect();
-    println!("median of {} runs (µs): {}", args.setup.runs, shown.join(", "));
+    println!("median of {} runs (µs): {}", setup.runs, shown.join(", "));
+    if !p50_ratios.is_empty() {
+        println!(
+            "median to the floor: p50 {:.2}x ({:+.1} µs), p99.9 {:.2}x",
+            median(&mut p50_ratios),
+            median(&mut p50_excess),
+            median(&mut tail_ratios)
+        );
+    }
     Ok(())
 }
 
