@@ -156,7 +156,8 @@ fn drop_policy_skips_frames_for_the_slow_subscriber_only() {
     while slow_view.delivered.len() as u64 + slow_view.notified < N {
         assert!(!slow_view.read(&mut slow), "a second acknowledgement");
     }
-    let SlowView { delivered, notified, notices } = slow_view;
+    let SlowView { delivered, notified, notices, .. } = slow_view;
+    assert_eq!(delivered.len() as u64 + notified, N, "delivered + counted as dropped");
     assert!(!notices.is_empty(), "no notice 4");
     assert!(delivered.windows(2).all(|w| w[0] < w[1]), "the slow subscriber's frames are out of order");
     assert_eq!(delivered.first(), Some(&1));
@@ -173,9 +174,37 @@ fn drop_policy_skips_frames_for_the_slow_subscriber_only() {
     assert_eq!(stat(&log, "market-data", "dropped "), notified, "the stats line counts every dropped frame");
 }
 
+#[test]
+fn drop_policy_counts_every_frame_of_batches_larger_than_the_queue() {
+    let mut relay = Relay::start(MARKET_DATA, &SMALL_QUEUE);
+    let mut slow = client(&relay, Role::Subscribe);
+    let mut publisher = client(&relay, Role::Publish);
+    // 100 writes of 40 frames of 100 B: each read holds several times the 2130 B queue, so
+    // runs overflow it in the middle and the rest of each run is dropped whole.
+    const N1: u64 = 4000;
+    for first in (1..=N1).step_by(40) {
+        publisher.send(&(first..first + 40).flat_map(|i| md_frame(1, i, 100)).collect::<Vec<u8>>());
+    }
+    // Read up to the acknowledgement of a second Subscribe, then one more frame after it.
+    slow.send(&subscribe_frame(&subscribe(Role::Subscribe, OPTION_NOTICES)));
+    let mut view = SlowView { size: 100, ..SlowView::default() };
+    while !view.read(&mut slow) {}
+    publisher.send(&md_frame(1, N1 + 1, 100));
+    while view.delivered.len() as u64 + view.notified < N1 + 1 {
+        assert!(!view.read(&mut slow), "a second acknowledgement");
+    }
+    assert_eq!(view.delivered.len() as u64 + view.notified, N1 + 1, "delivered + counted as dropped");
+    assert!(view.notified > 0 && view.delivered.ends_with(&[N1 + 1]), "{} dropped", view.notified);
+    assert!(view.delivered.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_eq!(relay.terminate().code(), Some(0));
+    assert_eq!(stat(&relay.log(), "market-data", "dropped "), view.notified);
+}
+
 /// What a drop-policy subscriber has seen.
 #[derive(Default)]
 struct SlowView {
+    /// Size of every published frame (1000 B when left 0).
+    size: usize,
     delivered: Vec<u64>,
     notified: u64,
     notices: Vec<u64>,
@@ -199,7 +228,7 @@ impl SlowView {
             Some(other) => panic!("unexpected notice {other:?}"),
             None => {
                 let sequence = sequence_of(&frame);
-                assert_eq!(frame, md_frame(1, sequence, 1000));
+                assert_eq!(frame, md_frame(1, sequence, if self.size == 0 { 1000 } else { self.size }));
                 self.delivered.push(sequence);
             }
         }

@@ -774,29 +774,62 @@ impl Reactor {
                     conn.push(batch.bytes.slice(start..end), copy, charge, frames, &relay.metrics);
                     continue;
                 }
-                // Frame by frame, copied, each going to the socket when the queue is full.
-                let mut offset = start;
-                while offset < end && conn.close.is_none() {
-                    let len = batch
+                // The run does not fit: drain the queue to the socket, queue (copied) the whole
+                // frames that fit in the room left, and go on while the socket takes everything;
+                // once it is full too, the policy acts on the rest of the run. One write and one
+                // copy per pass, not per frame: a slow consumer must not make dropping costly.
+                let frame_len = |offset: usize| {
+                    batch
                         .bytes
-                        .get(offset..)
+                        .get(offset..end)
                         .and_then(Header::view)
-                        .map_or(end - offset, |h| h.frame_len() as usize);
-                    let frame = batch.bytes.slice(offset..offset + len);
-                    offset += len;
-                    if conn.queued + len > bound && write_out(conn, &relay.metrics).is_err() {
+                        .map_or(end - offset, |h| h.frame_len() as usize)
+                };
+                let mut offset = start;
+                while offset < end {
+                    if write_out(conn, &relay.metrics).is_err() {
                         mark_write_dead(conn);
                         self.ready.push_back(token);
                         break;
                     }
-                    if conn.queued + len <= bound {
-                        conn.push(frame, true, len, 1, &relay.metrics);
-                    } else if policy == Policy::Drop {
-                        relay.metrics.dropped_frames.fetch_add(1, Relaxed);
-                        if conn.dropped.0 == 0 {
-                            conn.dropped.1 = sequence_at(&frame, 0);
+                    // The socket took the whole queue: at least one frame fits the empty queue
+                    // (queue_bytes >= 2 x max_message_size), so every pass makes progress.
+                    let drained = conn.out.is_empty();
+                    let mut room = bound.saturating_sub(conn.queued);
+                    let (mut fit, mut fit_frames) = (offset, 0);
+                    while fit < end {
+                        let len = frame_len(fit);
+                        if len > room {
+                            break;
                         }
-                        conn.dropped.0 += 1;
+                        (room, fit, fit_frames) = (room - len, fit + len, fit_frames + 1);
+                    }
+                    if fit > offset {
+                        conn.push(
+                            batch.bytes.slice(offset..fit),
+                            true,
+                            fit - offset,
+                            fit_frames,
+                            &relay.metrics,
+                        );
+                        offset = fit;
+                    }
+                    if !drained {
+                        break;
+                    }
+                }
+                if offset < end && !conn.write_dead {
+                    if policy == Policy::Drop {
+                        let mut dropped = 0;
+                        if conn.dropped.0 == 0 {
+                            conn.dropped.1 = sequence_at(&batch.bytes, offset);
+                        }
+                        while offset < end {
+                            offset += frame_len(offset);
+                            dropped += 1;
+                        }
+                        relay.metrics.dropped_frames.fetch_add(dropped, Relaxed);
+                        conn.dropped.0 += dropped;
                     } else {
                         relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
                         warn!(
