@@ -74,6 +74,22 @@ fn a_small_read_budget_keeps_every_byte() {
 }
 
 #[test]
+fn an_idle_publisher_gives_back_its_read_buffer_and_goes_on() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let mut subs = subscribers(&relay, 1);
+    let mut publisher = relay.connect();
+    publisher.send(&LEGACY_HELLO);
+    let frames: Vec<Vec<u8>> = (1..=4).map(|i| md_frame(1, i, 200)).collect();
+    publisher.send(&frames[..2].concat());
+    // Released after a second without a read (logged at debug); the next read allocates anew.
+    relay.wait_log("read buffer of", 2); // the probe of `subscribers`, then the publisher
+    publisher.send(&frames[2..].concat());
+    for expected in &frames {
+        assert_eq!(&subs[0].frame(), expected);
+    }
+}
+
+#[test]
 fn order_per_publisher_across_reactors() {
     let relay = Relay::start(MARKET_DATA, &[]);
     let mut subs = subscribers(&relay, 4);

@@ -27,6 +27,8 @@ use socket::Peer;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
+/// Ticks (100 ms each) without a read after which an empty read buffer is released.
+const IDLE_TICKS: u8 = 10;
 /// Notices queued to one connection beyond which rejections and drops are merged into counts.
 const MAX_PENDING_NOTICES: usize = 16;
 
@@ -124,6 +126,8 @@ struct Conn {
     /// What was read and not yet handed on (at most a partial frame between reads); reads go
     /// straight into its spare capacity, and a mostly full buffer becomes a batch as it is.
     rbuf: Vec<u8>,
+    /// Ticks since the last read; an empty read buffer is released after a second of them.
+    idle_ticks: u8,
     out: VecDeque<Out>,
     /// Bytes of the front entry already written.
     written: usize,
@@ -354,6 +358,7 @@ impl Reactor {
             peer,
             session: Session::new(config, peer.uid),
             rbuf: Vec::new(),
+            idle_ticks: 0,
             out: VecDeque::new(),
             written: 0,
             queued: 0,
@@ -520,6 +525,7 @@ impl Reactor {
             }
         }
         if read > 0 {
+            conn.idle_ticks = 0;
             self.handle_frames(token);
         }
         if eof {
@@ -926,6 +932,17 @@ impl Reactor {
             if conn.stalled(now, stall) {
                 work.push((token, Work::Stalled));
                 continue;
+            }
+            // A publisher that has sent nothing for a second gives back its read buffer (a
+            // read budget each, over hundreds of connections); its next read allocates anew.
+            conn.idle_ticks = conn.idle_ticks.saturating_add(1);
+            if conn.idle_ticks >= IDLE_TICKS && conn.rbuf.is_empty() && conn.rbuf.capacity() > 0 {
+                debug!(
+                    "connection {}: idle, read buffer of {} bytes released",
+                    conn.id,
+                    conn.rbuf.capacity()
+                );
+                conn.rbuf = Vec::new();
             }
             if conn.dropped.0 > 0 && conn.notices_queued < MAX_PENDING_NOTICES {
                 work.push((token, Work::Dropped(conn.dropped)));
