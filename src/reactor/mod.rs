@@ -565,8 +565,8 @@ impl Reactor {
                 }
             };
             let bytes = &conn.rbuf[pos..pos + len];
-            let header = crate::protocol::Header::view(bytes);
-            let (source, sequence) = header.map_or((0, 0), |h| (h.source(), h.sequence()));
+            // Source and sequence, read only for what logs, notices or audits a frame.
+            let ids = || Header::view(bytes).map_or((0, 0), |h| (h.source(), h.sequence()));
             let verdict = conn.session.judge(bytes, config);
             let outcome = match &verdict {
                 Verdict::Forward => {
@@ -581,6 +581,7 @@ impl Reactor {
                     audit::Outcome::Control
                 }
                 Verdict::Reject { reason, close: close_now } => {
+                    let (source, sequence) = ids();
                     relay.metrics.reject(reason.token());
                     // The first of each reason on a connection, then at most one a second.
                     let now = Instant::now();
@@ -614,6 +615,7 @@ impl Reactor {
                     audit::Outcome::Rejected(reason.token())
                 }
                 Verdict::ProtocolError(reason) => {
+                    let sequence = ids().1;
                     warn!(
                         "{}: connection {} ({}): protocol error: {reason}; closing",
                         config.name, conn.id, conn.peer
@@ -626,6 +628,7 @@ impl Reactor {
                 }
             };
             if auditing {
+                let (source, sequence) = ids();
                 audit.push(audit::Record {
                     time_ns: session::now_ns(),
                     connection: conn.id,

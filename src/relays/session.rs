@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use crate::protocol::{
-    Crc, Error, FrameBuilder, FrameKind, HEADER_SIZE, Header, RelayDomain, RelayNotice, RoutingKey,
-    Subscribe, notice, registry, routing_key, validate,
+    Crc, FrameBuilder, FrameKind, HEADER_SIZE, Header, RelayDomain, RelayNotice, RoutingKey, Subscribe,
+    notice, registry, routing_key, validate,
 };
 
 use super::RelayConfig;
@@ -150,11 +150,9 @@ impl Session {
         {
             return Verdict::Reject { reason: Reason::NotAllowed, close: true };
         }
-        let Some(header) = Header::view(frame) else {
-            return self.reject(Reason::Frame(Error::TlvTruncated { offset: 0 }), config);
-        };
-        let (source, sequence) = (header.source(), header.sequence());
-        if let Some(last) = &mut self.last_sequence {
+        // Validation has seen the whole header of a data frame.
+        if let (Some(last), Some(header)) = (&mut self.last_sequence, Header::view(frame)) {
+            let (source, sequence) = (header.source(), header.sequence());
             let slot = &mut last[usize::from(source)];
             match *slot {
                 Some(previous) if sequence <= previous => return self.reject(Reason::SequenceReplay, config),
