@@ -1,10 +1,19 @@
 //! Torq: a thread-per-core relay for Protocol V2 frames over Unix stream sockets.
 //!
-//! [`protocol`] is the sans-IO wire format of `PROTOCOL.md`: framing, validation, the TLV
-//! walker, the type registry, payload layouts, identifiers and the frame builder.
+//! The layers, each depending only on those below it:
+//!
+//! - [`runtime`] — process start-up: the engine [`Relay<L>`](runtime::Relay), socket-path
+//!   safety, signals, the open-file limit, the audit writer, the metrics endpoint, exit status.
+//! - [`reactor`] — I/O only: mio event loops that accept, read into the core's buffers, write
+//!   what the core queued, and carry messages between threads through bounded inboxes.
+//! - [`relays`] — the relay core, sans-IO (sessions, intake, outboxes, the fan-out of one
+//!   reactor's shard) and the per-domain [`RelayLogic`](relays::RelayLogic).
+//! - [`protocol`] — the wire format of `PROTOCOL.md`, sans-IO: framing, validation, the TLV
+//!   walker, the type registry, payload layouts, identifiers and the frame builder.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 pub mod protocol;
 pub mod reactor;
 pub mod relays;
+pub mod runtime;

@@ -1,4 +1,4 @@
-//! End-to-end use of `torq::reactor::socket`: bind, hand the listener to mio, accept a client,
+//! End-to-end use of `torq::runtime::socket`: bind, hand the listener to mio, accept a client,
 //! read its credentials, and clean up through the guard.
 
 use std::fs;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
-use torq::reactor::socket::{self, DEFAULT_PARENT_MODE, DEFAULT_SOCKET_MODE, SocketError};
+use torq::runtime::socket::{self, DEFAULT_PARENT_MODE, DEFAULT_SOCKET_MODE, SocketError};
 
 /// A fresh, uniquely named directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -57,7 +57,7 @@ fn listener_moves_into_mio_and_guard_cleans_up() {
             Err(e) => panic!("accept: {e}"),
         }
     };
-    let peer = socket::peer_credentials(&stream).expect("peer credentials");
+    let peer = torq::reactor::peer_credentials(&stream).expect("peer credentials");
     assert_eq!(peer.pid, Some(std::process::id() as i32));
     assert!(peer.to_string().starts_with(&format!("pid={} uid=", std::process::id())));
 

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::{DomainArgs, ExecutionLogic, Relay, StartError, exit_code, init_logging};
+use torq::relays::{DomainArgs, ExecutionLogic};
+use torq::runtime::{Relay, StartError, exit_code, init_logging};
 
 fn main() -> ExitCode {
     let args = DomainArgs::parse();

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::{DomainArgs, MarketDataLogic, Relay, StartError, exit_code, init_logging};
+use torq::relays::{DomainArgs, MarketDataLogic};
+use torq::runtime::{Relay, StartError, exit_code, init_logging};
 
 fn main() -> ExitCode {
     let args = DomainArgs::parse();

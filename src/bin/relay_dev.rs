@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::{DevArgs, StartError, exit_code, init_logging, run};
+use torq::relays::DevArgs;
+use torq::runtime::{StartError, exit_code, init_logging, run_any};
 
 fn main() -> ExitCode {
     let args = DevArgs::parse();
     init_logging(args.level().filter(), false);
-    exit_code(args.resolve().map_err(StartError::from).and_then(|(engine, relays)| run(engine, relays)))
+    exit_code(args.resolve().map_err(StartError::from).and_then(|(engine, relays)| run_any(engine, relays)))
 }

@@ -2,6 +2,7 @@
 //! routing key that subscription filters look at.
 
 use super::error::{Error, SubscribeError};
+use super::header::{HEADER_SIZE, Header};
 use super::ids::InstrumentId;
 use super::payload::{OrderRequest, Payload, Quote, Trade};
 use super::registry::{self, MAX_FILTERS};
@@ -221,6 +222,18 @@ impl Subscribe {
     #[inline]
     pub fn wants(&self, key: &RoutingKey, source: u8) -> bool {
         self.filters.is_empty() || self.filters.iter().any(|f| f.matches(key, source))
+    }
+
+    /// Whether a whole frame passes the filters: the routing key rule of PROTOCOL.md §6, read
+    /// from the frame's header (source) and first TLV only when there are filters.
+    pub fn wants_frame(&self, frame: &[u8]) -> bool {
+        if self.filters.is_empty() {
+            return true;
+        }
+        let source = Header::view(frame).map_or(0, Header::source);
+        let payload = frame.get(HEADER_SIZE..).unwrap_or_default();
+        let key = routing_key(payload).unwrap_or(RoutingKey { tlv_type: 0, instrument: None });
+        self.wants(&key, source)
     }
 }
 

@@ -165,31 +165,60 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every reason token, in the order of [`Error::index`]: one counter per kind of error.
+    pub const REASONS: [&'static str; 20] = [
+        "bad_magic",
+        "unsupported_version",
+        "frame_too_large",
+        "bad_domain",
+        "wrong_domain",
+        "tlv_invalid_type",
+        "tlv_truncated",
+        "tlv_reserved_nonzero",
+        "tlv_size_mismatch",
+        "tlv_size_out_of_bounds",
+        "tlv_type_not_allowed",
+        "tlv_unknown_type",
+        "misplaced_control",
+        "checksum_mismatch",
+        "checksum_missing",
+        "bad_subscribe",
+        "bad_notice",
+        "bad_symbol",
+        "buffer_too_small",
+        "value_too_long",
+    ];
+
+    /// The position of this kind of error in [`Error::REASONS`] (the index of its counter).
+    pub const fn index(&self) -> usize {
+        match self {
+            Error::BadMagic { .. } => 0,
+            Error::UnsupportedVersion { .. } => 1,
+            Error::FrameTooLarge { .. } => 2,
+            Error::BadDomain { .. } => 3,
+            Error::WrongDomain { .. } => 4,
+            Error::TlvInvalidType { .. } => 5,
+            Error::TlvTruncated { .. } => 6,
+            Error::TlvReservedNonzero { .. } => 7,
+            Error::TlvSizeMismatch { .. } => 8,
+            Error::TlvSizeOutOfBounds { .. } => 9,
+            Error::TlvTypeNotAllowed { .. } => 10,
+            Error::TlvUnknownType { .. } => 11,
+            Error::MisplacedControl { .. } => 12,
+            Error::ChecksumMismatch { .. } => 13,
+            Error::ChecksumMissing { .. } => 14,
+            Error::Subscribe(_) => 15,
+            Error::NoticeText => 16,
+            Error::Symbol(_) => 17,
+            Error::BufferTooSmall { .. } => 18,
+            Error::ValueTooLong { .. } => 19,
+        }
+    }
+
     /// The stable snake-case token for this error (`bad_magic`, `tlv_truncated`,
     /// `checksum_mismatch`, ...).
     pub const fn reason(&self) -> &'static str {
-        match self {
-            Error::BadMagic { .. } => "bad_magic",
-            Error::UnsupportedVersion { .. } => "unsupported_version",
-            Error::FrameTooLarge { .. } => "frame_too_large",
-            Error::BadDomain { .. } => "bad_domain",
-            Error::WrongDomain { .. } => "wrong_domain",
-            Error::TlvInvalidType { .. } => "tlv_invalid_type",
-            Error::TlvTruncated { .. } => "tlv_truncated",
-            Error::TlvReservedNonzero { .. } => "tlv_reserved_nonzero",
-            Error::TlvSizeMismatch { .. } => "tlv_size_mismatch",
-            Error::TlvSizeOutOfBounds { .. } => "tlv_size_out_of_bounds",
-            Error::TlvTypeNotAllowed { .. } => "tlv_type_not_allowed",
-            Error::TlvUnknownType { .. } => "tlv_unknown_type",
-            Error::MisplacedControl { .. } => "misplaced_control",
-            Error::ChecksumMismatch { .. } => "checksum_mismatch",
-            Error::ChecksumMissing { .. } => "checksum_missing",
-            Error::Subscribe(_) => "bad_subscribe",
-            Error::NoticeText => "bad_notice",
-            Error::Symbol(_) => "bad_symbol",
-            Error::BufferTooSmall { .. } => "buffer_too_small",
-            Error::ValueTooLong { .. } => "value_too_long",
-        }
+        Error::REASONS[self.index()]
     }
 
     /// Whether the stream can no longer be framed after this error (magic, version, size).

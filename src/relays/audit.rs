@@ -1,141 +1,64 @@
-//! The audit trail: one line per frame a relay with the audit level accepted, rejected or
-//! consumed, written to an append-only file by a dedicated thread fed through a bounded
-//! channel. Flushed every 10 ms and at stop; fsynced at the configured interval.
+//! The audit trail's records: one line per frame a relay with the audit level accepted,
+//! rejected or consumed. The core builds them; the start-up layer's writer thread appends
+//! them to the audit file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use std::io::{self, Write};
 
 /// What happened to a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
+    /// An accepted data frame.
     Accepted,
+    /// A rejected frame, with its reason token.
     Rejected(&'static str),
+    /// A hello.
     Hello,
+    /// A control frame (Subscribe).
     Control,
 }
 
 /// One audit record.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Record {
-    pub(crate) time_ns: u64,
-    pub(crate) connection: u64,
-    pub(crate) pid: i32,
-    pub(crate) uid: u32,
-    pub(crate) outcome: Outcome,
-    pub(crate) source: u8,
-    pub(crate) sequence: u64,
-    pub(crate) len: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// When the frame was judged, in nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The connection's id.
+    pub connection: u64,
+    /// The peer's pid (0 when unknown).
+    pub pid: i32,
+    /// The peer's uid.
+    pub uid: u32,
+    /// What became of the frame.
+    pub outcome: Outcome,
+    /// The frame's source.
+    pub source: u8,
+    /// The frame's sequence.
+    pub sequence: u64,
+    /// The frame's length.
+    pub len: u32,
 }
 
-/// Batches of records in flight to the writer, at most this many.
-const CHANNEL_BATCHES: usize = 1024;
-
-/// The writer thread and the sending side of its channel.
-#[derive(Debug)]
-pub(crate) struct Audit {
-    pub(crate) sender: Sender<Vec<Record>>,
-    thread: JoinHandle<io::Result<()>>,
-}
-
-impl Audit {
-    /// Opens `path` for appending and starts the writer.
-    pub(crate) fn start(path: &Path, relay: &str, fsync_every: Duration) -> io::Result<Audit> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (sender, receiver) = bounded(CHANNEL_BATCHES);
-        let relay = relay.to_string();
-        let thread = std::thread::Builder::new()
-            .name(format!("audit-{relay}"))
-            .spawn(move || write_records(&receiver, file, &relay, fsync_every))?;
-        Ok(Audit { sender, thread })
-    }
-
-    /// Closes the channel and waits for every queued record to be written and synced.
-    pub(crate) fn finish(self) -> io::Result<()> {
-        drop(self.sender);
-        self.thread.join().map_err(|_| io::Error::other("the audit writer panicked"))?
-    }
-}
-
-fn write_records(
-    receiver: &Receiver<Vec<Record>>,
-    file: File,
-    relay: &str,
-    fsync_every: Duration,
-) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 16, file);
-    let mut last_sync = Instant::now();
-    loop {
-        match receiver.recv_timeout(Duration::from_millis(10)) {
-            Ok(batch) => {
-                for record in batch {
-                    write_record(&mut out, relay, &record)?;
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                out.flush()?;
-                return out.get_ref().sync_data();
-            }
-        }
-        out.flush()?;
-        if last_sync.elapsed() >= fsync_every {
-            out.get_ref().sync_data()?;
-            last_sync = Instant::now();
-        }
-    }
-}
-
-fn write_record(out: &mut impl Write, relay: &str, r: &Record) -> io::Result<()> {
-    let (outcome, reason) = match r.outcome {
-        Outcome::Accepted => ("accepted", ""),
-        Outcome::Rejected(reason) => ("rejected", reason),
-        Outcome::Hello => ("hello", ""),
-        Outcome::Control => ("control", ""),
-    };
-    write!(
-        out,
-        "{} {relay} conn={} pid={} uid={} {outcome} source={} sequence={} len={}",
-        r.time_ns, r.connection, r.pid, r.uid, r.source, r.sequence, r.len
-    )?;
-    if !reason.is_empty() {
-        write!(out, " reason={reason}")?;
-    }
-    writeln!(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_reach_the_file_in_order() {
-        let path = std::env::temp_dir().join(format!("torq-audit-{}.log", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let audit = Audit::start(&path, "execution", Duration::from_millis(5)).unwrap();
-        let record = |sequence, outcome| Record {
-            time_ns: 1,
-            connection: 2,
-            pid: 3,
-            uid: 4,
-            outcome,
-            source: 20,
-            sequence,
-            len: 82,
+impl Record {
+    /// Writes the record as one line of relay `relay`'s audit file.
+    ///
+    /// # Errors
+    ///
+    /// What writing to `out` returns.
+    pub fn write_line(&self, out: &mut impl Write, relay: &str) -> io::Result<()> {
+        let (outcome, reason) = match self.outcome {
+            Outcome::Accepted => ("accepted", ""),
+            Outcome::Rejected(reason) => ("rejected", reason),
+            Outcome::Hello => ("hello", ""),
+            Outcome::Control => ("control", ""),
         };
-        audit.sender.send(vec![record(1, Outcome::Hello), record(2, Outcome::Accepted)]).unwrap();
-        audit.sender.send(vec![record(2, Outcome::Rejected("sequence_replay"))]).unwrap();
-        audit.finish().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], "1 execution conn=2 pid=3 uid=4 hello source=20 sequence=1 len=82");
-        assert!(lines[2].ends_with("rejected source=20 sequence=2 len=82 reason=sequence_replay"));
-        std::fs::remove_file(&path).unwrap();
+        write!(
+            out,
+            "{} {relay} conn={} pid={} uid={} {outcome} source={} sequence={} len={}",
+            self.time_ns, self.connection, self.pid, self.uid, self.source, self.sequence, self.len
+        )?;
+        if !reason.is_empty() {
+            write!(out, " reason={reason}")?;
+        }
+        writeln!(out)
     }
 }

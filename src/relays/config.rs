@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::protocol::{RelayDomain, SourceType};
 
-use super::logic::{Levels, Policy, RelayLogic};
+use super::logic::{DomainDefaults, Levels, Policy};
 
 /// The smallest allowed `max_message_size`: the largest Subscribe frame (32 + 5 + 1028).
 pub const MIN_MESSAGE_SIZE: usize = 1065;
@@ -106,18 +106,18 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// The defaults of a domain (PROTOCOL.md §6 "Defaults").
-    pub fn defaults<L: RelayLogic>() -> Self {
+    /// A domain's relay with its defaults (PROTOCOL.md §6 "Defaults").
+    pub fn new(defaults: &DomainDefaults) -> Self {
         RelayConfig {
-            domain: L::DOMAIN,
-            source: L::SOURCE,
-            name: L::NAME.to_string(),
-            socket: PathBuf::from(L::SOCKET),
+            domain: defaults.domain,
+            source: defaults.source,
+            name: defaults.name.to_string(),
+            socket: PathBuf::from(defaults.socket),
             socket_mode: 0o660,
             parent_mode: 0o750,
-            levels: L::LEVELS,
-            policy: L::POLICY,
-            queue_bytes: L::QUEUE_BYTES,
+            levels: defaults.levels,
+            policy: defaults.policy,
+            queue_bytes: defaults.queue_bytes,
             max_message_size: 131_072,
             audit_file: None,
             audit_fsync: Duration::from_secs(1),

@@ -28,7 +28,9 @@ use toml::{Table, Value};
 use crate::protocol::{ChecksumLevel, RelayDomain};
 
 use super::config::{ConfigError, Cores, EngineConfig, RelayConfig};
-use super::logic::{ExecutionLogic, MarketDataLogic, Policy, RelayLogic, SignalLogic};
+use super::logic::{AnyLogic, MarketDataLogic, Policy, RelayLogic};
+#[cfg(test)]
+use super::logic::{ExecutionLogic, SignalLogic};
 
 /// Where `relay_dev all` puts its sockets unless `-s DIR` says otherwise.
 const DEV_DIR: &str = "/tmp/torq_dev/";
@@ -68,9 +70,9 @@ const FLAGS: &[(&str, &str)] = &[
 /// [`ConfigError::Invalid`] for [`RelayDomain::System`], which has no relay of its own.
 pub fn defaults_for(domain: RelayDomain) -> Result<RelayConfig, ConfigError> {
     match domain {
-        RelayDomain::MarketData => Ok(RelayConfig::defaults::<MarketDataLogic>()),
-        RelayDomain::Signal => Ok(RelayConfig::defaults::<SignalLogic>()),
-        RelayDomain::Execution => Ok(RelayConfig::defaults::<ExecutionLogic>()),
+        RelayDomain::MarketData | RelayDomain::Signal | RelayDomain::Execution => Ok(RelayConfig::new(
+            &AnyLogic::for_domain(domain).map_or(MarketDataLogic.defaults(), |l| l.defaults()),
+        )),
         RelayDomain::System => Err(ConfigError::invalid(
             "domain",
             domain,
@@ -182,8 +184,8 @@ impl DomainArgs {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the flag, the value and what is allowed.
-    pub fn resolve<L: RelayLogic>(&self) -> Result<(EngineConfig, RelayConfig), ConfigError> {
-        let mut relay = RelayConfig::defaults::<L>();
+    pub fn resolve<L: RelayLogic + Default>(&self) -> Result<(EngineConfig, RelayConfig), ConfigError> {
+        let mut relay = RelayConfig::new(&L::default().defaults());
         let mut engine = EngineConfig { cores: cores_from_str(&self.cores)?, ..EngineConfig::default() };
         if let Some(socket) = &self.socket {
             relay.socket = nonempty_path(socket, "--socket")?;
@@ -1058,7 +1060,7 @@ mod tests {
     fn domain_flags() {
         let args = DomainArgs::try_parse_from(["market_data_relay"]).unwrap();
         let (engine, relay) = args.resolve::<MarketDataLogic>().unwrap();
-        assert_eq!(relay, RelayConfig::defaults::<MarketDataLogic>());
+        assert_eq!(relay, RelayConfig::new(&MarketDataLogic.defaults()));
         assert_eq!(engine, default_engine());
         assert_eq!(args.log_level, LogLevel::Info);
 
@@ -1163,7 +1165,7 @@ mod tests {
 
         let args = DevArgs::try_parse_from(["relay_dev", "market_data", "-l", "trace"]).unwrap();
         let (_, relays) = args.resolve().unwrap();
-        assert_eq!(relays, [RelayConfig::defaults::<MarketDataLogic>()]);
+        assert_eq!(relays, [RelayConfig::new(&MarketDataLogic.defaults())]);
         assert_eq!(args.level(), LogLevel::Trace);
 
         // A file for the named domain, its socket replaced by -s.

@@ -1,10 +1,12 @@
-//! The per-domain part of a relay: [`RelayLogic`] and its three implementations.
+//! The per-domain decision point: [`RelayLogic`] and its implementations.
 //!
-//! A logic is a handful of constants — the domain, the default socket path, the check levels,
-//! the slow-consumer policy and the queue bound. Everything the domains share lives in the
-//! engine.
+//! The engine, the reactors and the relay core are generic over the logic and call it with
+//! static dispatch on the per-frame path. What differs between domains is code here: the
+//! checks a domain applies, what it audits, how it routes, what a stop that leaves frames
+//! undelivered means, and its defaults. [`AnyLogic`] runs the three domains on one set of
+//! reactors (`relay_dev all`).
 
-use crate::protocol::{ChecksumLevel, RelayDomain, SourceType};
+use crate::protocol::{self, ChecksumLevel, FrameKind, RelayDomain, SourceType, Subscribe};
 
 /// What a relay does with a subscriber whose queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,22 +56,71 @@ pub struct Levels {
     pub strict_types: bool,
 }
 
-/// The small per-domain part of `Relay<L>`.
-pub trait RelayLogic: Send + Sync + 'static {
-    /// The relay's domain.
-    const DOMAIN: RelayDomain;
-    /// The relay's own source byte in the notices it sends.
-    const SOURCE: SourceType;
+/// A domain's defaults: what its relay runs with unless configuration says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainDefaults {
+    /// The domain.
+    pub domain: RelayDomain,
+    /// The relay's own source byte in the notices and heartbeats it sends.
+    pub source: SourceType,
     /// The name used in logs, metrics and `relay_dev`.
-    const NAME: &'static str;
-    /// The default socket path.
-    const SOCKET: &'static str;
-    /// The default check levels.
-    const LEVELS: Levels;
-    /// The default slow-consumer policy.
-    const POLICY: Policy;
-    /// The default subscriber queue bound, in bytes.
-    const QUEUE_BYTES: usize;
+    pub name: &'static str,
+    /// The socket path.
+    pub socket: &'static str,
+    /// The check levels.
+    pub levels: Levels,
+    /// The slow-consumer policy.
+    pub policy: Policy,
+    /// The subscriber queue bound, in bytes.
+    pub queue_bytes: usize,
+}
+
+/// One domain's decisions. A relay built with a logic serves that logic's domain only.
+///
+/// The provided methods are the rules every domain shares; a domain overrides what it does
+/// differently. A new domain is one small type that implements [`RelayLogic::domain`] and
+/// [`RelayLogic::defaults`].
+pub trait RelayLogic: Send + Sync + 'static {
+    /// The domain this logic serves.
+    fn domain(&self) -> RelayDomain;
+
+    /// The domain's defaults.
+    fn defaults(&self) -> DomainDefaults;
+
+    /// The checks of a whole frame after framing (PROTOCOL.md §6 "Checks by level"): the
+    /// domain rule, then the TLV and checksum levels of `levels`.
+    ///
+    /// # Errors
+    ///
+    /// The protocol error that rejects the frame.
+    #[inline]
+    fn check(&self, frame: &[u8], levels: &Levels) -> Result<FrameKind, protocol::Error> {
+        let checks = protocol::Checks {
+            domain: self.domain(),
+            checksum: levels.checksum,
+            strict_types: levels.strict_types,
+        };
+        protocol::validate(frame, &checks)
+    }
+
+    /// Whether frames of this relay are audited (the `audit` level).
+    #[inline]
+    fn audits(&self, levels: &Levels) -> bool {
+        levels.audit
+    }
+
+    /// Whether an accepted data frame goes to a subscription with filters: the routing key
+    /// rule of PROTOCOL.md §6, shared by every domain.
+    #[inline]
+    fn routes(&self, subscription: &Subscribe, frame: &[u8]) -> bool {
+        subscription.wants_frame(frame)
+    }
+
+    /// Whether frames left undelivered when a stop's flush deadline passes are a failure
+    /// (exit status 3): true for a lossless domain.
+    fn lossless(&self) -> bool {
+        false
+    }
 }
 
 /// MarketData: very high rate, framing/domain/TLV checks, drops for a slow consumer.
@@ -77,19 +128,27 @@ pub trait RelayLogic: Send + Sync + 'static {
 pub struct MarketDataLogic;
 
 impl RelayLogic for MarketDataLogic {
-    const DOMAIN: RelayDomain = RelayDomain::MarketData;
-    const SOURCE: SourceType = SourceType::MarketDataRelay;
-    const NAME: &'static str = "market-data";
-    const SOCKET: &'static str = "/tmp/torq/market_data.sock";
-    const LEVELS: Levels = Levels {
-        checksum: ChecksumLevel::Off,
-        sequence: false,
-        audit: false,
-        close_on_reject: false,
-        strict_types: false,
-    };
-    const POLICY: Policy = Policy::Drop;
-    const QUEUE_BYTES: usize = 4 << 20;
+    fn domain(&self) -> RelayDomain {
+        RelayDomain::MarketData
+    }
+
+    fn defaults(&self) -> DomainDefaults {
+        DomainDefaults {
+            domain: RelayDomain::MarketData,
+            source: SourceType::MarketDataRelay,
+            name: "market-data",
+            socket: "/tmp/torq/market_data.sock",
+            levels: Levels {
+                checksum: ChecksumLevel::Off,
+                sequence: false,
+                audit: false,
+                close_on_reject: false,
+                strict_types: false,
+            },
+            policy: Policy::Drop,
+            queue_bytes: 4 << 20,
+        }
+    }
 }
 
 /// Signal: checksummed, disconnects a slow consumer.
@@ -97,13 +156,22 @@ impl RelayLogic for MarketDataLogic {
 pub struct SignalLogic;
 
 impl RelayLogic for SignalLogic {
-    const DOMAIN: RelayDomain = RelayDomain::Signal;
-    const SOURCE: SourceType = SourceType::SignalRelay;
-    const NAME: &'static str = "signal";
-    const SOCKET: &'static str = "/tmp/torq/signals.sock";
-    const LEVELS: Levels = Levels { checksum: ChecksumLevel::Verify, ..MarketDataLogic::LEVELS };
-    const POLICY: Policy = Policy::Disconnect;
-    const QUEUE_BYTES: usize = 4 << 20;
+    fn domain(&self) -> RelayDomain {
+        RelayDomain::Signal
+    }
+
+    fn defaults(&self) -> DomainDefaults {
+        let market_data = MarketDataLogic.defaults();
+        DomainDefaults {
+            domain: RelayDomain::Signal,
+            source: SourceType::SignalRelay,
+            name: "signal",
+            socket: "/tmp/torq/signals.sock",
+            levels: Levels { checksum: ChecksumLevel::Verify, ..market_data.levels },
+            policy: Policy::Disconnect,
+            queue_bytes: 4 << 20,
+        }
+    }
 }
 
 /// Execution: orders and fills — checksums required, sequences checked, audited, lossless.
@@ -111,17 +179,119 @@ impl RelayLogic for SignalLogic {
 pub struct ExecutionLogic;
 
 impl RelayLogic for ExecutionLogic {
-    const DOMAIN: RelayDomain = RelayDomain::Execution;
-    const SOURCE: SourceType = SourceType::ExecutionRelay;
-    const NAME: &'static str = "execution";
-    const SOCKET: &'static str = "/tmp/torq/execution.sock";
-    const LEVELS: Levels = Levels {
-        checksum: ChecksumLevel::Required,
-        sequence: true,
-        audit: true,
-        close_on_reject: true,
-        strict_types: false,
+    fn domain(&self) -> RelayDomain {
+        RelayDomain::Execution
+    }
+
+    fn defaults(&self) -> DomainDefaults {
+        DomainDefaults {
+            domain: RelayDomain::Execution,
+            source: SourceType::ExecutionRelay,
+            name: "execution",
+            socket: "/tmp/torq/execution.sock",
+            levels: Levels {
+                checksum: ChecksumLevel::Required,
+                sequence: true,
+                audit: true,
+                close_on_reject: true,
+                strict_types: false,
+            },
+            policy: Policy::Block,
+            queue_bytes: 16 << 20,
+        }
+    }
+
+    fn lossless(&self) -> bool {
+        true
+    }
+}
+
+/// Any of the three domains: `relay_dev all` and `relay --config` choose the domain at run
+/// time and run its logic through this enum (one `match` per call, still no `dyn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyLogic {
+    /// [`MarketDataLogic`].
+    MarketData,
+    /// [`SignalLogic`].
+    Signal,
+    /// [`ExecutionLogic`].
+    Execution,
+}
+
+impl AnyLogic {
+    /// The logic of a domain; `None` for System, which has no relay of its own.
+    pub const fn for_domain(domain: RelayDomain) -> Option<AnyLogic> {
+        match domain {
+            RelayDomain::MarketData => Some(AnyLogic::MarketData),
+            RelayDomain::Signal => Some(AnyLogic::Signal),
+            RelayDomain::Execution => Some(AnyLogic::Execution),
+            RelayDomain::System => None,
+        }
+    }
+}
+
+/// Calls the same method on whichever logic `self` is.
+macro_rules! any {
+    ($self:expr, $logic:ident => $call:expr) => {
+        match $self {
+            AnyLogic::MarketData => {
+                let $logic = MarketDataLogic;
+                $call
+            }
+            AnyLogic::Signal => {
+                let $logic = SignalLogic;
+                $call
+            }
+            AnyLogic::Execution => {
+                let $logic = ExecutionLogic;
+                $call
+            }
+        }
     };
-    const POLICY: Policy = Policy::Block;
-    const QUEUE_BYTES: usize = 16 << 20;
+}
+
+impl RelayLogic for AnyLogic {
+    fn domain(&self) -> RelayDomain {
+        any!(self, l => l.domain())
+    }
+
+    fn defaults(&self) -> DomainDefaults {
+        any!(self, l => l.defaults())
+    }
+
+    #[inline]
+    fn check(&self, frame: &[u8], levels: &Levels) -> Result<FrameKind, protocol::Error> {
+        any!(self, l => l.check(frame, levels))
+    }
+
+    #[inline]
+    fn audits(&self, levels: &Levels) -> bool {
+        any!(self, l => l.audits(levels))
+    }
+
+    #[inline]
+    fn routes(&self, subscription: &Subscribe, frame: &[u8]) -> bool {
+        any!(self, l => l.routes(subscription, frame))
+    }
+
+    fn lossless(&self) -> bool {
+        any!(self, l => l.lossless())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_logic_serves_its_own_domain() {
+        for domain in [RelayDomain::MarketData, RelayDomain::Signal, RelayDomain::Execution] {
+            let logic = AnyLogic::for_domain(domain).unwrap();
+            assert_eq!(logic.domain(), domain);
+            assert_eq!(logic.defaults().domain, domain);
+        }
+        assert_eq!(AnyLogic::for_domain(RelayDomain::System), None);
+        assert!(ExecutionLogic.lossless() && !MarketDataLogic.lossless() && !SignalLogic.lossless());
+        assert_eq!(AnyLogic::Execution.defaults(), ExecutionLogic.defaults());
+    }
 }

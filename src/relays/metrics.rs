@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::reason::TOKENS;
+use super::reason::{Reason, token_at};
 
 /// The counters of one relay.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     /// Frames skipped for slow subscribers (`drop`), or lost with a disconnected one.
     pub dropped_frames: AtomicU64,
-    /// Rejected frames, by reason (indexed like [`TOKENS`]).
+    /// Rejected frames, by reason (indexed by [`Reason::index`]).
     pub rejected: Vec<AtomicU64>,
     /// Connections closed for a protocol error.
     pub protocol_errors: AtomicU64,
@@ -50,7 +50,7 @@ impl Metrics {
             frames_out: zero(),
             bytes_out: zero(),
             dropped_frames: zero(),
-            rejected: TOKENS.iter().map(|_| zero()).collect(),
+            rejected: (0..Reason::COUNT).map(|_| zero()).collect(),
             protocol_errors: zero(),
             slow_disconnects: zero(),
             pauses: zero(),
@@ -59,11 +59,6 @@ impl Metrics {
             connections_refused: zero(),
             queue_high_water: zero(),
         }
-    }
-
-    /// Counts one rejected frame.
-    pub(crate) fn reject(&self, token: &str) {
-        self.rejected[super::reason::index(token)].fetch_add(1, Relaxed);
     }
 
     /// Total rejected frames.
@@ -91,7 +86,8 @@ impl Metrics {
             self.connections_refused.load(Relaxed),
             self.queue_high_water.load(Relaxed),
         );
-        for (token, count) in TOKENS.iter().zip(&self.rejected) {
+        for (index, count) in self.rejected.iter().enumerate() {
+            let token = token_at(index);
             let count = count.load(Relaxed);
             if count > 0 {
                 let _ = write!(line, " {token}={count}");
@@ -120,7 +116,8 @@ impl Metrics {
         for (name, value) in counters {
             let _ = writeln!(out, "torq_{name}{{relay=\"{relay}\"}} {}", value.load(Relaxed));
         }
-        for (token, count) in TOKENS.iter().zip(&self.rejected) {
+        for (index, count) in self.rejected.iter().enumerate() {
+            let token = token_at(index);
             let _ = writeln!(
                 out,
                 "torq_rejected_frames_total{{relay=\"{relay}\",reason=\"{token}\"}} {}",

@@ -1,23 +1,40 @@
-//! The relays: the generic engine [`Relay<L: RelayLogic>`](Relay) and the three domain
-//! logics. The engine holds everything the domains share — validation levels, roles,
-//! routing, slow-consumer policies, notices, heartbeats, metrics, audit and stop; a logic is
-//! a handful of constants.
+//! The relay core, sans-IO, and the domain logics.
+//!
+//! - [`RelayLogic`] is the per-domain decision point ([`MarketDataLogic`], [`SignalLogic`],
+//!   [`ExecutionLogic`], and [`AnyLogic`] for several domains in one process).
+//! - `session`: one connection's protocol state — roles, hello, subscription, sequences.
+//! - [`Connection`]: a session, its read buffer and the intake of what was read (accepted
+//!   frames as one shared [`Batch`], rejections, notices, audit records, a close reason).
+//! - `outbox`: one connection's bounded queue and the slow-consumer policies.
+//! - [`Shard`]: one reactor's connections, the fan-out, the messages between shards, ticks and
+//!   the stop.
+//!
+//! Nothing here touches a socket, a clock or a thread: time is an argument ([`Now`]) and a
+//! socket is any [`std::io::Write`].
 
-pub(crate) mod audit;
+pub mod audit;
 mod config;
 mod config_file;
-mod engine;
+mod connection;
 mod logic;
 mod metrics;
+mod outbox;
 mod reason;
-pub(crate) mod session;
+mod session;
+mod shard;
+
+#[cfg(test)]
+mod tests;
 
 pub use config::{ConfigError, Cores, EngineConfig, MIN_MESSAGE_SIZE, RelayConfig};
 pub use config_file::{
     DevArgs, DevTarget, DomainArgs, LogLevel, RelayArgs, cores_from_str, defaults_for, load_file,
 };
-pub use engine::{Relay, StartError, exit_code, init_logging, run};
-pub use logic::{ExecutionLogic, Levels, MarketDataLogic, Policy, RelayLogic, SignalLogic};
+pub use connection::{CloseReason, Connection, Intake, Now, Peer};
+pub use logic::{
+    AnyLogic, DomainDefaults, ExecutionLogic, Levels, MarketDataLogic, Policy, RelayLogic, SignalLogic,
+};
 pub use metrics::Metrics;
+pub use outbox::Undelivered;
 pub use reason::Reason;
-pub(crate) use reason::index as reason_index;
+pub use shard::{Batch, Event, FrameSpan, Msg, PublisherId, RelayContext, Shard, ShardConfig};

@@ -1,24 +1,26 @@
-//! The generic engine: binds the sockets, starts the reactors (pinned when asked), the audit
-//! writers, the stats line and the signal watcher, and runs until SIGINT/SIGTERM.
+//! Process start-up: the generic engine [`Relay<L>`](Relay) binds the sockets (safely, see
+//! [`socket`]), raises the open-file limit, starts the audit writers, the reactors (pinned when
+//! asked), the stats line, the metrics endpoint and the signal watcher, runs until SIGINT or
+//! SIGTERM, and joins them in the reverse order.
+
+mod audit;
+pub mod socket;
 
 use std::io::{self, Write as _};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use crossbeam_channel::bounded;
 use log::{debug, error, info, warn};
-use mio::{Poll, Waker};
 
-use crate::reactor::socket::{self, SocketError};
-use crate::reactor::{Reactor, RelayShared, Shared};
+use crate::reactor::{self, Reactors};
+use crate::relays::{
+    AnyLogic, ConfigError, Cores, EngineConfig, Metrics, RelayConfig, RelayContext, RelayLogic,
+};
 
-use super::audit::Audit;
-use super::{ConfigError, Cores, EngineConfig, Metrics, RelayConfig, RelayLogic};
-
-/// Messages in flight to one reactor, at most.
-const INBOX: usize = 4096;
+use audit::Audit;
+use socket::SocketError;
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,7 @@ pub enum StartError {
     Io(#[from] io::Error),
 }
 
-/// One domain's relay: the engine with the defaults of `L`.
+/// One domain's relay: the engine running logic `L`.
 #[derive(Debug)]
 pub struct Relay<L: RelayLogic> {
     engine: EngineConfig,
@@ -51,21 +53,39 @@ pub struct Relay<L: RelayLogic> {
     logic: PhantomData<L>,
 }
 
-impl<L: RelayLogic> Relay<L> {
-    /// A relay with these settings (start from [`RelayConfig::defaults`]).
+impl<L: RelayLogic + Default> Relay<L> {
+    /// A relay with these settings (start from `L`'s [`RelayLogic::defaults`]).
     pub fn new(engine: EngineConfig, config: RelayConfig) -> Self {
         Relay { engine, config, logic: PhantomData }
     }
 
-    /// Runs until SIGINT or SIGTERM; returns the exit status (0, or 3 when Execution frames
-    /// were left undelivered at the flush deadline).
+    /// Runs until SIGINT or SIGTERM; returns the exit status (0, or 3 when frames of a
+    /// lossless relay were left undelivered at the flush deadline).
     ///
     /// # Errors
     ///
-    /// [`StartError`] when the relay cannot start.
+    /// [`StartError`] when the relay cannot start, among them a configuration of another
+    /// domain than `L`'s.
     pub fn run(self) -> Result<i32, StartError> {
-        run(self.engine, vec![self.config])
+        run(self.engine, vec![(L::default(), self.config)])
     }
+}
+
+/// Runs relays of any of the three domains (`relay --config`, `relay_dev`) on one set of
+/// reactors until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// [`StartError`] when a relay cannot start.
+pub fn run_any(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartError> {
+    let mut logics = Vec::new();
+    for config in relays {
+        let logic = AnyLogic::for_domain(config.domain).ok_or_else(|| {
+            ConfigError::invalid("domain", config.domain, "market data, signal or execution")
+        })?;
+        logics.push((logic, config));
+    }
+    run(engine, logics)
 }
 
 /// Runs one or more relays (one per domain) on one set of reactors until SIGINT or SIGTERM.
@@ -73,10 +93,18 @@ impl<L: RelayLogic> Relay<L> {
 /// # Errors
 ///
 /// [`StartError`] when a relay cannot start.
-pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartError> {
+pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -> Result<i32, StartError> {
     engine.validate()?;
-    for relay in &relays {
+    for (logic, relay) in &relays {
         relay.validate()?;
+        if relay.domain != logic.domain() {
+            return Err(ConfigError::invalid(
+                "domain",
+                relay.domain,
+                format!("the {} relay serves {} only", logic.defaults().name, logic.domain()),
+            )
+            .into());
+        }
     }
     raise_file_limit(engine.max_connections);
     // Catch SIGINT/SIGTERM before the sockets exist, so a stop is never a kill.
@@ -84,7 +112,7 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let mut guards = Vec::new();
     let mut listeners = Vec::new();
-    for (index, relay) in relays.iter().enumerate() {
+    for (index, (_, relay)) in relays.iter().enumerate() {
         let (listener, guard) =
             socket::bind(&relay.socket, relay.socket_mode, relay.parent_mode)?.into_parts();
         info!(
@@ -99,52 +127,26 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
         guards.push(guard);
     }
     let mut audits = Vec::new();
-    let mut shared_relays = Vec::new();
-    for relay in relays {
-        let audit = match (&relay.audit_file, relay.levels.audit) {
+    let mut audit_senders = Vec::new();
+    let mut contexts = Vec::new();
+    for (logic, relay) in relays {
+        let audit = match (&relay.audit_file, logic.audits(&relay.levels)) {
             (Some(path), true) => Some(
                 Audit::start(path, &relay.name, relay.audit_fsync)
                     .map_err(|source| StartError::Audit { path: path.display().to_string(), source })?,
             ),
             _ => None,
         };
-        let sender = audit.as_ref().map(|a| a.sender.clone());
+        audit_senders.push(audit.as_ref().map(|a| a.sender.clone()));
         audits.extend(audit);
-        shared_relays.push(RelayShared {
-            metrics: Arc::new(Metrics::new(&relay.name)),
-            config: relay,
-            audit: sender,
-        });
+        contexts.push(RelayContext::new(logic, relay));
     }
-
-    let count = engine.cores.count();
-    let mut polls = Vec::new();
-    let mut wakers = Vec::new();
-    let mut inboxes = Vec::new();
-    let mut receivers = Vec::new();
-    for _ in 0..count {
-        let poll = Poll::new()?;
-        wakers.push(Arc::new(Waker::new(poll.registry(), mio::Token(usize::MAX))?));
-        polls.push(poll);
-        let (sender, receiver) = bounded(INBOX);
-        inboxes.push(sender);
-        receivers.push(receiver);
-    }
-    let metrics: Vec<Arc<Metrics>> = shared_relays.iter().map(|r| Arc::clone(&r.metrics)).collect();
-    let shared = Arc::new(Shared {
-        engine: engine.clone(),
-        relays: shared_relays,
-        inboxes,
-        wakers,
-        connections: AtomicUsize::new(0),
-        stop: AtomicBool::new(false),
-        exit_status: AtomicI32::new(0),
-        next_connection_id: AtomicU64::new(1),
-    });
-
-    let mut reactors = Vec::new();
-    for (index, (poll, inbox)) in polls.into_iter().zip(receivers).enumerate() {
-        let mut reactor = Reactor::new(index, poll, Arc::clone(&shared), inbox);
+    let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
+    let reactors = Reactors::new(&engine, contexts.into(), audit_senders)?;
+    let shared = reactors.shared();
+    let mut threads = Vec::new();
+    for (index, reactor) in reactors.into_iter().enumerate() {
+        let mut reactor = reactor;
         if index == 0 {
             for (listener, relay) in listeners.drain(..) {
                 reactor.listen(listener, relay)?;
@@ -154,7 +156,7 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
             Cores::Pinned(list) => Some(list[index]),
             Cores::Unpinned(_) => None,
         };
-        reactors.push(std::thread::Builder::new().name(format!("reactor-{index}")).spawn(move || {
+        threads.push(std::thread::Builder::new().name(format!("reactor-{index}")).spawn(move || {
             if let Some(core) = core
                 && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
             {
@@ -167,9 +169,10 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
     let signal_handle = signals.handle();
     let watcher = {
         let shared = Arc::clone(&shared);
+        let deadline = engine.flush_deadline;
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                info!("signal {signal}: stopping (flush deadline {:?})", shared.engine.flush_deadline);
+                info!("signal {signal}: stopping (flush deadline {deadline:?})");
                 shared.request_stop();
             }
         })?
@@ -190,10 +193,10 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
     }
 
     // Join in the reverse order of spawn.
-    for reactor in reactors.into_iter().rev() {
-        if reactor.join().is_err() {
+    for thread in threads.into_iter().rev() {
+        if thread.join().is_err() {
             error!("a reactor panicked");
-            shared.exit_status.store(1, Relaxed);
+            shared.fail(1);
         }
     }
     drop(stats_stop);
@@ -205,7 +208,7 @@ pub fn run(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, StartE
     for m in &metrics {
         info!("{}", m.stats_line());
     }
-    let status = shared.exit_status.load(Relaxed);
+    let status = shared.exit_status();
     drop(shared);
     for audit in audits {
         if let Err(e) = audit.finish() {
@@ -241,14 +244,14 @@ fn raise_file_limit(max_connections: usize) {
 fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: Vec<Arc<Metrics>>,
-    shared: Arc<Shared>,
+    shared: Arc<reactor::Shared>,
 ) -> io::Result<()> {
     let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
     info!("metrics on http://{addr}/metrics");
     let content_type = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4")
         .map_err(|()| io::Error::other("bad Content-Type header"))?;
     std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-        while !shared.stop.load(Relaxed) {
+        while !shared.stopping() {
             let request = match server.recv_timeout(Duration::from_millis(100)) {
                 Ok(Some(request)) => request,
                 Ok(None) => continue,
@@ -284,7 +287,7 @@ pub fn init_logging(level: log::LevelFilter, json: bool) {
     if json {
         builder.format(|out, record| {
             let message = serde_json::json!({
-                "ts": super::session::now_ns(),
+                "ts": unix_ns(),
                 "level": record.level().as_str(),
                 "target": record.target(),
                 "message": record.args().to_string(),
@@ -309,4 +312,9 @@ pub fn exit_code(result: Result<i32, StartError>) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub(crate) fn unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

@@ -1,4 +1,4 @@
-//! Socket-path safety, binding and peer credentials (DESIGN.md "Process and lifecycle").
+//! Socket-path safety and binding (DESIGN.md "Process and lifecycle").
 //!
 //! [`bind`] prepares and binds a relay's Unix socket path, in this order:
 //!
@@ -34,14 +34,11 @@
 //! keeps an `O_PATH` descriptor to the bound socket file: that pins the inode, so its number
 //! cannot be recycled for a replacement file (tmpfs reuses inode numbers at once) while the guard
 //! lives, and the device-and-inode comparison is exact.
-//!
-//! [`peer_credentials`] reads a connected peer's pid, uid and gid (`SO_PEERCRED`).
 
 use std::ffi::OsString;
-use std::fmt;
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -505,35 +502,11 @@ fn file_kind(file_type: &fs::FileType) -> &'static str {
     }
 }
 
-/// Credentials of the process at the other end of a Unix stream socket (`SO_PEERCRED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// The peer's process id, if known.
-    pub pid: Option<i32>,
-    /// The peer's effective user id at connect time.
-    pub uid: u32,
-    /// The peer's effective group id at connect time.
-    pub gid: u32,
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.pid {
-            Some(pid) => write!(f, "pid={pid} uid={} gid={}", self.uid, self.gid),
-            None => write!(f, "pid=? uid={} gid={}", self.uid, self.gid),
-        }
-    }
-}
-
-/// Reads the credentials of the peer of a connected Unix stream socket.
-pub fn peer_credentials(fd: impl AsFd) -> io::Result<Peer> {
-    let cred = rustix::net::sockopt::socket_peercred(fd)?;
-    Ok(Peer { pid: Some(cred.pid.as_raw_pid()), uid: cred.uid.as_raw(), gid: cred.gid.as_raw() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reactor::peer_credentials;
+    use crate::relays::Peer;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh, uniquely named directory under the system temp dir, removed on drop.

@@ -1,0 +1,362 @@
+//! One connection in the relay core, sans-IO: its session, its read buffer and the intake of
+//! what was read, its outbound queue. The socket is a type parameter the core only ever
+//! writes to through [`Write`]; the reactor reads into [`Connection::read_buffer`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use log::{info, warn};
+
+use crate::protocol::{Framing, Header, frame, notice};
+
+use super::audit::{Outcome, Record};
+use super::logic::RelayLogic;
+use super::outbox::{Notice, Outbox};
+use super::reason::Reason;
+use super::session::{Consumed, Session, Verdict};
+use super::shard::{Batch, FrameSpan, PublisherId, RelayContext};
+
+/// The time, read once by the caller: the core never reads a clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For intervals: the stall window, heartbeats, log rate limits.
+    pub instant: Instant,
+    /// Nanoseconds since the Unix epoch, for audit records and the frames the relay builds.
+    pub unix_ns: u64,
+}
+
+/// Credentials of the process at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's process id, if known.
+    pub pid: Option<i32>,
+    /// The peer's effective user id at connect time.
+    pub uid: u32,
+    /// The peer's effective group id at connect time.
+    pub gid: u32,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "pid={pid} uid={} gid={}", self.uid, self.gid),
+            None => write!(f, "pid=? uid={} gid={}", self.uid, self.gid),
+        }
+    }
+}
+
+/// Why the relay closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its end (or reading failed).
+    PeerClosed,
+    /// A framing error, a malformed Subscribe or a RelayNotice from the client.
+    ProtocolError,
+    /// A rejected frame closes the connection (`close_on_reject` without notices, or
+    /// `not_allowed`).
+    Rejected,
+    /// The queue was full under the `disconnect` policy.
+    SlowConsumer,
+    /// Publishers were paused on its account for the stall timeout (`block`).
+    Stalled,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::PeerClosed => "peer closed",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::Rejected => "frame rejected",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::Stalled => "stalled",
+        })
+    }
+}
+
+/// What one intake of a read buffer produced.
+#[derive(Debug, Default)]
+pub struct Intake {
+    /// Audit records of every frame judged, in order (empty unless the relay audits).
+    pub records: Vec<Record>,
+    /// The accepted data frames, in one shared buffer.
+    pub batch: Option<Arc<Batch>>,
+    /// The connection must be closed after its accepted frames are forwarded.
+    pub close: Option<CloseReason>,
+}
+
+/// Rate limits of one connection's warnings.
+#[derive(Debug, Default)]
+struct LogLimits {
+    /// Reasons (bit = [`Reason::index`]) already logged once on this connection.
+    reasons_logged: u64,
+    last_reject: Option<Instant>,
+    last_gap: Option<Instant>,
+}
+
+impl LogLimits {
+    /// The first rejection of each reason, then at most one a second.
+    fn reject_due(&mut self, reason: &Reason, now: Instant) -> bool {
+        let bit = 1u64 << (reason.index() % 64);
+        let due = self.reasons_logged & bit == 0 || second_passed(self.last_reject, now);
+        if due {
+            self.reasons_logged |= bit;
+            self.last_reject = Some(now);
+        }
+        due
+    }
+
+    fn gap_due(&mut self, now: Instant) -> bool {
+        let due = second_passed(self.last_gap, now);
+        if due {
+            self.last_gap = Some(now);
+        }
+        due
+    }
+}
+
+fn second_passed(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+}
+
+/// One connection of the relay core.
+#[derive(Debug)]
+pub struct Connection<S> {
+    pub(crate) socket: S,
+    pub(crate) id: u64,
+    pub(crate) relay: usize,
+    pub(crate) peer: Peer,
+    pub(crate) session: Session,
+    /// What was read and not yet handed on (at most a partial frame between reads); reads go
+    /// into its spare capacity, and a mostly full buffer becomes a batch as it is.
+    inbuf: Vec<u8>,
+    /// Ticks since the last read; an empty read buffer is released after a second of them.
+    pub(crate) idle_ticks: u8,
+    pub(crate) outbox: Outbox,
+    /// Pauses in force on this connection as a publisher (one per full queue it routes to).
+    pub(crate) pauses: u32,
+    /// WRITABLE interest is registered (output is queued).
+    pub(crate) writable: bool,
+    log: LogLimits,
+}
+
+impl<S> Connection<S> {
+    pub(crate) fn new(socket: S, id: u64, relay: usize, peer: Peer, session: Session, now: Instant) -> Self {
+        Connection {
+            socket,
+            id,
+            relay,
+            peer,
+            session,
+            inbuf: Vec::new(),
+            idle_ticks: 0,
+            outbox: Outbox::new(now),
+            pauses: 0,
+            writable: false,
+            log: LogLimits::default(),
+        }
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &S {
+        &self.socket
+    }
+
+    /// The socket, mutably (to register it with a poller).
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+
+    /// The connection's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The socket and the read buffer, with room for a read of `budget` bytes or for the rest
+    /// of a partial frame whose header says it is larger (at most `max_message_size`, which
+    /// framing has checked). Reads append to the buffer's spare capacity. The room is
+    /// allocated on the first read, so a connection that never sends holds none.
+    pub fn read_buffer(&mut self, budget: usize) -> (&S, &mut Vec<u8>) {
+        let partial = Header::view(&self.inbuf).map_or(0, |h| h.frame_len() as usize);
+        let want = budget.max(partial.saturating_sub(self.inbuf.len()));
+        if self.inbuf.capacity() - self.inbuf.len() < want / 2 {
+            self.inbuf.reserve_exact(want);
+        }
+        self.idle_ticks = 0;
+        (&self.socket, &mut self.inbuf)
+    }
+
+    /// Frames and judges what was read, queues the notices it is owed, and splits the accepted
+    /// frames off as one shared batch (the buffer itself when it is mostly frames, else a
+    /// copy). A partial frame stays for the next read.
+    pub(crate) fn intake<L: RelayLogic>(
+        &mut self,
+        relay: &RelayContext<L>,
+        publisher: PublisherId,
+        read_budget: usize,
+        now: Now,
+    ) -> Intake {
+        let config = &relay.config;
+        let source = config.source.raw();
+        let auditing = relay.logic.audits(&config.levels);
+        let mut intake = Intake::default();
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos < self.inbuf.len() && intake.close.is_none() {
+            let len = match frame(&self.inbuf[pos..], config.max_message_size) {
+                Ok(Framing::Incomplete(_)) => break,
+                Ok(Framing::Frame(len)) => len,
+                Err(e) => {
+                    let reason = Reason::Frame(e);
+                    self.protocol_error(relay, &reason, 0, false, now);
+                    intake.close = Some(CloseReason::ProtocolError);
+                    break;
+                }
+            };
+            // Source and sequence, read only for what logs, notices or audits a frame.
+            let ids =
+                |inbuf: &[u8]| Header::view(&inbuf[pos..]).map_or((0, 0), |h| (h.source(), h.sequence()));
+            let outcome = match self.session.judge(&self.inbuf[pos..pos + len], &relay.logic, config) {
+                Verdict::Forward => {
+                    frames.push(FrameSpan { offset: pos as u32, len: len as u32 });
+                    Outcome::Accepted
+                }
+                Verdict::Consumed(Consumed::Hello) => Outcome::Hello,
+                Verdict::Consumed(Consumed::Subscribe) => {
+                    let text = format!(
+                        "version=1 max_message_size={} queue_bytes={} policy={}",
+                        config.max_message_size, config.queue_bytes, config.policy
+                    );
+                    self.notice_if_asked(Notice { code: notice::SUBSCRIBED, sequence: 0, text }, source, now);
+                    Outcome::Control
+                }
+                Verdict::Reject { reason, close } => {
+                    let (frame_source, sequence) = ids(&self.inbuf);
+                    relay.metrics.rejected[reason.index()].fetch_add(1, Relaxed);
+                    if self.log.reject_due(&reason, now.instant) {
+                        warn!(
+                            "{}: connection {} ({}) frame rejected: source={frame_source} sequence={sequence} reason={reason}",
+                            config.name, self.id, self.peer
+                        );
+                    }
+                    // The notice text is built only for a connection that asked for notices:
+                    // a flood of bad frames from a legacy client costs no allocation each.
+                    if self.session.wants_notices() {
+                        let code = if reason == Reason::NotAllowed {
+                            notice::ACCESS_DENIED
+                        } else {
+                            notice::REJECTED
+                        };
+                        self.outbox.notice(
+                            &Notice { code, sequence, text: reason.to_string() },
+                            source,
+                            now.unix_ns,
+                        );
+                    }
+                    if close {
+                        intake.close = Some(CloseReason::Rejected);
+                    }
+                    Outcome::Rejected(reason.token())
+                }
+                Verdict::ProtocolError(reason) => {
+                    // A malformed Subscribe gets notice 3 whatever its options said.
+                    let sequence = ids(&self.inbuf).1;
+                    self.protocol_error(relay, &reason, sequence, true, now);
+                    intake.close = Some(CloseReason::ProtocolError);
+                    Outcome::Rejected(reason.token())
+                }
+            };
+            if auditing {
+                let (source, sequence) = ids(&self.inbuf);
+                intake.records.push(Record {
+                    time_ns: now.unix_ns,
+                    connection: self.id,
+                    pid: self.peer.pid.unwrap_or(0),
+                    uid: self.peer.uid,
+                    outcome,
+                    source,
+                    sequence,
+                    len: len as u32,
+                });
+            }
+            pos += len;
+        }
+        if self.session.sequence_gaps > 0 && self.log.gap_due(now.instant) {
+            info!(
+                "{}: connection {} has {} sequence gaps so far",
+                config.name, self.id, self.session.sequence_gaps
+            );
+        }
+        if frames.is_empty() {
+            self.inbuf.drain(..pos);
+            return intake;
+        }
+        let accepted: u64 = frames.iter().map(|f| u64::from(f.len)).sum();
+        relay.metrics.frames_in.fetch_add(frames.len() as u64, Relaxed);
+        relay.metrics.bytes_in.fetch_add(accepted, Relaxed);
+        // A buffer that is mostly frames is handed on as it is (no copy), the partial frame
+        // after them moving to a new one; a small read is copied out of a buffer kept for the
+        // next read, so a batch never keeps more than twice its bytes alive.
+        let (bytes, alloc) = if pos * 2 >= self.inbuf.capacity() {
+            let rest = &self.inbuf[pos..];
+            let mut next = Vec::new();
+            if !rest.is_empty() {
+                next.reserve_exact(rest.len() + read_budget);
+                next.extend_from_slice(rest);
+            }
+            let mut full = std::mem::replace(&mut self.inbuf, next);
+            full.truncate(pos);
+            let alloc = full.capacity();
+            (Bytes::from(full), alloc)
+        } else {
+            let bytes = Bytes::copy_from_slice(&self.inbuf[..pos]);
+            self.inbuf.drain(..pos);
+            (bytes, pos)
+        };
+        intake.batch = Some(Arc::new(Batch { relay: self.relay, publisher, bytes, alloc, frames }));
+        intake
+    }
+
+    /// Logs and counts a protocol error and queues notice 3 (to any connection when `force`d).
+    fn protocol_error<L>(
+        &mut self,
+        relay: &RelayContext<L>,
+        reason: &Reason,
+        sequence: u64,
+        force: bool,
+        now: Now,
+    ) {
+        warn!(
+            "{}: connection {} ({}): protocol error: {reason}; closing",
+            relay.config.name, self.id, self.peer
+        );
+        relay.metrics.protocol_errors.fetch_add(1, Relaxed);
+        let notice = Notice { code: notice::PROTOCOL_ERROR, sequence, text: reason.to_string() };
+        if force || self.session.wants_notices() {
+            self.outbox.notice(&notice, relay.config.source.raw(), now.unix_ns);
+        }
+    }
+
+    /// Queues a notice if the connection asked for notices.
+    pub(crate) fn notice_if_asked(&mut self, notice: Notice, source: u8, now: Now) {
+        if self.session.wants_notices() {
+            self.outbox.notice(&notice, source, now.unix_ns);
+        }
+    }
+
+    /// Releases an empty read buffer after a second without reads (a read budget each, over
+    /// hundreds of idle connections); the next read allocates anew.
+    pub(crate) fn release_idle_buffer(&mut self, idle_ticks: u8) {
+        self.idle_ticks = self.idle_ticks.saturating_add(1);
+        if self.idle_ticks >= idle_ticks && self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            log::debug!(
+                "connection {}: idle, read buffer of {} bytes released",
+                self.id,
+                self.inbuf.capacity()
+            );
+            self.inbuf = Vec::new();
+        }
+    }
+}

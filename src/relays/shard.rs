@@ -1,0 +1,469 @@
+//! One reactor's share of the relay, sans-IO: its connections, the fan-out of accepted batches
+//! to its subscribers, the messages it owes the other shards, ticks and the stop.
+//!
+//! The caller (a reactor, or a test's simulated one) owns the I/O: it reads into a
+//! connection's buffer and calls [`Shard::intake`], hands batches and messages between shards,
+//! and after every call drains [`Shard::poll_message`] and [`Shard::poll_event`] — the
+//! quinn-proto pattern. The shard writes to a socket only through [`Write`].
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log::{info, warn};
+use slab::Slab;
+
+use crate::protocol::notice;
+
+use super::connection::{CloseReason, Connection, Intake, Now, Peer};
+use super::logic::RelayLogic;
+use super::outbox::{Notice, Undelivered};
+use super::session::Session;
+use super::{Metrics, RelayConfig};
+
+/// Ticks without a read after which an empty read buffer is released.
+const IDLE_TICKS: u8 = 10;
+
+/// One relay (domain) as every shard sees it: its logic, settings and counters.
+#[derive(Debug)]
+pub struct RelayContext<L> {
+    /// The domain's decisions.
+    pub logic: L,
+    /// The relay's settings.
+    pub config: RelayConfig,
+    /// Its counters, shared by every shard.
+    pub metrics: Arc<Metrics>,
+}
+
+impl<L: RelayLogic> RelayContext<L> {
+    /// A relay of `logic` with `config` and zeroed counters.
+    pub fn new(logic: L, config: RelayConfig) -> Self {
+        let metrics = Arc::new(Metrics::new(&config.name));
+        RelayContext { logic, config, metrics }
+    }
+
+    /// Whether a peer may connect (the connect allow-lists).
+    pub fn admits(&self, peer: &Peer) -> bool {
+        let config = &self.config;
+        config.connect_uids.as_ref().is_none_or(|uids| uids.contains(&peer.uid))
+            && config.connect_gids.as_ref().is_none_or(|gids| gids.contains(&peer.gid))
+    }
+}
+
+/// Settings of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardConfig {
+    /// This shard's index.
+    pub index: usize,
+    /// How many shards there are.
+    pub shards: usize,
+    /// Bytes read from one connection per loop turn.
+    pub read_budget: usize,
+    /// The stall rule's window.
+    pub stall_timeout: Duration,
+}
+
+/// A publisher connection, named across shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherId {
+    /// The shard that owns it.
+    pub shard: usize,
+    /// Its token in that shard.
+    pub token: usize,
+    /// Its connection id (a token may be reused).
+    pub id: u64,
+}
+
+/// One accepted frame inside a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSpan {
+    /// Where it starts in the batch.
+    pub offset: u32,
+    /// Its length.
+    pub len: u32,
+}
+
+/// Accepted data frames of one read of one publisher, in one shared buffer.
+#[derive(Debug)]
+pub struct Batch {
+    /// The relay it belongs to.
+    pub relay: usize,
+    /// Who sent it.
+    pub publisher: PublisherId,
+    /// The frames.
+    pub bytes: Bytes,
+    /// Bytes of memory `bytes` keeps alive (its allocation, at most twice its length).
+    pub alloc: usize,
+    /// Where each frame is.
+    pub frames: Vec<FrameSpan>,
+}
+
+/// Consecutive frames of a batch that a subscriber takes: bytes `start..end`, `frames` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) frames: u32,
+}
+
+/// A message from one shard to another.
+#[derive(Debug)]
+pub enum Msg {
+    /// Accepted frames of one publisher read.
+    Batch(Arc<Batch>),
+    /// Stop reading this publisher until as many `Resume`s arrive.
+    Pause(PublisherId),
+    /// Undo one `Pause`.
+    Resume(PublisherId),
+}
+
+/// What the I/O layer must do after a call into the shard.
+#[derive(Debug)]
+pub enum Event<S> {
+    /// Read this connection again without waiting for readiness (new, resumed, or its peer
+    /// stopped reading and what it sent must still be read).
+    Readable(usize),
+    /// Output is queued (`true`) or all written (`false`): change WRITABLE interest.
+    Writable(usize, bool),
+    /// The connection was closed: deregister and drop its socket.
+    Closed(usize, S),
+}
+
+/// One reactor's share of the relay.
+#[derive(Debug)]
+pub struct Shard<L, S> {
+    config: ShardConfig,
+    relays: Arc<[RelayContext<L>]>,
+    conns: Slab<Connection<S>>,
+    messages: VecDeque<(usize, Msg)>,
+    events: VecDeque<Event<S>>,
+    stopping: bool,
+    /// Reused by the fan-out: the subscribers it queued to, one subscriber's runs.
+    touched: Vec<usize>,
+    runs: Vec<Run>,
+}
+
+impl<L: RelayLogic, S: Write> Shard<L, S> {
+    /// An empty shard.
+    pub fn new(config: ShardConfig, relays: Arc<[RelayContext<L>]>) -> Self {
+        Shard {
+            config,
+            relays,
+            conns: Slab::new(),
+            messages: VecDeque::new(),
+            events: VecDeque::new(),
+            stopping: false,
+            touched: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// The relays this shard serves.
+    pub fn relays(&self) -> &[RelayContext<L>] {
+        &self.relays
+    }
+
+    /// The token the next [`Shard::insert`] will use.
+    pub fn next_token(&self) -> usize {
+        self.conns.vacant_key()
+    }
+
+    /// Adds a connection of relay `relay`; it is to be read at once.
+    pub fn insert(&mut self, socket: S, relay: usize, peer: Peer, id: u64, now: Now) -> usize {
+        let session = Session::new(&self.relays[relay].config, peer.uid);
+        let token = self.conns.insert(Connection::new(socket, id, relay, peer, session, now.instant));
+        self.events.push_back(Event::Readable(token));
+        token
+    }
+
+    /// A connection.
+    pub fn connection(&self, token: usize) -> Option<&Connection<S>> {
+        self.conns.get(token)
+    }
+
+    /// A connection, mutably (to read into its buffer).
+    pub fn connection_mut(&mut self, token: usize) -> Option<&mut Connection<S>> {
+        self.conns.get_mut(token)
+    }
+
+    /// Connections open in this shard.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// No connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Whether a connection may be read now: it exists, no full queue has paused it, and the
+    /// relay is not stopping.
+    pub fn may_read(&self, token: usize) -> bool {
+        !self.stopping && self.conns.get(token).is_some_and(|c| c.pauses == 0)
+    }
+
+    /// Whether the relay of a connection audits (its records must be written before its
+    /// frames are forwarded).
+    pub fn audits(&self, token: usize) -> bool {
+        self.conns.get(token).is_some_and(|c| {
+            let relay = &self.relays[c.relay];
+            relay.logic.audits(&relay.config.levels)
+        })
+    }
+
+    /// Judges what a connection has read. The caller writes the records to the audit trail,
+    /// then hands the batch to [`Shard::forward`]; a connection that must be closed is closed
+    /// after that, by [`Shard::close`].
+    pub fn intake(&mut self, token: usize, now: Now) -> Intake {
+        let Some(conn) = self.conns.get_mut(token) else { return Intake::default() };
+        let relay = &self.relays[conn.relay];
+        let publisher = PublisherId { shard: self.config.index, token, id: conn.id };
+        let intake = conn.intake(relay, publisher, self.config.read_budget, now);
+        if !conn.outbox.is_empty() {
+            self.flush(token, now);
+        }
+        intake
+    }
+
+    /// Delivers a batch of this shard's publisher to this shard's subscribers, and sends it to
+    /// every other shard.
+    pub fn forward(&mut self, batch: Arc<Batch>, now: Now) {
+        self.deliver(&batch, Some(batch.publisher.token), now);
+        for shard in (0..self.config.shards).filter(|&s| s != self.config.index) {
+            self.messages.push_back((shard, Msg::Batch(Arc::clone(&batch))));
+        }
+    }
+
+    /// Handles a message from another shard.
+    pub fn handle(&mut self, msg: Msg, now: Now) {
+        match msg {
+            Msg::Batch(batch) => self.deliver(&batch, None, now),
+            signal => self.signal(signal),
+        }
+    }
+
+    /// Applies a pause or resume to one of this shard's publishers.
+    fn signal(&mut self, msg: Msg) {
+        let (publisher, pause) = match msg {
+            Msg::Pause(publisher) => (publisher, true),
+            Msg::Resume(publisher) => (publisher, false),
+            Msg::Batch(_) => return,
+        };
+        let Some(conn) = self.conns.get_mut(publisher.token).filter(|c| c.id == publisher.id) else { return };
+        if pause {
+            conn.pauses += 1;
+        } else {
+            conn.pauses = conn.pauses.saturating_sub(1);
+            if conn.pauses == 0 {
+                self.events.push_back(Event::Readable(publisher.token));
+            }
+        }
+    }
+
+    /// Sends a pause or resume to a publisher's shard: applied at once when it is this one.
+    fn send(&mut self, shard: usize, msg: Msg) {
+        if shard == self.config.index {
+            self.signal(msg);
+        } else {
+            self.messages.push_back((shard, msg));
+        }
+    }
+
+    /// Queues a batch's frames to this shard's subscribers of its relay.
+    fn deliver(&mut self, batch: &Batch, origin: Option<usize>, now: Now) {
+        let relay = &self.relays[batch.relay];
+        let mut touched = std::mem::take(&mut self.touched);
+        let mut runs = std::mem::take(&mut self.runs);
+        let mut pauses = 0;
+        let mut slow = Vec::new();
+        for (token, conn) in self.conns.iter_mut() {
+            if conn.relay != batch.relay
+                || Some(token) == origin
+                || conn.outbox.is_dead()
+                || !conn.session.subscribes()
+            {
+                continue;
+            }
+            runs.clear();
+            let mut run: Option<Run> = None;
+            for span in &batch.frames {
+                let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
+                if !conn.session.wants(&relay.logic, &batch.bytes[start..end]) {
+                    runs.extend(run.take());
+                    continue;
+                }
+                run = match run {
+                    Some(r) if r.end == start => Some(Run { end, frames: r.frames + 1, ..r }),
+                    other => {
+                        runs.extend(other);
+                        Some(Run { start, end, frames: 1 })
+                    }
+                };
+            }
+            runs.extend(run);
+            if runs.is_empty() {
+                continue;
+            }
+            let offer =
+                conn.outbox.offer(batch, &runs, &relay.config, &mut conn.socket, now.instant, &relay.metrics);
+            if offer.write_failed {
+                // Read what the peer sent before it went away; the read path closes at EOF.
+                self.events.push_back(Event::Readable(token));
+            }
+            pauses += u32::from(offer.paused);
+            if offer.slow {
+                relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
+                warn!(
+                    "{}: connection {} ({}) disconnected as a slow consumer ({} bytes queued)",
+                    relay.config.name,
+                    conn.id,
+                    conn.peer,
+                    conn.outbox.charged()
+                );
+                slow.push(token);
+            }
+            relay.metrics.queue_high_water.fetch_max(conn.outbox.charged() as u64, Relaxed);
+            touched.push(token);
+        }
+        for _ in 0..pauses {
+            self.send(batch.publisher.shard, Msg::Pause(batch.publisher));
+        }
+        for &token in &touched {
+            if slow.contains(&token) {
+                self.flush(token, now);
+                self.close(token, CloseReason::SlowConsumer);
+            } else {
+                self.flush(token, now);
+            }
+        }
+        touched.clear();
+        self.touched = touched;
+        self.runs = runs;
+    }
+
+    /// Writes as much of a connection's queue as its socket takes, then keeps its WRITABLE
+    /// interest and its paused publishers in step with what is left.
+    pub fn flush(&mut self, token: usize, now: Now) {
+        let Some(conn) = self.conns.get_mut(token) else { return };
+        let relay = &self.relays[conn.relay];
+        if conn.outbox.write_to(&mut conn.socket, now.instant, &relay.metrics).is_err() {
+            // Read what the peer sent before it went away; the read path closes at EOF.
+            self.events.push_back(Event::Readable(token));
+        }
+        let writable = !conn.outbox.is_empty();
+        if writable != conn.writable {
+            conn.writable = writable;
+            self.events.push_back(Event::Writable(token, writable));
+        }
+        // A queue that drained to half its bound releases its publishers.
+        for publisher in conn.outbox.release(relay.config.queue_bytes, now.instant) {
+            self.send(publisher.shard, Msg::Resume(publisher));
+        }
+    }
+
+    /// Closes a connection: its paused publishers resume, its socket comes back as
+    /// [`Event::Closed`].
+    pub fn close(&mut self, token: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.try_remove(token) else { return };
+        let relay = &self.relays[conn.relay];
+        relay.metrics.connections.fetch_sub(1, Relaxed);
+        info!("{}: connection {} ({}) closed: {reason}", relay.config.name, conn.id, conn.peer);
+        for &publisher in conn.outbox.paused_publishers() {
+            self.send(publisher.shard, Msg::Resume(publisher));
+        }
+        self.events.push_back(Event::Closed(token, conn.socket));
+    }
+
+    /// Heartbeats, drop notices, merged counts, idle read buffers and stalled subscribers.
+    pub fn tick(&mut self, now: Now) {
+        let stall = self.config.stall_timeout;
+        let mut stalled = Vec::new();
+        let mut flush = Vec::new();
+        for (token, conn) in &mut self.conns {
+            let relay = &self.relays[conn.relay];
+            let source = relay.config.source.raw();
+            if !self.stopping && conn.outbox.stalled(now.instant, stall) {
+                stalled.push(token);
+                continue;
+            }
+            conn.release_idle_buffer(IDLE_TICKS);
+            if conn.session.wants_notices() {
+                let owed = [conn.outbox.take_drops(), conn.outbox.take_merged()];
+                for notice in owed.into_iter().flatten() {
+                    conn.outbox.notice(&notice, source, now.unix_ns);
+                    flush.push(token);
+                }
+            }
+            if conn.session.wants_heartbeats() && conn.outbox.is_empty() {
+                conn.outbox.heartbeat_if_due(source, now.instant, now.unix_ns);
+                flush.push(token);
+            }
+        }
+        for token in flush {
+            self.flush(token, now);
+        }
+        for token in stalled {
+            let Some(conn) = self.conns.get(token) else { continue };
+            let relay = &self.relays[conn.relay];
+            let Undelivered { frames, first, last } = conn.outbox.undelivered();
+            relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
+            relay.metrics.dropped_frames.fetch_add(frames, Relaxed);
+            warn!(
+                "{}: connection {} stalled for {stall:?}: disconnected, {frames} frames lost (sequences {first}..={last})",
+                relay.config.name, conn.id
+            );
+            self.close(token, CloseReason::Stalled);
+        }
+    }
+
+    /// Starts the stop: nothing more is read, notice 5 goes to those who asked.
+    pub fn begin_stop(&mut self, now: Now) {
+        self.stopping = true;
+        let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(token) {
+                let source = self.relays[conn.relay].config.source.raw();
+                let text = "relay stopping".to_string();
+                conn.notice_if_asked(Notice { code: notice::STOPPING, sequence: 0, text }, source, now);
+            }
+            self.flush(token, now);
+        }
+    }
+
+    /// Every queue is written out.
+    pub fn flushed(&self) -> bool {
+        self.conns.iter().all(|(_, c)| c.outbox.is_empty())
+    }
+
+    /// Logs, per subscriber, the frames left undelivered; returns whether any belong to a
+    /// lossless relay (exit status 3).
+    pub fn report_undelivered(&self) -> bool {
+        let mut lost = false;
+        for (_, conn) in &self.conns {
+            let Undelivered { frames, first, last } = conn.outbox.undelivered();
+            if frames == 0 {
+                continue;
+            }
+            let relay = &self.relays[conn.relay];
+            warn!(
+                "{}: stop deadline passed with {frames} frames undelivered to connection {} ({}), sequences {first}..={last}",
+                relay.config.name, conn.id, conn.peer
+            );
+            lost |= relay.logic.lossless();
+        }
+        lost
+    }
+
+    /// The next message for another shard: `(shard, message)`.
+    pub fn poll_message(&mut self) -> Option<(usize, Msg)> {
+        self.messages.pop_front()
+    }
+
+    /// The next thing the I/O layer must do.
+    pub fn poll_event(&mut self) -> Option<Event<S>> {
+        self.events.pop_front()
+    }
+}
