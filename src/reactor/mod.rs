@@ -316,7 +316,7 @@ impl<L: RelayLogic> Reactor<L> {
                         );
                     }
                 }
-                Event::Closed(_, mut socket) => {
+                Event::Closed { mut socket, .. } => {
                     let _ = self.poll.registry().deregister(&mut socket.stream);
                     self.shared.connections.fetch_sub(1, Relaxed);
                 }

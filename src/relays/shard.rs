@@ -129,7 +129,14 @@ pub enum Event<S> {
     /// Output is queued (`true`) or all written (`false`): change WRITABLE interest.
     Writable(usize, bool),
     /// The connection was closed: deregister and drop its socket.
-    Closed(usize, S),
+    Closed {
+        /// Its token (free for reuse once this event is taken).
+        token: usize,
+        /// Why.
+        reason: CloseReason,
+        /// Its socket.
+        socket: S,
+    },
 }
 
 /// One reactor's share of the relay.
@@ -374,7 +381,7 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
         for &publisher in conn.outbox.paused_publishers() {
             self.send(publisher.shard, Msg::Resume(publisher));
         }
-        self.events.push_back(Event::Closed(token, conn.socket));
+        self.events.push_back(Event::Closed { token, reason, socket: conn.socket });
     }
 
     /// Heartbeats, drop notices, merged counts, idle read buffers and stalled subscribers.
