@@ -5,6 +5,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+pub mod cli;
+pub mod config;
 pub mod protocol;
 pub mod reactor;
 pub mod relays;

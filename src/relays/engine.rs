@@ -1,7 +1,7 @@
 //! The generic engine: binds the sockets, starts the reactors (pinned when asked), the audit
 //! writers, the stats line and the signal watcher, and runs until SIGINT/SIGTERM.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -52,7 +52,7 @@ pub struct Relay<L: RelayLogic> {
 }
 
 impl<L: RelayLogic> Relay<L> {
-    /// A relay with these settings (start from [`RelayConfig::defaults`]).
+    /// A relay with these settings (start from [`RelayConfig::new`]).
     pub fn new(engine: EngineConfig, config: RelayConfig) -> Self {
         Relay { engine, config, logic: PhantomData }
     }
@@ -274,25 +274,6 @@ fn serve_metrics(
         }
     })?;
     Ok(())
-}
-
-/// Starts logging at `level` (`RUST_LOG` still refines it); `json` writes one JSON object
-/// per line.
-pub fn init_logging(level: log::LevelFilter, json: bool) {
-    let mut builder = env_logger::Builder::new();
-    builder.filter_level(level).parse_default_env();
-    if json {
-        builder.format(|out, record| {
-            let message = serde_json::json!({
-                "ts": super::session::now_ns(),
-                "level": record.level().as_str(),
-                "target": record.target(),
-                "message": record.args().to_string(),
-            });
-            writeln!(out, "{message}")
-        });
-    }
-    let _ = builder.try_init();
 }
 
 /// The process exit code of a relay run: its status, 2 for a configuration error, 1 when it

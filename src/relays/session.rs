@@ -210,6 +210,7 @@ pub(crate) use notice::{ACCESS_DENIED, DROPPED, PROTOCOL_ERROR, REJECTED, STOPPI
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::defaults_of;
     use crate::protocol::{Crc, FrameBuilder, OPTION_NOTICES, Role};
     use crate::relays::{ExecutionLogic, MarketDataLogic};
 
@@ -238,7 +239,7 @@ mod tests {
 
     #[test]
     fn legacy_connection_subscribes_until_it_publishes() {
-        let config = RelayConfig::defaults::<MarketDataLogic>();
+        let config = RelayConfig::new(&defaults_of::<MarketDataLogic>());
         let mut session = Session::new(&config, 0);
         assert!(session.subscribes());
         assert_eq!(session.judge(&HELLO, &config), Verdict::Consumed(Consumed::Hello));
@@ -247,7 +248,7 @@ mod tests {
 
     #[test]
     fn subscribe_role_rules() {
-        let config = RelayConfig::defaults::<MarketDataLogic>();
+        let config = RelayConfig::new(&defaults_of::<MarketDataLogic>());
         let mut session = Session::new(&config, 0);
         assert_eq!(
             session.judge(&subscribe(Role::Subscribe, 0), &config),
@@ -268,7 +269,7 @@ mod tests {
 
     #[test]
     fn sequence_replay_and_close_on_reject() {
-        let mut config = RelayConfig::defaults::<ExecutionLogic>();
+        let mut config = RelayConfig::new(&defaults_of::<ExecutionLogic>());
         config.audit_file = Some("/dev/null".into());
         let mut session = Session::new(&config, 0);
         let order = [0u8; 48];
@@ -287,7 +288,7 @@ mod tests {
 
     #[test]
     fn malformed_subscribe_and_client_notice_are_protocol_errors() {
-        let config = RelayConfig::defaults::<MarketDataLogic>();
+        let config = RelayConfig::new(&defaults_of::<MarketDataLogic>());
         let mut session = Session::new(&config, 0);
         let bad = frame(RelayDomain::System, 1, 0, &[(116, &[9, 0, 0, 0])]);
         assert!(matches!(session.judge(&bad, &config), Verdict::ProtocolError(_)));
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn publisher_allow_list() {
-        let mut config = RelayConfig::defaults::<MarketDataLogic>();
+        let mut config = RelayConfig::new(&defaults_of::<MarketDataLogic>());
         config.publisher_uids = Some(vec![1000]);
         let mut session = Session::new(&config, 0);
         let data = frame(RelayDomain::MarketData, 1, 1, &[(200, b"x")]);
@@ -309,7 +310,7 @@ mod tests {
 
     #[test]
     fn notices_are_valid_control_frames() {
-        let config = RelayConfig::defaults::<MarketDataLogic>();
+        let config = RelayConfig::new(&defaults_of::<MarketDataLogic>());
         let mut session = Session::new(&config, 0);
         let mut out = [0u8; 600];
         let len = session.notice(&config, REJECTED, 7, "checksum_mismatch", &mut out);
