@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::config::Levels;
+use crate::config::{Levels, Logging};
 use crate::protocol::ChecksumLevel;
 
 /// Writes `text` to a fresh file under the temp directory, loads it and removes it.
@@ -469,4 +469,63 @@ fn a_large_message_size_grows_the_default_queue_bound_only() {
     let error =
         load("[relay]\ndomain = 1\nqueue_bytes = 4194304\n[validation]\nmax_message_size = 16777216\n");
     assert_eq!(setting(error.unwrap_err()), "relay.queue_bytes");
+}
+
+#[test]
+fn the_legacy_production_files_and_template_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/legacy");
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["execution.toml", "market_data.toml", "signal.toml", "template.toml"]);
+    for (name, domain, max_connections, read_budget, max_message_size, queue_bytes, json) in [
+        ("market_data.toml", RelayDomain::MarketData, 1000, 65536, 16 << 20, 32 << 20, true),
+        ("signal.toml", RelayDomain::Signal, 200, 32768, 65536, 4 << 20, true),
+        ("execution.toml", RelayDomain::Execution, 50, 16384, 16 << 20, 32 << 20, true),
+        ("template.toml", RelayDomain::MarketData, 100, 65536, 65536, 4 << 20, false),
+    ] {
+        let path = dir.join(name);
+        let file = ConfigFile::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let logging = file.logging();
+        assert_eq!(logging.level, Some(log::LevelFilter::Info), "{name}");
+        assert_eq!(logging.json, Some(json), "{name}");
+        assert!(logging.file.unwrap().starts_with("/var/log/torq"), "{name}");
+        let (engine, relays) = resolve(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let relay = &relays[0];
+        assert_eq!(relay.domain, domain, "{name}");
+        assert_eq!((engine.max_connections, engine.read_budget), (max_connections, read_budget), "{name}");
+        assert_eq!((relay.max_message_size, relay.queue_bytes), (max_message_size, queue_bytes), "{name}");
+    }
+}
+
+#[test]
+fn legacy_keys_for_one_setting_must_agree() {
+    let (engine, _) =
+        load("[relay]\ndomain = 1\nmax_connections = 7\n[performance]\nmax_connections = 7\n").unwrap();
+    assert_eq!(engine.max_connections, 7);
+    let error = load("[relay]\ndomain = 1\nmax_connections = 7\n[performance]\nmax_connections = 8\n");
+    assert_eq!(setting(error.unwrap_err()), "relay.max_connections");
+    let error = load("[relay]\ndomain = 1\n[transport]\nbuffer_size = 100\n");
+    assert_eq!(setting(error.unwrap_err()), "transport.buffer_size");
+    let error = load("[relay]\ndomain = 1\nmax_connections = 0\n");
+    assert_eq!(setting(error.unwrap_err()), "relay.max_connections");
+}
+
+#[test]
+fn logging_table() {
+    for (text, key) in [
+        ("level = \"loud\"", "logging.level"),
+        ("format = \"xml\"", "logging.format"),
+        ("file = \"\"", "logging.file"),
+    ] {
+        assert_eq!(setting(load(&format!("{MINIMAL}[logging]\n{text}\n")).unwrap_err()), key, "{text}");
+    }
+    match load(&format!("{MINIMAL}[logging]\nrotate = true\n")).unwrap_err() {
+        ConfigError::UnknownKey { key, .. } => assert_eq!(key, "logging.rotate"),
+        other => panic!("{other:?}"),
+    }
+    let path = temp_file(&format!("{MINIMAL}[logging]\nlevel = \"WARN\"\nformat = \"text\"\n"));
+    let logging = ConfigFile::load(&path).unwrap().logging();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(logging, Logging { level: Some(log::LevelFilter::Warn), json: Some(false), file: None });
 }
