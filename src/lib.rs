@@ -2,6 +2,8 @@
 //!
 //! The layers, each depending only on those below it:
 //!
+//! - [`cli`] — the binaries' flags, logging set-up, and the order in which a relay's settings
+//!   are resolved: the domain's defaults, the file, the flags.
 //! - [`runtime`] — process start-up: the engine [`Relay<L>`](runtime::Relay), socket-path
 //!   safety, signals, the open-file limit, the audit writer, the metrics endpoint, exit status.
 //! - [`reactor`] — I/O only: mio event loops that accept, read into the core's buffers, write
@@ -10,9 +12,13 @@
 //!   reactor's shard) and the per-domain [`RelayLogic`](relays::RelayLogic).
 //! - [`protocol`] — the wire format of `PROTOCOL.md`, sans-IO: framing, validation, the TLV
 //!   walker, the type registry, payload layouts, identifiers and the frame builder.
+//!
+//! [`config`] (the settings and the TOML file) depends on [`protocol`] only.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+pub mod cli;
+pub mod config;
 pub mod protocol;
 pub mod reactor;
 pub mod relays;

@@ -3,15 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::{DomainArgs, ExecutionLogic};
-use torq::runtime::{Relay, StartError, exit_code, init_logging};
+use torq::cli::{DomainArgs, start_logging};
+use torq::relays::ExecutionLogic;
+use torq::runtime::{Relay, StartError, exit_code};
 
 fn main() -> ExitCode {
-    let args = DomainArgs::parse();
-    init_logging(args.log_level.filter(), false);
-    exit_code(
-        args.resolve::<ExecutionLogic>()
-            .map_err(StartError::from)
-            .and_then(|(engine, config)| Relay::<ExecutionLogic>::new(engine, config).run()),
-    )
+    exit_code(start(&DomainArgs::parse()))
+}
+
+fn start(args: &DomainArgs) -> Result<i32, StartError> {
+    start_logging(Some(args.log_level), false, None)?;
+    let (engine, config) = args.resolve::<ExecutionLogic>()?;
+    Relay::<ExecutionLogic>::new(engine, config).run()
 }

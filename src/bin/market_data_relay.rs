@@ -3,15 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::{DomainArgs, MarketDataLogic};
-use torq::runtime::{Relay, StartError, exit_code, init_logging};
+use torq::cli::{DomainArgs, start_logging};
+use torq::relays::MarketDataLogic;
+use torq::runtime::{Relay, StartError, exit_code};
 
 fn main() -> ExitCode {
-    let args = DomainArgs::parse();
-    init_logging(args.log_level.filter(), false);
-    exit_code(
-        args.resolve::<MarketDataLogic>()
-            .map_err(StartError::from)
-            .and_then(|(engine, config)| Relay::<MarketDataLogic>::new(engine, config).run()),
-    )
+    exit_code(start(&DomainArgs::parse()))
+}
+
+fn start(args: &DomainArgs) -> Result<i32, StartError> {
+    start_logging(Some(args.log_level), false, None)?;
+    let (engine, config) = args.resolve::<MarketDataLogic>()?;
+    Relay::<MarketDataLogic>::new(engine, config).run()
 }

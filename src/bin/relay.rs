@@ -3,11 +3,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::RelayArgs;
-use torq::runtime::{StartError, exit_code, init_logging, run_any};
+use torq::cli::RelayArgs;
+use torq::runtime::{StartError, exit_code, run_any};
 
 fn main() -> ExitCode {
-    let args = RelayArgs::parse();
-    init_logging(args.log_level.filter(), args.json_logs);
-    exit_code(args.resolve().map_err(StartError::from).and_then(|(engine, relays)| run_any(engine, relays)))
+    exit_code(start(&RelayArgs::parse()))
+}
+
+/// The file is read first: its `[logging]` table says how to log the rest.
+fn start(args: &RelayArgs) -> Result<i32, StartError> {
+    let file = args.load()?;
+    args.start_logging(&file)?;
+    let (engine, relays) = args.resolve(&file)?;
+    run_any(engine, relays)
 }

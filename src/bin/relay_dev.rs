@@ -4,11 +4,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use torq::relays::DevArgs;
-use torq::runtime::{StartError, exit_code, init_logging, run_any};
+use torq::cli::DevArgs;
+use torq::runtime::{StartError, exit_code, run_any};
 
 fn main() -> ExitCode {
-    let args = DevArgs::parse();
-    init_logging(args.level().filter(), false);
-    exit_code(args.resolve().map_err(StartError::from).and_then(|(engine, relays)| run_any(engine, relays)))
+    exit_code(start(&DevArgs::parse()))
+}
+
+/// The file, if any, is read first: its `[logging]` table says how to log the rest.
+fn start(args: &DevArgs) -> Result<i32, StartError> {
+    let file = args.load()?;
+    args.start_logging(file.as_ref())?;
+    let (engine, relays) = args.resolve(file.as_ref())?;
+    run_any(engine, relays)
 }

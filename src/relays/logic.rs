@@ -6,74 +6,8 @@
 //! undelivered means, and its defaults. [`AnyLogic`] runs the three domains on one set of
 //! reactors (`relay_dev all`).
 
+use crate::config::{DomainDefaults, Levels, Policy};
 use crate::protocol::{self, ChecksumLevel, FrameKind, RelayDomain, SourceType, Subscribe};
-
-/// What a relay does with a subscriber whose queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Policy {
-    /// Skip the frame for that subscriber and count it (`dropped_frames_total`).
-    Drop,
-    /// Close the subscriber.
-    Disconnect,
-    /// Pause the publishers whose frames route to the full queue until it drains (lossless).
-    Block,
-}
-
-impl Policy {
-    /// The name used on the command line and in configuration files.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Policy::Drop => "drop",
-            Policy::Disconnect => "disconnect",
-            Policy::Block => "block",
-        }
-    }
-
-    /// Parses `drop`, `disconnect` or `block`.
-    pub fn from_name(name: &str) -> Option<Policy> {
-        [Policy::Drop, Policy::Disconnect, Policy::Block].into_iter().find(|p| p.name() == name)
-    }
-}
-
-impl core::fmt::Display for Policy {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The check levels of PROTOCOL.md §6 beyond framing and domain, which always apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Levels {
-    /// Checksum verification.
-    pub checksum: ChecksumLevel,
-    /// Per (connection, source) sequence must increase (`sequence_replay`).
-    pub sequence: bool,
-    /// Every accepted and rejected frame gets an audit record.
-    pub audit: bool,
-    /// A connection without notices is closed after its first rejected frame.
-    pub close_on_reject: bool,
-    /// Unregistered TLV types are rejected (`tlv_unknown_type`).
-    pub strict_types: bool,
-}
-
-/// A domain's defaults: what its relay runs with unless configuration says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DomainDefaults {
-    /// The domain.
-    pub domain: RelayDomain,
-    /// The relay's own source byte in the notices and heartbeats it sends.
-    pub source: SourceType,
-    /// The name used in logs, metrics and `relay_dev`.
-    pub name: &'static str,
-    /// The socket path.
-    pub socket: &'static str,
-    /// The check levels.
-    pub levels: Levels,
-    /// The slow-consumer policy.
-    pub policy: Policy,
-    /// The subscriber queue bound, in bytes.
-    pub queue_bytes: usize,
-}
 
 /// One domain's decisions. A relay built with a logic serves that logic's domain only.
 ///

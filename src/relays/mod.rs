@@ -13,8 +13,6 @@
 //! socket is any [`std::io::Write`].
 
 pub mod audit;
-mod config;
-mod config_file;
 mod connection;
 mod logic;
 mod metrics;
@@ -26,14 +24,11 @@ mod shard;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, Cores, EngineConfig, MIN_MESSAGE_SIZE, RelayConfig};
-pub use config_file::{
-    DevArgs, DevTarget, DomainArgs, LogLevel, RelayArgs, cores_from_str, defaults_for, load_file,
+pub use crate::config::{
+    ConfigError, Cores, DomainDefaults, EngineConfig, Levels, MIN_MESSAGE_SIZE, Policy, RelayConfig,
 };
 pub use connection::{CloseReason, Connection, Intake, Now, Peer};
-pub use logic::{
-    AnyLogic, DomainDefaults, ExecutionLogic, Levels, MarketDataLogic, Policy, RelayLogic, SignalLogic,
-};
+pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};
 pub use metrics::Metrics;
 pub use outbox::Undelivered;
 pub use reason::Reason;

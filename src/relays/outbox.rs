@@ -16,9 +16,9 @@ use bytes::Bytes;
 
 use crate::protocol::{Crc, FrameBuilder, Header, Heartbeat, RelayDomain, RelayNotice, notice, registry};
 
-use super::logic::Policy;
 use super::shard::{Batch, PublisherId, Run};
 use super::{Metrics, RelayConfig};
+use crate::config::Policy;
 
 /// Notices queued to one connection beyond which rejections and drops are merged into counts.
 pub(crate) const MAX_PENDING_NOTICES: usize = 16;

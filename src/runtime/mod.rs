@@ -6,7 +6,7 @@
 mod audit;
 pub mod socket;
 
-use std::io::{self, Write as _};
+use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,25 +279,6 @@ fn serve_metrics(
     Ok(())
 }
 
-/// Starts logging at `level` (`RUST_LOG` still refines it); `json` writes one JSON object
-/// per line.
-pub fn init_logging(level: log::LevelFilter, json: bool) {
-    let mut builder = env_logger::Builder::new();
-    builder.filter_level(level).parse_default_env();
-    if json {
-        builder.format(|out, record| {
-            let message = serde_json::json!({
-                "ts": unix_ns(),
-                "level": record.level().as_str(),
-                "target": record.target(),
-                "message": record.args().to_string(),
-            });
-            writeln!(out, "{message}")
-        });
-    }
-    let _ = builder.try_init();
-}
-
 /// The process exit code of a relay run: its status, 2 for a configuration error, 1 when it
 /// could not start. Errors are printed to stderr.
 pub fn exit_code(result: Result<i32, StartError>) -> std::process::ExitCode {
@@ -312,9 +293,4 @@ pub fn exit_code(result: Result<i32, StartError>) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
-}
-
-/// Nanoseconds since the Unix epoch.
-pub(crate) fn unix_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

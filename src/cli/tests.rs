@@ -1,0 +1,532 @@
+//! Resolution from defaults, files and flags, end to end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::config::{Levels, Logging};
+use crate::protocol::ChecksumLevel;
+use crate::relays::{ExecutionLogic, MarketDataLogic, SignalLogic};
+
+/// Writes `text` to a fresh file under the temp directory, loads it and removes it.
+fn load(text: &str) -> Result<(EngineConfig, RelayConfig), ConfigError> {
+    let path = temp_file(text);
+    let result = ConfigFile::load(&path).and_then(|file| resolve_file(&file, None));
+    std::fs::remove_file(&path).unwrap();
+    result
+}
+
+fn temp_file(text: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("torq-config-{}-{n}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A file's relays, as `relay --config` resolves them.
+fn resolve(path: &Path) -> Result<(EngineConfig, Vec<RelayConfig>), ConfigError> {
+    let args = RelayArgs::try_parse_from(["relay", "-c", path.to_str().unwrap()]).unwrap();
+    args.resolve(&args.load()?)
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+}
+
+/// The setting named by an `Invalid` error.
+fn setting(error: ConfigError) -> String {
+    match error {
+        ConfigError::Invalid { setting, .. } => setting,
+        other => panic!("not Invalid: {other:?}"),
+    }
+}
+
+const MINIMAL: &str = "[relay]\ndomain = 1\n";
+
+#[test]
+fn examples_load_as_the_domain_defaults() {
+    for (file, domain, socket, policy) in [
+        ("market_data.toml", RelayDomain::MarketData, "/tmp/torq/market_data.sock", Policy::Drop),
+        ("signal.toml", RelayDomain::Signal, "/tmp/torq/signals.sock", Policy::Disconnect),
+        ("execution.toml", RelayDomain::Execution, "/tmp/torq/execution.sock", Policy::Block),
+    ] {
+        let (engine, relays) = resolve(&example(file)).unwrap();
+        let [relay] = relays.as_slice() else { panic!("{file}: one relay expected") };
+        assert_eq!((relay.domain, relay.socket.as_path(), relay.policy), (domain, Path::new(socket), policy));
+        // The examples spell out every default.
+        let mut expected = RelayConfig::new(&defaults_for(domain).unwrap());
+        if domain == RelayDomain::Execution {
+            expected.audit_file = Some(PathBuf::from("/tmp/torq/execution.audit"));
+        }
+        assert_eq!(*relay, expected, "{file}");
+        assert_eq!(engine, EngineConfig::default(), "{file}");
+    }
+}
+
+#[test]
+fn legacy_only_file_loads() {
+    let (engine, relay) = load(
+        r#"
+        [relay]
+        domain = 3
+        name = "execution_relay"
+        description = "legacy execution relay"
+
+        [transport]
+        mode = "unix_socket"
+        path = "/tmp/legacy/execution.sock"
+        address = "127.0.0.1"
+        port = 9003
+        use_topology = true
+
+        [validation]
+        checksum = true
+        audit = true
+        strict = true
+        max_message_size = 65536
+
+        [performance]
+        buffer_size = 65536
+        max_connections = 100
+        batch_size = 64
+        target_throughput = 100000
+        monitoring = true
+
+        [topics]
+        default = "execution"
+        available = ["orders", "fills"]
+        [topics.routing]
+        orders = 3
+        "#,
+    )
+    .unwrap();
+    assert_eq!(relay.domain, RelayDomain::Execution);
+    assert_eq!(relay.name, "execution_relay");
+    assert_eq!(relay.socket, Path::new("/tmp/legacy/execution.sock"));
+    assert_eq!(relay.levels.checksum, ChecksumLevel::Required);
+    assert!(relay.levels.strict_types && relay.levels.audit);
+    assert_eq!(relay.audit_file.as_deref(), Some(Path::new("/tmp/legacy/execution.audit")));
+    assert_eq!(relay.max_message_size, 65536);
+    assert_eq!(relay.policy, Policy::Block);
+    assert_eq!((engine.read_budget, engine.max_connections), (65536, 100));
+}
+
+#[test]
+fn domains_by_number_and_name() {
+    for (value, domain) in [
+        ("1", RelayDomain::MarketData),
+        ("2", RelayDomain::Signal),
+        ("3", RelayDomain::Execution),
+        ("\"market_data\"", RelayDomain::MarketData),
+        ("\"market-data\"", RelayDomain::MarketData),
+        ("\"MarketData\"", RelayDomain::MarketData),
+        ("\"signals\"", RelayDomain::Signal),
+        ("\"signal\"", RelayDomain::Signal),
+        ("\"execution\"", RelayDomain::Execution),
+    ] {
+        let (_, relay) = load(&format!("[relay]\ndomain = {value}\n")).unwrap();
+        assert_eq!(relay.domain, domain, "{value}");
+    }
+    for value in ["0", "4", "\"system\"", "true"] {
+        let error = load(&format!("[relay]\ndomain = {value}\n")).unwrap_err();
+        assert_eq!(setting(error), "relay.domain", "{value}");
+    }
+    assert_eq!(setting(load("[transport]\nmode = \"unix_socket\"\n").unwrap_err()), "relay.domain");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    for (text, key) in [
+        ("[relay]\ndomain = 1\ncolour = \"red\"\n", "relay.colour"),
+        ("[relay]\ndomain = 1\n[performance]\nturbo = true\n", "performance.turbo"),
+        ("[relay]\ndomain = 1\n[engine]\nqueue_bytes = 1\n", "engine.queue_bytes"),
+        ("[relay]\ndomain = 1\n[network]\nx = 1\n", "network"),
+        ("verbose = true\n[relay]\ndomain = 1\n", "verbose"),
+    ] {
+        match load(text).unwrap_err() {
+            ConfigError::UnknownKey { file, key: named } => {
+                assert!(file.ends_with(".toml"), "{file}");
+                assert_eq!(named, key);
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn only_unix_sockets() {
+    let error = load("[relay]\ndomain = 2\n[transport]\nmode = \"tcp\"\n").unwrap_err();
+    let ConfigError::Invalid { file: Some(file), setting, value, allowed } = &error else {
+        panic!("not Invalid in a file: {error:?}");
+    };
+    assert!(file.ends_with(".toml"), "{file}");
+    assert_eq!((setting.as_str(), value.as_str()), ("transport.mode", "\"tcp\""));
+    assert!(allowed.contains("unix_socket"), "{allowed}");
+    // The error names the file, then the key.
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{file}: transport.mode = \"tcp\": only \"unix_socket\" (the relay serves Unix stream sockets)"
+        )
+    );
+}
+
+#[test]
+fn sizes_are_checked() {
+    let error = load("[relay]\ndomain = 1\nqueue_bytes = 200000\n").unwrap_err();
+    assert_eq!(setting(error), "relay.queue_bytes");
+    let error = load("[relay]\ndomain = 1\n[validation]\nmax_message_size = 1000\n").unwrap_err();
+    assert_eq!(setting(error), "validation.max_message_size");
+    let (_, relay) = load("[relay]\ndomain = 1\n[validation]\nmax_message_size = 1065\n").unwrap();
+    assert_eq!(relay.max_message_size, 1065);
+    let error = load("[relay]\ndomain = 1\n[performance]\nbuffer_size = 100\n").unwrap_err();
+    assert_eq!(setting(error), "performance.buffer_size");
+    let error = load("[relay]\ndomain = 1\n[performance]\nmax_connections = 0\n").unwrap_err();
+    assert_eq!(setting(error), "performance.max_connections");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    for (extra, key) in [
+        ("[relay]\nqueue_bytes = \"big\"", "relay.queue_bytes"),
+        ("[relay]\nqueue_bytes = -1", "relay.queue_bytes"),
+        ("[relay]\nslow_consumer = \"queue\"", "relay.slow_consumer"),
+        ("[relay]\nsocket_mode = \"0999\"", "relay.socket_mode"),
+        ("[relay]\nsocket_mode = 0o1777", "relay.socket_mode"),
+        ("[relay]\nparent_mode = true", "relay.parent_mode"),
+        ("[relay]\nconnect_uids = [-1]", "relay.connect_uids"),
+        ("[relay]\npublisher_uids = []", "relay.publisher_uids"),
+        ("[relay]\naudit_file = \"\"", "relay.audit_file"),
+        ("[relay]\nname = 7", "relay.name"),
+        ("[transport]\npath = 1", "transport.path"),
+        ("[transport]\nuse_topology = \"yes\"", "transport.use_topology"),
+        ("[validation]\nchecksum = 1", "validation.checksum"),
+        ("[validation]\nstrict = \"yes\"", "validation.strict"),
+        ("[engine]\ncores = [0, 0]", "engine.cores"),
+        ("[engine]\ncores = \"0,x\"", "engine.cores"),
+        ("[engine]\ncores = []", "engine.cores"),
+        ("[engine]\ncores = 2", "engine.cores"),
+        ("[engine]\nstall_timeout_ms = 0", "engine.stall_timeout_ms"),
+        ("[engine]\nmetrics_interval = 1.5", "engine.metrics_interval"),
+        ("[engine]\nmetrics_addr = \"localhost\"", "engine.metrics_addr"),
+        ("[engine]\nmetrics_addr = \"0.0.0.0:9100\"", "engine.metrics_addr"),
+        ("relay = 1", "relay"),
+    ] {
+        // `[relay]` comes first in the text; a second `[relay]` header would be a TOML error.
+        let text = match extra.strip_prefix("[relay]\n") {
+            Some(rest) => format!("[relay]\ndomain = 1\n{rest}\n"),
+            None if extra.starts_with('[') => format!("{MINIMAL}{extra}\n"),
+            None => format!("{extra}\n"),
+        };
+        let error = load(&text).unwrap_err();
+        assert!(matches!(&error, ConfigError::Invalid { file: Some(_), .. }), "{text}: {error:?}");
+        assert_eq!(setting(error), key, "{text}");
+    }
+}
+
+#[test]
+fn new_keys_apply() {
+    let (engine, relay) = load(
+        r#"
+        [relay]
+        domain = "signal"
+        slow_consumer = "block"
+        queue_bytes = 1048576
+        socket_mode = "0600"
+        parent_mode = 0o700
+        connect_uids = [1000, 1001]
+        connect_gids = [100]
+        publisher_uids = [1000]
+        audit_file = "/var/tmp/signal.audit"
+        audit_fsync_ms = 250
+
+        [validation]
+        audit = true
+        sequence = true
+        close_on_reject = true
+        checksum = "off"
+
+        [engine]
+        cores = [2, 3]
+        stall_timeout_ms = 1500
+        flush_deadline_ms = 0
+        metrics_interval = 10
+        metrics_addr = "127.0.0.1:9100"
+        "#,
+    )
+    .unwrap();
+    assert_eq!((relay.policy, relay.queue_bytes), (Policy::Block, 1 << 20));
+    assert_eq!((relay.socket_mode, relay.parent_mode), (0o600, 0o700));
+    assert_eq!(relay.connect_uids, Some(vec![1000, 1001]));
+    assert_eq!(relay.connect_gids, Some(vec![100]));
+    assert_eq!(relay.publisher_uids, Some(vec![1000]));
+    assert_eq!(relay.audit_file.as_deref(), Some(Path::new("/var/tmp/signal.audit")));
+    assert_eq!(relay.audit_fsync, Duration::from_millis(250));
+    assert_eq!(
+        relay.levels,
+        Levels {
+            checksum: ChecksumLevel::Off,
+            sequence: true,
+            audit: true,
+            close_on_reject: true,
+            strict_types: false
+        }
+    );
+    assert_eq!(engine.cores, Cores::Pinned(vec![2, 3]));
+    assert_eq!((engine.stall_timeout, engine.flush_deadline), (Duration::from_millis(1500), Duration::ZERO));
+    assert_eq!(engine.metrics_interval, Some(Duration::from_secs(10)));
+    assert_eq!(engine.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+
+    let (engine, _) =
+        load("[relay]\ndomain = 1\n[engine]\ncores = \"0, 1\"\nmetrics_interval = 0\n").unwrap();
+    assert_eq!((engine.cores, engine.metrics_interval), (Cores::Pinned(vec![0, 1]), None));
+}
+
+#[test]
+fn strict_wins_over_checksum_in_any_order() {
+    for validation in ["checksum = false\nstrict = true", "strict = true\nchecksum = false"] {
+        let (_, relay) = load(&format!("{MINIMAL}[validation]\n{validation}\n")).unwrap();
+        assert_eq!(relay.levels.checksum, ChecksumLevel::Required);
+        assert!(relay.levels.strict_types);
+    }
+    let (_, relay) = load(&format!("{MINIMAL}[validation]\nchecksum = true\nstrict = false\n")).unwrap();
+    assert_eq!((relay.levels.checksum, relay.levels.strict_types), (ChecksumLevel::Verify, false));
+}
+
+#[test]
+fn unreadable_or_malformed_files() {
+    let missing = std::env::temp_dir().join(format!("torq-config-{}-missing.toml", std::process::id()));
+    assert!(matches!(ConfigFile::load(&missing), Err(ConfigError::File { .. })));
+    assert!(matches!(load("[relay\ndomain = 1\n"), Err(ConfigError::File { .. })));
+}
+
+#[test]
+fn cores_flag() {
+    assert!(matches!(cores_from_str("none").unwrap(), Cores::Unpinned(n) if n >= 1));
+    assert_eq!(cores_from_str("0,1").unwrap(), Cores::Pinned(vec![0, 1]));
+    assert_eq!(cores_from_str(" 3 , 2 ").unwrap(), Cores::Pinned(vec![3, 2]));
+    assert_eq!(cores_from_str("none:2").unwrap(), Cores::Unpinned(2));
+    for bad in ["", "0,0", "1,2,1", "a", "1,,2", "-1", "1;2", "0,1,", "all", "none:0", "none:257", "none:x"] {
+        assert_eq!(setting(cores_from_str(bad).unwrap_err()), "--cores", "{bad:?}");
+    }
+}
+
+#[test]
+fn domain_flags() {
+    let args = DomainArgs::try_parse_from(["market_data_relay"]).unwrap();
+    let (engine, relay) = args.resolve::<MarketDataLogic>().unwrap();
+    assert_eq!(relay, RelayConfig::new(&MarketDataLogic.defaults()));
+    assert_eq!(engine, EngineConfig::default());
+    assert_eq!(args.log_level, LogLevel::Info);
+
+    let args = DomainArgs::try_parse_from([
+        "signal_relay",
+        "--slow-consumer",
+        "block",
+        "--socket",
+        "/tmp/x/s.sock",
+        "--cores",
+        "0,1",
+        "--queue-bytes",
+        "1000000",
+        "--max-message-size",
+        "2000",
+        "--metrics-interval",
+        "5",
+        "--metrics-addr",
+        "127.0.0.1:9101",
+        "-l",
+        "debug",
+    ])
+    .unwrap();
+    let (engine, relay) = args.resolve::<SignalLogic>().unwrap();
+    assert_eq!((relay.domain, relay.policy), (RelayDomain::Signal, Policy::Block));
+    assert_eq!(relay.socket, Path::new("/tmp/x/s.sock"));
+    assert_eq!((relay.queue_bytes, relay.max_message_size), (1_000_000, 2000));
+    assert_eq!(engine.cores, Cores::Pinned(vec![0, 1]));
+    assert_eq!(engine.metrics_interval, Some(Duration::from_secs(5)));
+    assert_eq!(engine.metrics_addr, Some("127.0.0.1:9101".parse().unwrap()));
+    assert_eq!(args.log_level.filter(), log::LevelFilter::Debug);
+
+    let resolve = |flags: &[&str]| {
+        DomainArgs::try_parse_from(std::iter::once("relay").chain(flags.iter().copied()))
+            .unwrap()
+            .resolve::<MarketDataLogic>()
+    };
+    assert_eq!(setting(resolve(&["--queue-bytes", "1000"]).unwrap_err()), "--queue-bytes");
+    assert_eq!(setting(resolve(&["--max-message-size", "1000"]).unwrap_err()), "--max-message-size");
+    assert_eq!(setting(resolve(&["--cores", "1,1"]).unwrap_err()), "--cores");
+    assert_eq!(setting(resolve(&["--metrics-addr", "10.0.0.1:9100"]).unwrap_err()), "--metrics-addr");
+    assert!(DomainArgs::try_parse_from(["relay", "--slow-consumer", "queue"]).is_err());
+
+    // Execution audits by default: without --audit-file it audits beside its socket.
+    let args = DomainArgs::try_parse_from(["execution_relay"]).unwrap();
+    let (_, relay) = args.resolve::<ExecutionLogic>().unwrap();
+    assert_eq!(relay.audit_file.as_deref(), Some(Path::new("/tmp/torq/execution.audit")));
+    let args = DomainArgs::try_parse_from(["execution_relay", "--audit-file", "/tmp/e.audit"]).unwrap();
+    assert_eq!(args.resolve::<ExecutionLogic>().unwrap().1.policy, Policy::Block);
+}
+
+#[test]
+fn relay_flags() {
+    let args = RelayArgs::try_parse_from(["relay", "-c", "x.toml", "-l", "warn", "--json-logs"]).unwrap();
+    assert_eq!(
+        (args.config.as_path(), args.log_level, args.json_logs),
+        (Path::new("x.toml"), Some(LogLevel::Warn), true)
+    );
+    assert!(RelayArgs::try_parse_from(["relay"]).is_err());
+    let args =
+        RelayArgs::try_parse_from(["relay", "--config", example("signal.toml").to_str().unwrap()]).unwrap();
+    assert_eq!(args.resolve(&args.load().unwrap()).unwrap().1[0].domain, RelayDomain::Signal);
+}
+
+#[test]
+fn dev_all_runs_three_relays_in_one_directory() {
+    let (engine, relays) = DevArgs::try_parse_from(["relay_dev", "all"]).unwrap().resolve(None).unwrap();
+    let sockets: Vec<_> = relays.iter().map(|r| (r.domain, r.socket.clone())).collect();
+    assert_eq!(
+        sockets,
+        [
+            (RelayDomain::MarketData, PathBuf::from("/tmp/torq_dev/market_data.sock")),
+            (RelayDomain::Signal, PathBuf::from("/tmp/torq_dev/signals.sock")),
+            (RelayDomain::Execution, PathBuf::from("/tmp/torq_dev/execution.sock")),
+        ]
+    );
+    assert_eq!(relays[2].audit_file.as_deref(), Some(Path::new("/tmp/torq_dev/execution.audit")));
+    assert_eq!((relays[0].audit_file.as_ref(), relays[1].audit_file.as_ref()), (None, None));
+    assert_eq!(engine.metrics_interval, None);
+
+    let args = DevArgs::try_parse_from(["relay_dev", "all", "-s", "/run/t", "--metrics-interval", "2", "-v"])
+        .unwrap();
+    let (engine, relays) = args.resolve(args.load().unwrap().as_ref()).unwrap();
+    assert_eq!(relays[1].socket, Path::new("/run/t/signals.sock"));
+    assert_eq!(relays[2].audit_file.as_deref(), Some(Path::new("/run/t/execution.audit")));
+    assert_eq!(engine.metrics_interval, Some(Duration::from_secs(2)));
+    assert_eq!(args.level(), Some(LogLevel::Debug));
+
+    let signal = example("signal.toml");
+    let args = DevArgs::try_parse_from(["relay_dev", "all", "-c", signal.to_str().unwrap()]).unwrap();
+    assert_eq!(setting(args.resolve(args.load().unwrap().as_ref()).unwrap_err()), "--config");
+}
+
+#[test]
+fn dev_single_domain() {
+    let args = DevArgs::try_parse_from(["relay_dev", "execution", "-s", "/tmp/d/e.sock"]).unwrap();
+    let (_, relays) = args.resolve(args.load().unwrap().as_ref()).unwrap();
+    assert_eq!(relays.len(), 1);
+    assert_eq!(relays[0].socket, Path::new("/tmp/d/e.sock"));
+    assert_eq!(relays[0].audit_file.as_deref(), Some(Path::new("/tmp/d/execution.audit")));
+    assert_eq!(args.level(), None);
+
+    let args = DevArgs::try_parse_from(["relay_dev", "market_data", "-l", "trace"]).unwrap();
+    let (_, relays) = args.resolve(args.load().unwrap().as_ref()).unwrap();
+    assert_eq!(relays, [RelayConfig::new(&MarketDataLogic.defaults())]);
+    assert_eq!(args.level(), Some(LogLevel::Trace));
+
+    // A file for the named domain, its socket replaced by -s.
+    let signal = example("signal.toml");
+    let args =
+        DevArgs::try_parse_from(["relay_dev", "signal", "-c", signal.to_str().unwrap(), "-s", "/tmp/s.sock"])
+            .unwrap();
+    let (_, relays) = args.resolve(args.load().unwrap().as_ref()).unwrap();
+    assert_eq!(
+        (relays[0].domain, relays[0].socket.as_path()),
+        (RelayDomain::Signal, Path::new("/tmp/s.sock"))
+    );
+
+    // A file for another domain.
+    let args = DevArgs::try_parse_from(["relay_dev", "execution", "-c", signal.to_str().unwrap()]).unwrap();
+    assert_eq!(setting(args.resolve(args.load().unwrap().as_ref()).unwrap_err()), "--config");
+
+    assert!(DevArgs::try_parse_from(["relay_dev", "signal", "-v", "-l", "warn"]).is_err());
+    assert!(DevArgs::try_parse_from(["relay_dev", "system"]).is_err());
+}
+
+#[test]
+fn flag_definitions_are_consistent() {
+    use clap::CommandFactory;
+    DomainArgs::command().debug_assert();
+    RelayArgs::command().debug_assert();
+    DevArgs::command().debug_assert();
+}
+
+#[test]
+fn system_has_no_defaults() {
+    assert!(defaults_for(RelayDomain::System).is_err());
+}
+
+#[test]
+fn a_large_message_size_grows_the_default_queue_bound_only() {
+    let resolve = |flags: &[&str]| {
+        DomainArgs::try_parse_from(std::iter::once("signal_relay").chain(flags.iter().copied()))
+            .unwrap()
+            .resolve::<SignalLogic>()
+    };
+    assert_eq!(resolve(&["--max-message-size", "16777216"]).unwrap().1.queue_bytes, 32 << 20);
+    let error = resolve(&["--max-message-size", "16777216", "--queue-bytes", "4194304"]).unwrap_err();
+    assert_eq!(setting(error), "--queue-bytes");
+    let (_, relay) = load("[relay]\ndomain = 1\n[validation]\nmax_message_size = 16777216\n").unwrap();
+    assert_eq!(relay.queue_bytes, 32 << 20);
+    let error =
+        load("[relay]\ndomain = 1\nqueue_bytes = 4194304\n[validation]\nmax_message_size = 16777216\n");
+    assert_eq!(setting(error.unwrap_err()), "relay.queue_bytes");
+}
+
+#[test]
+fn the_legacy_production_files_and_template_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/legacy");
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["execution.toml", "market_data.toml", "signal.toml", "template.toml"]);
+    for (name, domain, max_connections, read_budget, max_message_size, queue_bytes, json) in [
+        ("market_data.toml", RelayDomain::MarketData, 1000, 65536, 16 << 20, 32 << 20, true),
+        ("signal.toml", RelayDomain::Signal, 200, 32768, 65536, 4 << 20, true),
+        ("execution.toml", RelayDomain::Execution, 50, 16384, 16 << 20, 32 << 20, true),
+        ("template.toml", RelayDomain::MarketData, 100, 65536, 65536, 4 << 20, false),
+    ] {
+        let path = dir.join(name);
+        let file = ConfigFile::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let logging = file.logging();
+        assert_eq!(logging.level, Some(log::LevelFilter::Info), "{name}");
+        assert_eq!(logging.json, Some(json), "{name}");
+        assert!(logging.file.unwrap().starts_with("/var/log/torq"), "{name}");
+        let (engine, relays) = resolve(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let relay = &relays[0];
+        assert_eq!(relay.domain, domain, "{name}");
+        assert_eq!((engine.max_connections, engine.read_budget), (max_connections, read_budget), "{name}");
+        assert_eq!((relay.max_message_size, relay.queue_bytes), (max_message_size, queue_bytes), "{name}");
+    }
+}
+
+#[test]
+fn legacy_keys_for_one_setting_must_agree() {
+    let (engine, _) =
+        load("[relay]\ndomain = 1\nmax_connections = 7\n[performance]\nmax_connections = 7\n").unwrap();
+    assert_eq!(engine.max_connections, 7);
+    let error = load("[relay]\ndomain = 1\nmax_connections = 7\n[performance]\nmax_connections = 8\n");
+    assert_eq!(setting(error.unwrap_err()), "relay.max_connections");
+    let error = load("[relay]\ndomain = 1\n[transport]\nbuffer_size = 100\n");
+    assert_eq!(setting(error.unwrap_err()), "transport.buffer_size");
+    let error = load("[relay]\ndomain = 1\nmax_connections = 0\n");
+    assert_eq!(setting(error.unwrap_err()), "relay.max_connections");
+}
+
+#[test]
+fn logging_table() {
+    for (text, key) in [
+        ("level = \"loud\"", "logging.level"),
+        ("format = \"xml\"", "logging.format"),
+        ("file = \"\"", "logging.file"),
+    ] {
+        assert_eq!(setting(load(&format!("{MINIMAL}[logging]\n{text}\n")).unwrap_err()), key, "{text}");
+    }
+    match load(&format!("{MINIMAL}[logging]\nrotate = true\n")).unwrap_err() {
+        ConfigError::UnknownKey { key, .. } => assert_eq!(key, "logging.rotate"),
+        other => panic!("{other:?}"),
+    }
+    let path = temp_file(&format!("{MINIMAL}[logging]\nlevel = \"WARN\"\nformat = \"text\"\n"));
+    let logging = ConfigFile::load(&path).unwrap().logging();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(logging, Logging { level: Some(log::LevelFilter::Warn), json: Some(false), file: None });
+}

@@ -1,0 +1,493 @@
+//! What a relay process runs with: the engine settings and one [`RelayConfig`] per domain.
+//!
+//! A relay's settings are resolved in one order: the domain's defaults ([`DomainDefaults`],
+//! [`RelayConfig::new`]), then a configuration file ([`ConfigFile::apply`]), then command-line
+//! flags, then [`RelayConfig::finish`], which fills in the defaults that depend on other
+//! settings and validates the result.
+//!
+//! This module depends on [`crate::protocol`] only.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::protocol::{ChecksumLevel, RelayDomain, SourceType};
+
+mod file;
+
+pub use file::{ConfigFile, Logging};
+
+/// The smallest allowed `max_message_size`: the largest Subscribe frame (32 + 5 + 1028).
+pub const MIN_MESSAGE_SIZE: usize = 1065;
+
+/// A configuration that cannot run, naming the setting, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has a value outside what is allowed.
+    #[error("{}{setting} = {value}: {allowed}", in_file(file.as_deref()))]
+    Invalid {
+        /// The configuration file that set the value, when a file did.
+        file: Option<String>,
+        /// The dotted key or flag, e.g. `performance.max_connections` or `--queue-bytes`.
+        setting: String,
+        /// The value given.
+        value: String,
+        /// What is allowed instead.
+        allowed: String,
+    },
+    /// A key that is neither a legacy key nor one of ours.
+    #[error("{file}: unknown key `{key}` (see config/*.toml for every accepted key)")]
+    UnknownKey {
+        /// The file.
+        file: String,
+        /// The dotted key.
+        key: String,
+    },
+    /// The file cannot be read or is not TOML.
+    #[error("{file}: {message}")]
+    File {
+        /// The file.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn in_file(file: Option<&str>) -> String {
+    file.map(|file| format!("{file}: ")).unwrap_or_default()
+}
+
+impl ConfigError {
+    /// An [`ConfigError::Invalid`] from displayable parts, not tied to a file.
+    pub fn invalid(setting: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            file: None,
+            setting: setting.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// Renames the setting of an [`ConfigError::Invalid`] by `names` (setting → key or flag).
+    pub(crate) fn renamed(self, names: &[(&str, &str)]) -> Self {
+        match self {
+            ConfigError::Invalid { file, setting, value, allowed } => {
+                let setting = names
+                    .iter()
+                    .find(|(from, _)| *from == setting)
+                    .map_or(setting, |(_, to)| (*to).to_string());
+                ConfigError::Invalid { file, setting, value, allowed }
+            }
+            other => other,
+        }
+    }
+}
+
+/// What a relay does with a subscriber whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Skip the frame for that subscriber and count it (`dropped_frames_total`).
+    Drop,
+    /// Close the subscriber.
+    Disconnect,
+    /// Pause the publishers whose frames route to the full queue until it drains (lossless).
+    Block,
+}
+
+impl Policy {
+    /// The name used on the command line and in configuration files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Policy::Drop => "drop",
+            Policy::Disconnect => "disconnect",
+            Policy::Block => "block",
+        }
+    }
+
+    /// Parses `drop`, `disconnect` or `block`.
+    pub fn from_name(name: &str) -> Option<Policy> {
+        [Policy::Drop, Policy::Disconnect, Policy::Block].into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl core::fmt::Display for Policy {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The check levels of PROTOCOL.md §6 beyond framing and domain, which always apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    /// Checksum verification.
+    pub checksum: ChecksumLevel,
+    /// Per (connection, source) sequence must increase (`sequence_replay`).
+    pub sequence: bool,
+    /// Every accepted and rejected frame gets an audit record.
+    pub audit: bool,
+    /// A connection without notices is closed after its first rejected frame.
+    pub close_on_reject: bool,
+    /// Unregistered TLV types are rejected (`tlv_unknown_type`).
+    pub strict_types: bool,
+}
+
+/// The defaults of one domain's relay, as its logic states them (PROTOCOL.md §6 "Defaults").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainDefaults {
+    /// The relay's domain.
+    pub domain: RelayDomain,
+    /// The relay's own source byte in the notices it sends.
+    pub source: SourceType,
+    /// The name used in logs, metrics and `relay_dev`.
+    pub name: &'static str,
+    /// The socket path.
+    pub socket: &'static str,
+    /// The check levels.
+    pub levels: Levels,
+    /// The slow-consumer policy.
+    pub policy: Policy,
+    /// The subscriber queue bound, in bytes.
+    pub queue_bytes: usize,
+}
+
+impl DomainDefaults {
+    /// The file name of the default socket, e.g. `execution.sock`.
+    pub fn socket_file_name(&self) -> &Path {
+        Path::new(Path::new(self.socket).file_name().unwrap_or(self.socket.as_ref()))
+    }
+}
+
+/// Which cores the reactors run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cores {
+    /// One reactor per listed core, each pinned to it.
+    Pinned(Vec<usize>),
+    /// This many reactors, not pinned (`--cores none` means one per available core).
+    Unpinned(usize),
+}
+
+/// What `cores` takes, for messages.
+const CORES_ALLOWED: &str = "\"none\" (one unpinned reactor per available core), \"none:N\" (N unpinned \
+                             reactors, 1 to 256) or a list of distinct core numbers, e.g. 0,1 (one reactor \
+                             pinned to each)";
+
+impl Cores {
+    /// One unpinned reactor per available core (at most 256): `--cores none`.
+    pub fn available() -> Cores {
+        Cores::Unpinned(std::thread::available_parallelism().map_or(1, |n| n.get()).min(256))
+    }
+
+    /// Parses `none` ([`Cores::available`]), `none:N` (`N` unpinned reactors) or a
+    /// comma-separated list of distinct core numbers (one reactor pinned to each).
+    ///
+    /// # Errors
+    ///
+    /// What is allowed, for an empty list, a duplicate or junk.
+    pub fn parse(text: &str) -> Result<Cores, String> {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("none") {
+            return Ok(Cores::available());
+        }
+        if let Some(count) = trimmed.strip_prefix("none:") {
+            return match count.trim().parse::<usize>() {
+                Ok(count) if (1..=256).contains(&count) => Ok(Cores::Unpinned(count)),
+                _ => Err(CORES_ALLOWED.to_string()),
+            };
+        }
+        let list = trimmed
+            .split(',')
+            .map(|part| part.trim().parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| CORES_ALLOWED.to_string())?;
+        Cores::pinned(list)
+    }
+
+    /// One reactor pinned to each listed core.
+    ///
+    /// # Errors
+    ///
+    /// What is allowed, for an empty or too long list or a duplicate.
+    pub fn pinned(list: Vec<usize>) -> Result<Cores, String> {
+        if list.is_empty() || list.len() > 256 {
+            return Err(format!("1 to 256 cores: {CORES_ALLOWED}"));
+        }
+        if let Some(core) =
+            list.iter().enumerate().find_map(|(i, core)| list[..i].contains(core).then_some(core))
+        {
+            return Err(format!("distinct core numbers (core {core} is listed twice)"));
+        }
+        Ok(Cores::Pinned(list))
+    }
+
+    /// Number of reactors.
+    pub fn count(&self) -> usize {
+        match self {
+            Cores::Pinned(list) => list.len(),
+            Cores::Unpinned(count) => *count,
+        }
+    }
+}
+
+/// One domain's relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// The domain.
+    pub domain: RelayDomain,
+    /// The relay's source byte in its notices.
+    pub source: SourceType,
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// The socket path.
+    pub socket: PathBuf,
+    /// Mode of the socket file (default 0o660).
+    pub socket_mode: u32,
+    /// Mode of the parent directory when the relay creates it (default 0o750).
+    pub parent_mode: u32,
+    /// Check levels.
+    pub levels: Levels,
+    /// Slow-consumer policy.
+    pub policy: Policy,
+    /// Subscriber queue bound in bytes (≥ 2 × `max_message_size`).
+    pub queue_bytes: usize,
+    /// Largest whole frame accepted (≥ 1065).
+    pub max_message_size: usize,
+    /// Audit file; required when `levels.audit` is on.
+    pub audit_file: Option<PathBuf>,
+    /// How often the audit file is fsynced.
+    pub audit_fsync: Duration,
+    /// Peer uids allowed to connect (`None` = anyone who can open the socket).
+    pub connect_uids: Option<Vec<u32>>,
+    /// Peer gids allowed to connect (`None` = any).
+    pub connect_gids: Option<Vec<u32>>,
+    /// Peer uids allowed to publish data frames (`None` = any connected peer).
+    pub publisher_uids: Option<Vec<u32>>,
+}
+
+impl RelayConfig {
+    /// A domain's relay with every setting at its default (PROTOCOL.md §6 "Defaults").
+    pub fn new(defaults: &DomainDefaults) -> Self {
+        RelayConfig {
+            domain: defaults.domain,
+            source: defaults.source,
+            name: defaults.name.to_string(),
+            socket: PathBuf::from(defaults.socket),
+            socket_mode: 0o660,
+            parent_mode: 0o750,
+            levels: defaults.levels,
+            policy: defaults.policy,
+            queue_bytes: defaults.queue_bytes,
+            max_message_size: 131_072,
+            audit_file: None,
+            audit_fsync: Duration::from_secs(1),
+            connect_uids: None,
+            connect_gids: None,
+            publisher_uids: None,
+        }
+    }
+
+    /// Finishes a relay's settings once the defaults, the file and the flags were applied:
+    /// the defaults that depend on other settings, each logged at info, then [`validate`].
+    ///
+    /// - With the audit level on and no audit file, the audit file is
+    ///   `<socket dir>/<socket stem>.audit`, e.g. `/tmp/torq/execution.audit`.
+    /// - A queue bound left at its default (`queue_bytes_set` false) grows to
+    ///   2 × `max_message_size` when that is larger (PROTOCOL.md §6 "Defaults"); a bound that
+    ///   was set must be large enough.
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`], naming the settings by their names here (`queue_bytes`, …).
+    ///
+    /// [`validate`]: RelayConfig::validate
+    pub fn finish(&mut self, defaults: &DomainDefaults, queue_bytes_set: bool) -> Result<(), ConfigError> {
+        if self.levels.audit && self.audit_file.is_none() {
+            let dir = self.socket.parent().unwrap_or(Path::new(""));
+            let file = dir.join(defaults.socket_file_name().with_extension("audit"));
+            log::info!("{}: auditing to {} (no audit file was set)", self.name, file.display());
+            self.audit_file = Some(file);
+        }
+        let least = self.max_message_size.saturating_mul(2);
+        if !queue_bytes_set && self.queue_bytes < least {
+            log::info!(
+                "{}: queue_bytes grows from {} to {least}, 2 x max_message_size",
+                self.name,
+                self.queue_bytes
+            );
+            self.queue_bytes = least;
+        }
+        self.validate()
+    }
+
+    /// Checks the rules a configuration must meet.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the first broken rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_message_size < MIN_MESSAGE_SIZE || self.max_message_size > u32::MAX as usize {
+            return Err(ConfigError::invalid(
+                "max_message_size",
+                self.max_message_size,
+                format!("at least {MIN_MESSAGE_SIZE} (the largest Subscribe frame) and at most {}", u32::MAX),
+            ));
+        }
+        if self.queue_bytes < 2 * self.max_message_size {
+            return Err(ConfigError::invalid(
+                "queue_bytes",
+                self.queue_bytes,
+                format!("at least 2 x max_message_size = {}", 2 * self.max_message_size),
+            ));
+        }
+        if self.levels.audit && self.audit_file.is_none() {
+            return Err(ConfigError::invalid(
+                "audit_file",
+                "(none)",
+                "an audit file is required when the audit level is on (--audit-file PATH)",
+            ));
+        }
+        if self.socket_mode & !0o777 != 0 || self.parent_mode & !0o777 != 0 {
+            return Err(ConfigError::invalid(
+                "socket_mode",
+                format!("{:o}/{:o}", self.socket_mode, self.parent_mode),
+                "permission bits only (0 to 0777)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings shared by every relay of the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Reactor threads and their cores.
+    pub cores: Cores,
+    /// Bytes read from one connection per loop turn (default 256 KiB).
+    pub read_budget: usize,
+    /// Connections beyond this are accepted, logged, counted and closed (default 1024).
+    pub max_connections: usize,
+    /// Publishers paused on a subscriber's account this long within twice the window mark it
+    /// stalled (default 5 s).
+    pub stall_timeout: Duration,
+    /// How long a stop waits for queued frames to be flushed (default 5 s).
+    pub flush_deadline: Duration,
+    /// A stats line this often (`None`: never).
+    pub metrics_interval: Option<Duration>,
+    /// Prometheus text served here (loopback only).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// One unpinned reactor per available core (`--cores none`) and the defaults of
+/// PROTOCOL.md §6.
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cores: Cores::available(),
+            read_budget: 256 << 10,
+            max_connections: 1024,
+            stall_timeout: Duration::from_secs(5),
+            flush_deadline: Duration::from_secs(5),
+            metrics_interval: None,
+            metrics_addr: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the rules the engine settings must meet.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the first broken rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cores.count() == 0 || self.cores.count() > 256 {
+            return Err(ConfigError::invalid("cores", self.cores.count(), "1 to 256 reactors"));
+        }
+        if self.read_budget < 4096 {
+            return Err(ConfigError::invalid("read_budget", self.read_budget, "at least 4096 bytes"));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::invalid("max_connections", 0, "at least 1"));
+        }
+        if self.stall_timeout.is_zero() {
+            return Err(ConfigError::invalid("stall_timeout", "0", "at least 1 ms"));
+        }
+        if let Some(addr) = self.metrics_addr
+            && !addr.ip().is_loopback()
+        {
+            return Err(ConfigError::invalid(
+                "metrics_addr",
+                addr,
+                "a loopback address, e.g. 127.0.0.1:9100",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An audited domain whose default socket is not where the relay puts it.
+    const AUDITED: DomainDefaults = DomainDefaults {
+        domain: RelayDomain::Execution,
+        source: SourceType::ExecutionRelay,
+        name: "execution",
+        socket: "/tmp/torq/execution.sock",
+        levels: Levels {
+            checksum: ChecksumLevel::Required,
+            sequence: true,
+            audit: true,
+            close_on_reject: true,
+            strict_types: false,
+        },
+        policy: Policy::Block,
+        queue_bytes: 16 << 20,
+    };
+
+    fn finished(
+        change: impl FnOnce(&mut RelayConfig),
+        queue_bytes_set: bool,
+    ) -> Result<RelayConfig, ConfigError> {
+        let mut relay = RelayConfig::new(&AUDITED);
+        change(&mut relay);
+        relay.finish(&AUDITED, queue_bytes_set).map(|()| relay)
+    }
+
+    #[test]
+    fn the_default_audit_file_is_beside_the_socket() {
+        let relay = finished(|r| r.socket = PathBuf::from("/srv/t/relay.sock"), false).unwrap();
+        assert_eq!(relay.audit_file.as_deref(), Some(Path::new("/srv/t/execution.audit")));
+        let relay = finished(|r| r.audit_file = Some(PathBuf::from("/var/a.audit")), false).unwrap();
+        assert_eq!(relay.audit_file.as_deref(), Some(Path::new("/var/a.audit")));
+        let relay = finished(|r| r.levels.audit = false, false).unwrap();
+        assert_eq!(relay.audit_file, None);
+    }
+
+    #[test]
+    fn a_queue_bound_left_at_its_default_grows_with_the_message_size() {
+        let relay = finished(|r| r.max_message_size = 16 << 20, false).unwrap();
+        assert_eq!(relay.queue_bytes, 32 << 20);
+        let relay = finished(|r| r.max_message_size = 1 << 20, false).unwrap();
+        assert_eq!(relay.queue_bytes, 16 << 20);
+        // A bound that was set is never changed: too small is an error.
+        let error = finished(|r| r.max_message_size = 16 << 20, true).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { setting, .. } if setting == "queue_bytes"),
+            "{error}"
+        );
+        let relay = finished(|r| r.queue_bytes = 1 << 20, true).unwrap();
+        assert_eq!(relay.queue_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn finish_validates() {
+        let error = finished(|r| r.max_message_size = MIN_MESSAGE_SIZE - 1, false).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { file: None, setting, .. } if setting == "max_message_size")
+        );
+        assert!(error.to_string().starts_with("max_message_size = 1064: "), "{error}");
+    }
+}
