@@ -294,3 +294,19 @@ pub fn exit_code(result: Result<i32, StartError>) -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relays::{ExecutionLogic, MarketDataLogic};
+
+    #[test]
+    fn a_relay_runs_its_own_domain_only() {
+        let market_data = RelayConfig::new(&MarketDataLogic.defaults());
+        let refused = Relay::<ExecutionLogic>::new(EngineConfig::default(), market_data).run();
+        match refused {
+            Err(StartError::Config(ConfigError::Invalid { setting, .. })) => assert_eq!(setting, "domain"),
+            other => panic!("expected a configuration error naming the domain, got {other:?}"),
+        }
+    }
+}
