@@ -16,7 +16,7 @@ pub mod audit;
 mod connection;
 mod logic;
 mod metrics;
-mod outbox;
+pub(crate) mod outbox;
 mod reason;
 mod session;
 mod shard;

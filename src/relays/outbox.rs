@@ -112,6 +112,8 @@ pub(crate) struct Outbox {
     pause_spans: VecDeque<Span>,
     /// The peer stopped reading: nothing more is queued.
     dead: bool,
+    /// A notice did not fit (see [`Outbox::overflowed`]).
+    overflowed: bool,
     last_sent: Instant,
     frames_sent: u64,
 }
@@ -131,6 +133,7 @@ impl Outbox {
             paused: Vec::new(),
             pause_spans: VecDeque::new(),
             dead: false,
+            overflowed: false,
             last_sent: now,
             frames_sent: 0,
         }
@@ -270,18 +273,21 @@ impl Outbox {
         self.entries.push_back(Entry { data, charge, kind: Kind::Frames(frames) });
     }
 
-    /// Queues a RelayNotice from `source` (the relay's SourceType); past
-    /// [`MAX_PENDING_NOTICES`], rejections and drops are merged into counts instead.
+    /// Queues a RelayNotice from `source` (the relay's SourceType), charged against the queue
+    /// bound. At most [`MAX_PENDING_NOTICES`] are pending: beyond that, rejections and drops
+    /// are merged into counts, and any other notice overflows the queue (the connection is to
+    /// be closed as a slow consumer, see [`Outbox::overflowed`]).
     pub(crate) fn notice(&mut self, notice: &Notice, source: u8, unix_ns: u64) {
         if self.dead {
             return;
         }
         if self.notices >= MAX_PENDING_NOTICES {
             match notice.code {
-                notice::REJECTED => return self.merged_rejects += 1,
-                notice::DROPPED => return self.merged_drops += 1,
-                _ => {}
+                notice::REJECTED => self.merged_rejects += 1,
+                notice::DROPPED => self.merged_drops += 1,
+                _ => self.overflowed = true,
             }
+            return;
         }
         self.notice_sequence += 1;
         let value = RelayNotice { code: notice.code, sequence: notice.sequence, text: &notice.text };
@@ -293,11 +299,23 @@ impl Outbox {
         }
         let len = builder.finish(self.notice_sequence, unix_ns, Crc::Compute);
         self.notices += 1;
+        self.charged += len;
         self.entries.push_back(Entry {
             data: Bytes::copy_from_slice(&out[..len]),
-            charge: 0,
+            charge: len,
             kind: Kind::Notice,
         });
+    }
+
+    /// Fewer than [`MAX_PENDING_NOTICES`] notices are pending.
+    pub(crate) fn has_notice_room(&self) -> bool {
+        self.notices < MAX_PENDING_NOTICES
+    }
+
+    /// A notice came while [`MAX_PENDING_NOTICES`] were pending and could not be merged: the
+    /// peer does not read what it asks for.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// Queues a Heartbeat from `source` when heartbeats are due: nothing queued and nothing
@@ -317,9 +335,10 @@ impl Outbox {
             return;
         }
         let len = builder.finish(0, unix_ns, Crc::Compute);
+        self.charged += len;
         self.entries.push_back(Entry {
             data: Bytes::copy_from_slice(&out[..len]),
-            charge: 0,
+            charge: len,
             kind: Kind::Heartbeat,
         });
     }
@@ -327,7 +346,7 @@ impl Outbox {
     /// The drop notice owed since the last one (frames dropped, first dropped sequence), when
     /// there is room for it.
     pub(crate) fn take_drops(&mut self) -> Option<Notice> {
-        if self.drops == 0 || self.notices >= MAX_PENDING_NOTICES {
+        if self.drops == 0 || !self.has_notice_room() {
             return None;
         }
         let notice = Notice {

@@ -228,7 +228,18 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
         let Some(conn) = self.conns.get_mut(token) else { return Intake::default() };
         let relay = &self.relays[conn.relay];
         let publisher = PublisherId { shard: self.config.index, token, id: conn.id };
-        let intake = conn.intake(relay, publisher, self.config.read_budget, now);
+        let mut intake = conn.intake(relay, publisher, self.config.read_budget, now);
+        if conn.outbox.overflowed() && intake.close.is_none() {
+            relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
+            warn!(
+                "{}: connection {} ({}) disconnected as a slow consumer: {} notices pending and unread",
+                relay.config.name,
+                conn.id,
+                conn.peer,
+                crate::relays::outbox::MAX_PENDING_NOTICES
+            );
+            intake.close = Some(CloseReason::SlowConsumer);
+        }
         if !conn.outbox.is_empty() {
             self.flush(token, now);
         }
@@ -431,7 +442,10 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
         self.stopping = true;
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
-            if let Some(conn) = self.conns.get_mut(token) {
+            // Notice 5 goes where there is room for it: a stop never closes a connection.
+            if let Some(conn) = self.conns.get_mut(token)
+                && conn.outbox.has_notice_room()
+            {
                 let source = self.relays[conn.relay].config.source.raw();
                 let text = "relay stopping".to_string();
                 conn.notice_if_asked(Notice { code: notice::STOPPING, sequence: 0, text }, source, now);

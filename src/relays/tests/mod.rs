@@ -422,3 +422,20 @@ fn a_domain_is_one_small_type() {
     sim.shards[0].connection_mut(sub.token).unwrap().socket.capacity = 1 << 20;
     assert_eq!(sequences(&sim.receive(sub)), [1, 3]);
 }
+
+#[test]
+fn a_client_that_asks_for_notices_and_never_reads_is_closed() {
+    let mut sim = market_data(Policy::Drop);
+    let client = sim.connect(0);
+    sim.shards[0].connection_mut(client.token).unwrap().socket.capacity = 0;
+    let again = with_notices(Role::Subscribe);
+    for _ in 0..16 {
+        sim.send(client, &again);
+    }
+    // Sixteen notices 1 pending, each charged against the queue bound.
+    assert!(sim.is_open(client));
+    assert!(charged(&sim, client) > 16 * 32, "notices are charged: {}", charged(&sim, client));
+    sim.send(client, &again);
+    assert_eq!(sim.closed, [(client, crate::relays::CloseReason::SlowConsumer)]);
+    assert_eq!(sim.relays[0].metrics.slow_disconnects.load(Relaxed), 1);
+}
