@@ -6,6 +6,7 @@
 //! WRITABLE interest in step with the core, and ticks.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -17,10 +18,13 @@ use log::{debug, info, warn};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::relays::audit::Record;
 use crate::relays::{
-    CloseReason, EngineConfig, Event, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
+    CloseReason, EngineConfig, Event, Intake, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
 };
+
+mod audit;
+
+use audit::{AuditWriter, Held};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
@@ -115,12 +119,12 @@ pub(crate) struct Reactors<L: RelayLogic> {
 }
 
 impl<L: RelayLogic> Reactors<L> {
-    /// One reactor per core of `engine.cores`, serving `relays`; `audits[i]` receives the
-    /// audit records of relay `i` when it audits.
+    /// One reactor per core of `engine.cores`, serving `relays`; `audits[i]` is the audit
+    /// file of relay `i` when it audits.
     pub(crate) fn new(
         engine: &EngineConfig,
         relays: Arc<[RelayContext<L>]>,
-        audits: Vec<Option<Sender<Vec<Record>>>>,
+        audits: Vec<Option<Arc<File>>>,
     ) -> io::Result<Self> {
         let count = engine.cores.count();
         let mut polls = Vec::new();
@@ -144,7 +148,7 @@ impl<L: RelayLogic> Reactors<L> {
             exit_status: AtomicI32::new(0),
             next_connection_id: AtomicU64::new(1),
         });
-        let audits: Arc<[Option<Sender<Vec<Record>>>]> = audits.into();
+        let audits: Arc<[Option<Arc<File>>]> = audits.into();
         let reactors = polls
             .into_iter()
             .zip(receivers)
@@ -162,7 +166,7 @@ impl<L: RelayLogic> Reactors<L> {
                     shared: Arc::clone(&shared),
                     inbox,
                     shard: Shard::new(shard, Arc::clone(&relays)),
-                    audits: Arc::clone(&audits),
+                    audit: AuditWriter::new(Arc::clone(&audits)),
                     read_budget: engine.read_budget,
                     flush_deadline: engine.flush_deadline,
                     listeners: Vec::new(),
@@ -200,7 +204,7 @@ pub(crate) struct Reactor<L: RelayLogic> {
     shared: Arc<Shared>,
     inbox: Receiver<Mail>,
     shard: Shard<L, Socket>,
-    audits: Arc<[Option<Sender<Vec<Record>>>]>,
+    audit: AuditWriter,
     read_budget: usize,
     flush_deadline: Duration,
     listeners: Vec<(UnixListener, usize)>,
@@ -290,12 +294,13 @@ impl<L: RelayLogic> Reactor<L> {
                 last_tick = Instant::now();
                 self.shard.tick(now());
                 self.apply();
+                self.retry_audit();
             }
             if self.stop_deadline.is_some() && self.finished() {
                 break;
             }
         }
-        if self.shard.report_undelivered() {
+        if self.shard.report_undelivered() || self.audit.report_held() {
             self.shared.fail(3);
         }
     }
@@ -458,15 +463,15 @@ impl<L: RelayLogic> Reactor<L> {
         if !self.shard.may_read(token) {
             return false;
         }
-        // A full inbox of another reactor, or a full audit channel, holds this reactor's
-        // publishers back until it drains (retried every millisecond).
-        let blocked = self.pending.iter().any(|p| !p.is_empty());
-        let audit_full = self
-            .shard
-            .connection(token)
-            .and_then(|c| self.audits[c.relay].as_ref())
-            .is_some_and(Sender::is_full);
-        if blocked || audit_full {
+        // A full inbox of another reactor holds this reactor's publishers back until it drains
+        // (retried every millisecond); an audit trail that cannot be written holds back every
+        // connection of its relay until a write succeeds (retried every second).
+        let Some(relay) = self.shard.connection(token).map(|c| c.relay) else { return false };
+        if self.audit.failing(relay, &self.shard.relays()[relay].metrics) {
+            self.audit.waiting.push(token);
+            return false;
+        }
+        if self.pending.iter().any(|p| !p.is_empty()) {
             self.waiting.push(token);
             return false;
         }
@@ -517,25 +522,52 @@ impl<L: RelayLogic> Reactor<L> {
         more && self.shard.connection(token).is_some()
     }
 
-    /// Hands what a connection read to the core: its audit records are queued to the writer
-    /// before its accepted frames are forwarded.
+    /// Hands what a connection read to the core: its audit records are appended to the audit
+    /// file before its accepted frames are forwarded; when they cannot be, the frames are
+    /// held (the relay fails closed).
     fn take_in(&mut self, token: usize) {
         let now = now();
         let intake = self.shard.intake(token, now);
-        if !intake.records.is_empty()
-            && let Some(sender) = self.shard.connection(token).and_then(|c| self.audits[c.relay].as_ref())
-            && sender.send(intake.records).is_err()
+        let Intake { records, batch, close } = intake;
+        let mut held = Held { token, relay: 0, lines: Vec::new(), written: 0, batch, close };
+        if !records.is_empty()
+            && let Some(relay) = self.shard.connection(token).map(|c| c.relay)
         {
-            warn!("the audit writer has stopped");
+            let context = &self.shard.relays()[relay];
+            held.relay = relay;
+            match self.audit.append(held, &records, context, now.instant) {
+                Some(written) => held = written,
+                None => return self.apply(),
+            }
         }
-        if let Some(batch) = intake.batch {
+        self.release(held, now);
+    }
+
+    /// Forwards what an intake accepted, and closes its connection if it must be.
+    fn release(&mut self, held: Held, now: Now) {
+        if let Some(batch) = held.batch {
             self.shard.forward(batch, now);
         }
-        if let Some(reason) = intake.close {
-            self.shard.flush(token, now);
-            self.shard.close(token, reason);
+        if let Some(reason) = held.close {
+            self.shard.flush(held.token, now);
+            self.shard.close(held.token, reason);
         }
         self.apply();
+    }
+
+    /// Retries held audit records (once a second); releases their frames once written, and
+    /// reads the held-back connections again once nothing is held.
+    fn retry_audit(&mut self) {
+        let now = now();
+        for held in self.audit.retry(self.shard.relays(), now.instant) {
+            self.release(held, now);
+        }
+        if !self.audit.waiting.is_empty()
+            && self.audit.held.is_empty()
+            && self.shard.relays().iter().all(|r| r.metrics.audit_failing.load(Relaxed) == 0)
+        {
+            self.ready.extend(self.audit.waiting.drain(..));
+        }
     }
 
     fn begin_stop(&mut self) {
@@ -558,7 +590,7 @@ impl<L: RelayLogic> Reactor<L> {
         let peers_done = self.done_from + 1 >= self.shared.inboxes.len();
         let nothing_pending = self.pending.iter().all(VecDeque::is_empty);
         let late = self.stop_deadline.is_some_and(|d| Instant::now() >= d);
-        (peers_done && nothing_pending && self.shard.flushed()) || late
+        (peers_done && nothing_pending && self.audit.held.is_empty() && self.shard.flushed()) || late
     }
 }
 

@@ -223,7 +223,13 @@ impl<S> Connection<S> {
                     frames.push(FrameSpan { offset: pos as u32, len: len as u32 });
                     Outcome::Accepted
                 }
-                Verdict::Consumed(Consumed::Hello) => Outcome::Hello,
+                Verdict::Consumed(Consumed::Hello { first: true }) => Outcome::Hello,
+                Verdict::Consumed(Consumed::Hello { first: false }) => {
+                    // Only the first hello is audited: hellos cannot fill the disk.
+                    relay.metrics.hellos_repeated.fetch_add(1, Relaxed);
+                    pos += len;
+                    continue;
+                }
                 Verdict::Consumed(Consumed::Subscribe) => {
                     let text = format!(
                         "version=1 max_message_size={} queue_bytes={} policy={}",

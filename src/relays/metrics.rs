@@ -37,6 +37,13 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Largest subscriber queue seen, in bytes.
     pub queue_high_water: AtomicU64,
+    /// Hellos after a connection's first (counted, not audited).
+    pub hellos_repeated: AtomicU64,
+    /// Audit records that could not be written (each failed attempt counts once).
+    pub audit_write_errors: AtomicU64,
+    /// 1 while the audit trail cannot be written and the relay has stopped reading (fails
+    /// closed), else 0.
+    pub audit_failing: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +65,9 @@ impl Metrics {
             connections_total: zero(),
             connections_refused: zero(),
             queue_high_water: zero(),
+            hellos_repeated: zero(),
+            audit_write_errors: zero(),
+            audit_failing: zero(),
         }
     }
 
@@ -86,6 +96,9 @@ impl Metrics {
             self.connections_refused.load(Relaxed),
             self.queue_high_water.load(Relaxed),
         );
+        if self.audit_failing.load(Relaxed) != 0 {
+            line.push_str(", AUDIT FAILING (not reading publishers)");
+        }
         for (index, count) in self.rejected.iter().enumerate() {
             let token = token_at(index);
             let count = count.load(Relaxed);
@@ -99,7 +112,7 @@ impl Metrics {
     /// Prometheus text exposition of the counters.
     pub fn prometheus(&self, out: &mut String) {
         let relay = &self.name;
-        let counters: [(&str, &AtomicU64); 12] = [
+        let counters: [(&str, &AtomicU64); 15] = [
             ("frames_in_total", &self.frames_in),
             ("bytes_in_total", &self.bytes_in),
             ("frames_out_total", &self.frames_out),
@@ -112,6 +125,9 @@ impl Metrics {
             ("connections_total", &self.connections_total),
             ("connections_refused_total", &self.connections_refused),
             ("queue_high_water_bytes", &self.queue_high_water),
+            ("hellos_repeated_total", &self.hellos_repeated),
+            ("audit_write_errors_total", &self.audit_write_errors),
+            ("audit_failing", &self.audit_failing),
         ];
         for (name, value) in counters {
             let _ = writeln!(out, "torq_{name}{{relay=\"{relay}\"}} {}", value.load(Relaxed));

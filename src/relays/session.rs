@@ -32,7 +32,10 @@ pub(crate) enum Verdict {
 /// What the relay consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Consumed {
-    Hello,
+    /// A hello; `first` for the connection's first one (the only one audited).
+    Hello {
+        first: bool,
+    },
     Subscribe,
 }
 
@@ -49,6 +52,8 @@ pub(crate) struct Session {
     pub(crate) sequence_gaps: u64,
     /// The peer's uid, for the publisher allow-list.
     uid: u32,
+    /// A hello was seen.
+    said_hello: bool,
 }
 
 impl Session {
@@ -59,6 +64,7 @@ impl Session {
             last_sequence: config.levels.sequence.then(|| Box::new([None; 256])),
             sequence_gaps: 0,
             uid,
+            said_hello: false,
         }
     }
 
@@ -104,7 +110,8 @@ impl Session {
                 if self.subscription.is_none() {
                     self.legacy_publisher = true;
                 }
-                Verdict::Consumed(Consumed::Hello)
+                let first = !std::mem::replace(&mut self.said_hello, true);
+                Verdict::Consumed(Consumed::Hello { first })
             }
             FrameKind::Control { tlv_type } if tlv_type == registry::SUBSCRIBE => {
                 let value = crate::protocol::tlvs(payload).next().and_then(Result::ok).map(|t| t.value);
@@ -189,8 +196,15 @@ mod tests {
         let config = RelayConfig::new(&MarketDataLogic.defaults());
         let mut session = Session::new(&config, 0);
         assert!(session.subscribes());
-        assert_eq!(session.judge(&HELLO, &logic, &config), Verdict::Consumed(Consumed::Hello));
+        assert_eq!(
+            session.judge(&HELLO, &logic, &config),
+            Verdict::Consumed(Consumed::Hello { first: true })
+        );
         assert!(!session.subscribes());
+        assert_eq!(
+            session.judge(&HELLO, &logic, &config),
+            Verdict::Consumed(Consumed::Hello { first: false })
+        );
     }
 
     #[test]
@@ -208,7 +222,7 @@ mod tests {
             Verdict::Reject { reason: Reason::NotPublisher, .. }
         ));
         // A hello after a Subscribe is ignored: still a subscriber.
-        assert_eq!(session.judge(&HELLO, &logic, &config), Verdict::Consumed(Consumed::Hello));
+        assert!(matches!(session.judge(&HELLO, &logic, &config), Verdict::Consumed(Consumed::Hello { .. })));
         assert!(session.subscribes());
         session.judge(&subscribe(Role::PublishSubscribe, OPTION_NOTICES), &logic, &config);
         assert!(session.judge(&data, &logic, &config) == Verdict::Forward);

@@ -1,71 +1,68 @@
-//! The audit writer: a thread that appends the core's records to the audit file, fed through
-//! a bounded channel. Flushed every 10 ms and at stop; fsynced at the configured interval.
+//! The audit file (PROTOCOL.md §6 "The audit trail"): opened for appending and locked
+//! exclusively at start, so a second relay naming the same file refuses to start; synced to
+//! disk at the configured interval by a small thread. The reactors append the records
+//! themselves, before they deliver the frames the records describe.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use log::error;
+use rustix::fs::{FlockOperation, flock};
 
-use crate::relays::audit::Record;
+/// Opens `path` for appending and takes an exclusive lock on it.
+///
+/// # Errors
+///
+/// When the file cannot be opened, or another process holds its lock.
+pub(crate) fn open(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(io::Error::other(
+            "it is locked by another process (is another relay running with this audit file?)",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
 
-/// Batches of records in flight to the writer, at most this many.
-const CHANNEL_BATCHES: usize = 1024;
-
-/// The writer thread and the sending side of its channel.
+/// The thread that syncs audit files to disk.
 #[derive(Debug)]
-pub(crate) struct Audit {
-    pub(crate) sender: Sender<Vec<Record>>,
-    thread: JoinHandle<io::Result<()>>,
+pub(crate) struct Syncer {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
 }
 
-impl Audit {
-    /// Opens `path` for appending and starts the writer.
-    pub(crate) fn start(path: &Path, relay: &str, fsync_every: Duration) -> io::Result<Audit> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (sender, receiver) = bounded(CHANNEL_BATCHES);
-        let relay = relay.to_string();
-        let thread = std::thread::Builder::new()
-            .name(format!("audit-{relay}"))
-            .spawn(move || write_records(&receiver, file, &relay, fsync_every))?;
-        Ok(Audit { sender, thread })
+impl Syncer {
+    /// Syncs each file at its interval (a zero interval: every 10 ms).
+    pub(crate) fn start(files: Vec<(Arc<File>, Duration)>) -> io::Result<Syncer> {
+        let (stop, stopped) = bounded::<()>(0);
+        let tick = files.iter().map(|(_, every)| *every).min().unwrap_or(Duration::from_secs(1));
+        let tick = tick.max(Duration::from_millis(10));
+        let thread = std::thread::Builder::new().name("audit-sync".into()).spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                sync(&files);
+            }
+            sync(&files);
+        })?;
+        Ok(Syncer { stop, thread })
     }
 
-    /// Closes the channel and waits for every queued record to be written and synced.
-    pub(crate) fn finish(self) -> io::Result<()> {
-        drop(self.sender);
-        self.thread.join().map_err(|_| io::Error::other("the audit writer panicked"))?
+    /// Syncs once more and stops.
+    pub(crate) fn finish(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
 
-fn write_records(
-    receiver: &Receiver<Vec<Record>>,
-    file: File,
-    relay: &str,
-    fsync_every: Duration,
-) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 16, file);
-    let mut last_sync = Instant::now();
-    loop {
-        match receiver.recv_timeout(Duration::from_millis(10)) {
-            Ok(batch) => {
-                for record in batch {
-                    record.write_line(&mut out, relay)?;
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                out.flush()?;
-                return out.get_ref().sync_data();
-            }
-        }
-        out.flush()?;
-        if last_sync.elapsed() >= fsync_every {
-            out.get_ref().sync_data()?;
-            last_sync = Instant::now();
+fn sync(files: &[(Arc<File>, Duration)]) {
+    for (file, _) in files {
+        if let Err(e) = file.sync_data() {
+            error!("audit: cannot sync the audit file to disk: {e}");
         }
     }
 }
@@ -73,31 +70,15 @@ fn write_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relays::audit::Outcome;
 
     #[test]
-    fn records_reach_the_file_in_order() {
-        let path = std::env::temp_dir().join(format!("torq-audit-{}.log", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let audit = Audit::start(&path, "execution", Duration::from_millis(5)).unwrap();
-        let record = |sequence, outcome| Record {
-            time_ns: 1,
-            connection: 2,
-            pid: 3,
-            uid: 4,
-            outcome,
-            source: 20,
-            sequence,
-            len: 82,
-        };
-        audit.sender.send(vec![record(1, Outcome::Hello), record(2, Outcome::Accepted)]).unwrap();
-        audit.sender.send(vec![record(2, Outcome::Rejected("sequence_replay"))]).unwrap();
-        audit.finish().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], "1 execution conn=2 pid=3 uid=4 hello source=20 sequence=1 len=82");
-        assert!(lines[2].ends_with("rejected source=20 sequence=2 len=82 reason=sequence_replay"));
+    fn a_second_opener_is_refused_while_the_first_holds_the_file() {
+        let path = std::env::temp_dir().join(format!("torq-audit-lock-{}.log", std::process::id()));
+        let first = open(&path).unwrap();
+        let second = open(&path).unwrap_err();
+        assert!(second.to_string().contains("locked by another process"), "{second}");
+        drop(first);
+        assert!(open(&path).is_ok(), "the lock goes with the file");
         std::fs::remove_file(&path).unwrap();
     }
 }

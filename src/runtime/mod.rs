@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use crossbeam_channel::bounded;
 use log::{debug, error, info, warn};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::reactor::{self, Reactors};
 use crate::relays::{
     AnyLogic, ConfigError, Cores, EngineConfig, Metrics, RelayConfig, RelayContext, RelayLogic,
 };
 
-use audit::Audit;
+use audit::Syncer;
 use socket::SocketError;
 
 /// Why a relay could not start.
@@ -32,8 +33,8 @@ pub enum StartError {
     /// The socket path cannot be used.
     #[error(transparent)]
     Socket(#[from] SocketError),
-    /// The audit file cannot be opened.
-    #[error("cannot open the audit file {path}: {source}")]
+    /// The audit file cannot be opened or is locked by another relay.
+    #[error("cannot use the audit file {path}: {source}")]
     Audit {
         /// The file.
         path: String,
@@ -107,9 +108,8 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
         }
     }
     raise_file_limit(engine.max_connections);
-    // Catch SIGINT/SIGTERM before the sockets exist, so a stop is never a kill.
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    // Catch SIGINT, SIGTERM and SIGHUP before the sockets exist, so a stop is never a kill.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let mut guards = Vec::new();
     let mut listeners = Vec::new();
     for (index, (_, relay)) in relays.iter().enumerate() {
@@ -126,23 +126,24 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
         listeners.push((listener, index));
         guards.push(guard);
     }
-    let mut audits = Vec::new();
-    let mut audit_senders = Vec::new();
+    let mut audit_files = Vec::new();
+    let mut to_sync = Vec::new();
     let mut contexts = Vec::new();
     for (logic, relay) in relays {
-        let audit = match (&relay.audit_file, logic.audits(&relay.levels)) {
-            (Some(path), true) => Some(
-                Audit::start(path, &relay.name, relay.audit_fsync)
+        let file = match (&relay.audit_file, logic.audits(&relay.levels)) {
+            (Some(path), true) => Some(Arc::new(
+                audit::open(path)
                     .map_err(|source| StartError::Audit { path: path.display().to_string(), source })?,
-            ),
+            )),
             _ => None,
         };
-        audit_senders.push(audit.as_ref().map(|a| a.sender.clone()));
-        audits.extend(audit);
+        to_sync.extend(file.as_ref().map(|f| (Arc::clone(f), relay.audit_fsync)));
+        audit_files.push(file);
         contexts.push(RelayContext::new(logic, relay));
     }
+    let syncer = Syncer::start(to_sync)?;
     let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
-    let reactors = Reactors::new(&engine, contexts.into(), audit_senders)?;
+    let reactors = Reactors::new(&engine, contexts.into(), audit_files)?;
     let shared = reactors.shared();
     let mut threads = Vec::new();
     for (index, reactor) in reactors.into_iter().enumerate() {
@@ -210,11 +211,7 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
     }
     let status = shared.exit_status();
     drop(shared);
-    for audit in audits {
-        if let Err(e) = audit.finish() {
-            error!("audit: {e}");
-        }
-    }
+    syncer.finish();
     drop(guards); // removes our socket files
     Ok(status)
 }
