@@ -151,3 +151,142 @@ fn a_stop_during_a_stall_reports_the_undelivered_frames() {
     assert_eq!(relay.terminate().code(), Some(3), "frames left undelivered make the exit status 3");
     sender.join().unwrap();
 }
+
+const MARKET_DATA: &str = env!("CARGO_BIN_EXE_market_data_relay");
+
+/// The number of open descriptors and threads of a process.
+fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    (count(format!("/proc/{pid}/fd")), count(format!("/proc/{pid}/task")))
+}
+
+/// The port of `http://127.0.0.1:PORT/metrics` in the relay's log, once it is there.
+fn metrics_port(relay: &Relay) -> u16 {
+    let log = relay.wait_log("metrics on http://127.0.0.1:", 1);
+    let at = log.find("metrics on http://127.0.0.1:").unwrap() + "metrics on http://127.0.0.1:".len();
+    log[at..].split('/').next().unwrap().parse().unwrap()
+}
+
+fn get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn the_metrics_endpoint_holds_one_connection_whatever_clients_do() {
+    let relay = Relay::start(MARKET_DATA, &["--metrics-addr", "127.0.0.1:0"]);
+    let port = metrics_port(&relay);
+    assert_ne!(port, 0, "the bound port is logged, not port 0");
+    assert!(get(port, "/metrics").starts_with("HTTP/1.1 200 OK"));
+    let before = fds_and_threads(relay.child.id());
+    // Idle connections that never send a request.
+    let idle: Vec<_> = (0..12).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let during = fds_and_threads(relay.child.id());
+    assert!(during.0 <= before.0 + 1, "descriptors {before:?} -> {during:?}");
+    assert_eq!(during.1, before.1, "threads {before:?} -> {during:?}");
+    // Each idle one is dropped after its deadline; a real request is then answered.
+    let reply = get(port, "/metrics");
+    assert!(reply.starts_with("HTTP/1.1 200 OK") && reply.contains("torq_frames_in_total"), "{reply}");
+    // The relay itself was never short of anything.
+    let mut client = relay.connect();
+    client.subscribe(&Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: vec![] });
+    drop(idle);
+}
+
+#[test]
+fn a_metrics_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir("metrics-in-use");
+    let socket = dir.join("relay.sock");
+    let mut child = std::process::Command::new(MARKET_DATA)
+        .args(["--socket", socket.to_str().unwrap(), "--metrics-addr", &addr])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_child(&mut child).code(), Some(1));
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains(&addr), "the error names {addr}: {stderr}");
+    assert!(!socket.exists(), "a relay that could not start leaves no socket");
+}
+
+#[test]
+fn clients_left_in_the_backlog_by_emfile_are_accepted_later() {
+    // 48 descriptors: the relay's own ~20, then clients until accept fails with EMFILE.
+    let dir = temp_dir("emfile");
+    let socket = dir.join("relay.sock");
+    let command = format!("ulimit -n 48 && exec {MARKET_DATA} --socket {} --cores none:1", socket.display());
+    let child = std::process::Command::new("bash")
+        .args(["-c", &command])
+        .stderr(std::fs::File::create(dir.join("relay.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut relay = Relay { child, socket: socket.clone(), dir };
+    relay.wait_ready();
+    let hello = Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: vec![] };
+    let mut clients: Vec<Client> = (0..60).map(|_| relay.connect()).collect();
+    for client in &mut clients {
+        client.send(&subscribe_frame(&hello));
+        client.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    }
+    // Those accepted answer; the others wait in the backlog.
+    let (answered, waiting): (Vec<Client>, Vec<Client>) =
+        clients.into_iter().partition(|c| c.try_clone().try_frame().is_ok_and(|f| f.is_some()));
+    assert!(!waiting.is_empty(), "the descriptor limit was never reached");
+    assert!(!answered.is_empty(), "nobody was accepted");
+    // Descriptors come free; no new client connects: the backlog must be taken anyway.
+    drop(answered);
+    for mut client in waiting {
+        client.stream.set_read_timeout(Some(WAIT)).unwrap();
+        let (code, _, _) = client.notice();
+        assert_eq!(code, 1, "a client left in the backlog was never accepted");
+    }
+}
+
+#[test]
+fn refused_connections_do_not_flood_the_log() {
+    let mut relay = Relay::start_config(
+        RELAY,
+        "[relay]\ndomain = 1\n[transport]\npath = \"@SOCKET@\"\n[performance]\nmax_connections = 2\n\
+         [engine]\nmetrics_addr = \"127.0.0.1:0\"\n",
+    );
+    let port = metrics_port(&relay);
+    let mut first = relay.connect();
+    first.subscribe(&Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: vec![] });
+    for _ in 0..300 {
+        let _refused = std::os::unix::net::UnixStream::connect(&relay.socket).unwrap();
+    }
+    // Wait (bounded) until the relay has refused every one of them.
+    let start = std::time::Instant::now();
+    // (The readiness probe of the start may still hold the second place, or not.)
+    let refused = || {
+        let text = get(port, "/metrics");
+        let line =
+            text.lines().find(|l| l.starts_with("torq_connections_refused_total")).unwrap().to_string();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    while refused() < 299 {
+        assert!(start.elapsed() < WAIT, "the relay did not refuse 300 connections");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(relay.terminate().code(), Some(0));
+    let log = relay.log();
+    let lines = log.lines().filter(|l| l.contains("refused: max_connections")).count();
+    assert!((1..=5).contains(&lines), "{lines} lines for 300 refused connections:\n{log}");
+}
+
+#[test]
+fn sighup_stops_the_relay_like_sigterm() {
+    let mut relay = Relay::start(MARKET_DATA, &[]);
+    use rustix::process::{Pid, Signal, kill_process};
+    kill_process(Pid::from_child(&relay.child), Signal::HUP).unwrap();
+    assert_eq!(relay.wait_exit().code(), Some(0), "a flushed stop, not a kill");
+    assert!(!relay.socket.exists(), "the relay removed its socket");
+}

@@ -194,6 +194,8 @@ fn wrong_types_name_the_key() {
         ("[relay]\nsocket_mode = \"0999\"", "relay.socket_mode"),
         ("[relay]\nsocket_mode = 0o1777", "relay.socket_mode"),
         ("[relay]\nparent_mode = true", "relay.parent_mode"),
+        ("[relay]\nparent_mode = \"0777\"", "relay.parent_mode"),
+        ("[relay]\nsocket_mode = \"0662\"", "relay.socket_mode"),
         ("[relay]\nconnect_uids = [-1]", "relay.connect_uids"),
         ("[relay]\npublisher_uids = []", "relay.publisher_uids"),
         ("[relay]\naudit_file = \"\"", "relay.audit_file"),

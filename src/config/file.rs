@@ -249,6 +249,7 @@ impl ConfigFile {
             ("queue_bytes", "relay.queue_bytes"),
             ("audit_file", "relay.audit_file"),
             ("socket_mode", "relay.socket_mode"),
+            ("parent_mode", "relay.parent_mode"),
             ("cores", "engine.cores"),
             ("read_budget", read_budget),
             ("max_connections", max_connections),

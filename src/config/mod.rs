@@ -347,12 +347,15 @@ impl RelayConfig {
                 "an audit file is required when the audit level is on (--audit-file PATH)",
             ));
         }
-        if self.socket_mode & !0o777 != 0 || self.parent_mode & !0o777 != 0 {
-            return Err(ConfigError::invalid(
-                "socket_mode",
-                format!("{:o}/{:o}", self.socket_mode, self.parent_mode),
-                "permission bits only (0 to 0777)",
-            ));
+        for (setting, mode) in [("socket_mode", self.socket_mode), ("parent_mode", self.parent_mode)] {
+            if mode & !0o777 != 0 || mode & 0o002 != 0 {
+                return Err(ConfigError::invalid(
+                    setting,
+                    format!("{mode:04o}"),
+                    "permission bits (0 to 0777) without the others-write bit: anyone could \
+                     replace the socket (e.g. 0660 for the socket, 0750 for its directory)",
+                ));
+            }
         }
         Ok(())
     }

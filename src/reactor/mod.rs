@@ -176,6 +176,9 @@ impl<L: RelayLogic> Reactors<L> {
                     waiting: Vec::new(),
                     stop_deadline: None,
                     done_from: 0,
+                    accept_retry: false,
+                    accept_log: LogLimit::default(),
+                    refusal_log: LogLimit::default(),
                 }
             })
             .collect();
@@ -218,6 +221,27 @@ pub(crate) struct Reactor<L: RelayLogic> {
     waiting: Vec<usize>,
     stop_deadline: Option<Instant>,
     done_from: usize,
+    /// An accept failed (e.g. EMFILE): try again at the next tick.
+    accept_retry: bool,
+    accept_log: LogLimit,
+    refusal_log: LogLimit,
+}
+
+/// At most one log line a second, counting what was left out.
+#[derive(Debug, Default)]
+struct LogLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    fn due(&mut self, now: Instant) -> bool {
+        let due = self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
 }
 
 impl<L: RelayLogic> std::fmt::Debug for Reactor<L> {
@@ -295,6 +319,11 @@ impl<L: RelayLogic> Reactor<L> {
                 self.shard.tick(now());
                 self.apply();
                 self.retry_audit();
+                if std::mem::take(&mut self.accept_retry) {
+                    for index in 0..self.listeners.len() {
+                        self.accept(index);
+                    }
+                }
             }
             if self.stop_deadline.is_some() && self.finished() {
                 break;
@@ -343,7 +372,12 @@ impl<L: RelayLogic> Reactor<L> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    warn!("{name}: accept failed: {e}");
+                    // Out of descriptors (EMFILE) or memory: the clients left in the backlog
+                    // raise no new readiness edge, so accepting is retried at the next tick.
+                    if self.accept_log.due(Instant::now()) {
+                        warn!("{name}: accept failed: {e}; retrying every {TICK:?}");
+                    }
+                    self.accept_retry = true;
                     return;
                 }
             };
@@ -355,18 +389,26 @@ impl<L: RelayLogic> Reactor<L> {
                     continue;
                 }
             };
-            if !context.admits(&peer) {
-                warn!("{name}: connection from {peer} refused: outside the connect allow-list");
-                metrics.connections_refused.fetch_add(1, Relaxed);
-                continue;
-            }
-            if self.shared.connections.fetch_add(1, Relaxed) >= self.shared.max_connections {
+            let refusal = if !context.admits(&peer) {
+                Some("outside the connect allow-list".to_string())
+            } else if self.shared.connections.fetch_add(1, Relaxed) >= self.shared.max_connections {
                 self.shared.connections.fetch_sub(1, Relaxed);
-                warn!(
-                    "{name}: connection from {peer} refused: max_connections {} reached",
-                    self.shared.max_connections
-                );
+                Some(format!("max_connections {} reached", self.shared.max_connections))
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
                 metrics.connections_refused.fetch_add(1, Relaxed);
+                // The first refusal, then at most one line a second: a connect loop cannot
+                // flood the log (the count is in connections_refused_total).
+                if self.refusal_log.due(Instant::now()) {
+                    let more = std::mem::take(&mut self.refusal_log.suppressed);
+                    warn!(
+                        "{name}: connection from {peer} refused: {why} ({more} more refused since the last line)"
+                    );
+                } else {
+                    self.refusal_log.suppressed += 1;
+                }
                 continue;
             }
             let id = self.shared.next_connection_id.fetch_add(1, Relaxed);

@@ -4,18 +4,18 @@
 //! SIGTERM, and joins them in the reverse order.
 
 mod audit;
+mod metrics_http;
 pub mod socket;
 
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::bounded;
-use log::{debug, error, info, warn};
+use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::reactor::{self, Reactors};
+use crate::reactor::Reactors;
 use crate::relays::{
     AnyLogic, ConfigError, Cores, EngineConfig, Metrics, RelayConfig, RelayContext, RelayLogic,
 };
@@ -38,6 +38,16 @@ pub enum StartError {
     Audit {
         /// The file.
         path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The metrics address cannot be bound.
+    #[error(
+        "cannot serve metrics on {addr}: {source} (choose another --metrics-addr, or port 0 for any free one)"
+    )]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
         /// The cause.
         source: io::Error,
     },
@@ -145,6 +155,15 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
     let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
     let reactors = Reactors::new(&engine, contexts.into(), audit_files)?;
     let shared = reactors.shared();
+    // Bound before any reactor runs, so a port in use is a start error, not a half-started relay.
+    let metrics_http = match engine.metrics_addr {
+        Some(addr) => Some(
+            metrics_http::serve(addr, metrics.clone(), Arc::clone(&shared))
+                .map_err(|source| StartError::Metrics { addr, source })?
+                .1,
+        ),
+        None => None,
+    };
     let mut threads = Vec::new();
     for (index, reactor) in reactors.into_iter().enumerate() {
         let mut reactor = reactor;
@@ -189,9 +208,6 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
             }
         })
     });
-    if let Some(addr) = engine.metrics_addr {
-        serve_metrics(addr, metrics.clone(), Arc::clone(&shared))?;
-    }
 
     // Join in the reverse order of spawn.
     for thread in threads.into_iter().rev() {
@@ -206,6 +222,9 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
     }
     signal_handle.close();
     let _ = watcher.join();
+    if let Some(thread) = metrics_http {
+        let _ = thread.join();
+    }
     for m in &metrics {
         info!("{}", m.stats_line());
     }
@@ -234,46 +253,6 @@ fn raise_file_limit(max_connections: usize) {
             "the open-file limit ({files}) is below max_connections ({max_connections}) + 64: raise `ulimit -n`"
         );
     }
-}
-
-/// Serves Prometheus text at `/metrics` on a loopback address (tiny_http, on its own thread);
-/// any other path is a 404 naming the right one.
-fn serve_metrics(
-    addr: std::net::SocketAddr,
-    metrics: Vec<Arc<Metrics>>,
-    shared: Arc<reactor::Shared>,
-) -> io::Result<()> {
-    let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
-    info!("metrics on http://{addr}/metrics");
-    let content_type = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4")
-        .map_err(|()| io::Error::other("bad Content-Type header"))?;
-    std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-        while !shared.stopping() {
-            let request = match server.recv_timeout(Duration::from_millis(100)) {
-                Ok(Some(request)) => request,
-                Ok(None) => continue,
-                Err(e) => {
-                    warn!("metrics endpoint {addr} stopped: {e}");
-                    return;
-                }
-            };
-            let path = request.url().split('?').next().unwrap_or_default();
-            let response = if path == "/metrics" {
-                let mut body = String::new();
-                for m in &metrics {
-                    m.prometheus(&mut body);
-                }
-                tiny_http::Response::from_string(body).with_header(content_type.clone())
-            } else {
-                tiny_http::Response::from_string(format!("no {path} here: the metrics are at /metrics\n"))
-                    .with_status_code(404)
-            };
-            if let Err(e) = request.respond(response) {
-                debug!("metrics endpoint {addr}: {e}");
-            }
-        }
-    })?;
-    Ok(())
 }
 
 /// The process exit code of a relay run: its status, 2 for a configuration error, 1 when it
