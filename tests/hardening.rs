@@ -290,3 +290,54 @@ fn sighup_stops_the_relay_like_sigterm() {
     assert_eq!(relay.wait_exit().code(), Some(0), "a flushed stop, not a kill");
     assert!(!relay.socket.exists(), "the relay removed its socket");
 }
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+#[test]
+fn memory_is_given_back_after_a_burst_of_slow_subscribers() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let pid = relay.child.id();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Slow subscribers: each reads 8 KiB every 20 ms, so its queue fills with copies.
+    let readers: Vec<_> = (0..150)
+        .map(|_| {
+            let mut client = relay.connect();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if client.stream.read(&mut chunk).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    let published = std::process::Command::new(env!("CARGO_BIN_EXE_torq-perf"))
+        .args(["publish", "--socket", relay.socket.to_str().unwrap(), "--frames", "1000000"])
+        .output()
+        .unwrap();
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    let peak = rss_mib(pid);
+    assert!(peak >= 64, "the burst was too small to show anything: {peak} MiB");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    // Every subscriber has left: within a few seconds the memory is back with the system.
+    let start = std::time::Instant::now();
+    while rss_mib(pid) > 32 {
+        assert!(
+            start.elapsed() < WAIT,
+            "{} MiB still resident after the burst (peak {peak} MiB)",
+            rss_mib(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

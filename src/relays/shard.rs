@@ -454,6 +454,11 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
         }
     }
 
+    /// Bytes queued to this shard's connections, as charged against their bounds.
+    pub fn queued_bytes(&self) -> usize {
+        self.conns.iter().map(|(_, c)| c.outbox.charged()).sum()
+    }
+
     /// Every queue is written out.
     pub fn flushed(&self) -> bool {
         self.conns.iter().all(|(_, c)| c.outbox.is_empty())

@@ -4,15 +4,17 @@
 //! SIGTERM, and joins them in the reverse order.
 
 mod audit;
+mod memory;
 mod metrics_http;
 pub mod socket;
 
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::reactor::Reactors;
@@ -21,6 +23,7 @@ use crate::relays::{
 };
 
 use audit::Syncer;
+use memory::Trimmer;
 use socket::SocketError;
 
 /// Why a relay could not start.
@@ -197,17 +200,31 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
             }
         })?
     };
-    let (stats_stop, stats_stopped) = bounded::<()>(0);
-    let stats = engine.metrics_interval.map(|interval| {
+    // Housekeeping: the stats line every `metrics_interval`, and memory given back after a
+    // burst of queued bytes.
+    let (housekeeping_stop, stopped) = bounded::<()>(0);
+    let housekeeping = {
         let metrics = metrics.clone();
-        std::thread::spawn(move || {
-            while stats_stopped.recv_timeout(interval).is_err_and(|e| e.is_timeout()) {
-                for m in &metrics {
-                    info!("{}", m.stats_line());
+        let shared = Arc::clone(&shared);
+        let interval = engine.metrics_interval;
+        std::thread::Builder::new().name("housekeeping".into()).spawn(move || {
+            let mut trimmer = Trimmer::default();
+            let mut last_stats = Instant::now();
+            while stopped.recv_timeout(Duration::from_millis(500)).is_err_and(|e| e.is_timeout()) {
+                if trimmer.observe(shared.queued_bytes()) {
+                    debug!("memory of a burst of queued frames given back to the system");
+                }
+                if let Some(interval) = interval
+                    && last_stats.elapsed() >= interval
+                {
+                    last_stats = Instant::now();
+                    for m in &metrics {
+                        info!("{}", m.stats_line());
+                    }
                 }
             }
-        })
-    });
+        })?
+    };
 
     // Join in the reverse order of spawn.
     for thread in threads.into_iter().rev() {
@@ -216,10 +233,8 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
             shared.fail(1);
         }
     }
-    drop(stats_stop);
-    if let Some(stats) = stats {
-        let _ = stats.join();
-    }
+    drop(housekeeping_stop);
+    let _ = housekeeping.join();
     signal_handle.close();
     let _ = watcher.join();
     if let Some(thread) = metrics_http {
