@@ -300,6 +300,26 @@ fn unreadable_or_malformed_files() {
     assert!(matches!(load("[relay\ndomain = 1\n"), Err(ConfigError::File { .. })));
 }
 
+/// `load` is `parse` of the file's text named by its path: the same file, the same errors.
+#[test]
+fn text_parses_as_its_file_loads() {
+    for text in
+        [MINIMAL, "[relay\ndomain = 1\n", "[relay]\ndomain = 1\ncolour = 2\n", "[relay]\ndomain = 9\n"]
+    {
+        let path = temp_file(text);
+        let file = path.display().to_string();
+        let loaded = ConfigFile::load(&path).map(|f| (f.domain(), f.path().to_string()));
+        std::fs::remove_file(&path).unwrap();
+        let parsed = ConfigFile::parse(text, &file).map(|f| (f.domain(), f.path().to_string()));
+        assert_eq!(loaded, parsed, "{text:?}");
+        if let Err(error) = parsed {
+            assert!(error.to_string().starts_with(&format!("{file}: ")), "{error}");
+        }
+    }
+    let error = ConfigFile::parse("[relay]\ndomain = 1\ncolour = 2\n", "given.toml").unwrap_err();
+    assert_eq!(error, ConfigError::UnknownKey { file: "given.toml".into(), key: "relay.colour".into() });
+}
+
 #[test]
 fn cores_flag() {
     assert!(matches!(cores_from_str("none").unwrap(), Cores::Unpinned(n) if n >= 1));
