@@ -92,8 +92,13 @@ impl ConfigFile {
     /// # Ok::<(), ConfigError>(())
     /// ```
     pub fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigError> {
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError::File { file: file.to_string(), message: e.to_string() })?;
+        let not_toml =
+            |e: toml::de::Error| ConfigError::File { file: file.to_string(), message: e.to_string() };
+        // The deserializer below reads values lazily, only where a key is read: an integer
+        // outside i64 under `[topics]` would pass, and one beside an unknown key would be
+        // reported as that key. The whole text must be TOML first.
+        text.parse::<toml::Table>().map_err(not_toml)?;
+        let deserializer = toml::Deserializer::parse(text).map_err(not_toml)?;
         let tables: Tables =
             serde_path_to_error::deserialize(deserializer).map_err(|e| key_error(file, text, e))?;
         let Some(Domain(domain)) = tables.relay.domain else {
