@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
                     let table = parse_table(&text, &error);
                     assert!(!has_key(&table, "relay.domain"), "{error}, but the input has it");
                 } else {
-                    assert!(has_key(&parse_table(&text, &error), setting), "{error}: no such key in the input");
+                    assert!(
+                        has_key(&parse_table(&text, &error), setting),
+                        "{error}: no such key in the input"
+                    );
                 }
             }
             return;

@@ -64,11 +64,11 @@ fn count(value: &[u8]) -> Option<usize> {
 /// The bytes (after the kind @0) that a filter kind uses; every other byte must be 0.
 fn used_bytes(kind: u8) -> Option<&'static [usize]> {
     Some(match kind {
-        1 => &[1, 2],                                // type range: lo, hi
-        2 => &[1],                                   // source
+        1 => &[1, 2],                                  // type range: lo, hi
+        2 => &[1],                                     // source
         3 => &[2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15], // instrument: venue, asset_type, asset_id
-        4 => &[2, 3],                                // venue
-        5 => &[1, 2, 4, 5],                          // type range and venue
+        4 => &[2, 3],                                  // venue
+        5 => &[1, 2, 4, 5],                            // type range and venue
         _ => return None,
     })
 }
@@ -143,7 +143,11 @@ fn check_error(data: &[u8], error: &Error) {
     };
     let head = |index: u8| {
         // A filter error needs the head to hold: the filters are really there.
-        assert_eq!(count(data).map(|n| 4 + 16 * n), Some(data.len()), "{e:?} of a value whose length is wrong");
+        assert_eq!(
+            count(data).map(|n| 4 + 16 * n),
+            Some(data.len()),
+            "{e:?} of a value whose length is wrong"
+        );
         assert!(usize::from(index) < count(data).unwrap(), "{e:?}: no filter {index}");
         says(usize::from(index));
         &data[4 + 16 * usize::from(index)..][..16]
