@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpus: fuzz/seeds/framer/* and fuzz/seeds/walker/*.
+"""Writes the hand-made seed corpus: fuzz/seeds/{framer,walker,subscribe,config}/*.
 
 Run from anywhere: python3 fuzz/gen_seeds.py. Framer seeds start with the 2-byte
-little-endian max_message_size the `framer` target reads first; walker seeds are payloads.
+little-endian max_message_size the `framer` target reads first; walker seeds are payloads;
+subscribe seeds are Subscribe (116) values; config seeds are TOML files: copies of
+config/*.toml and tests/legacy/*.toml (rerun after changing those) and a few broken ones.
 """
 import os
 import struct
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 MAGIC = bytes.fromhex("EFBEADDE")
 
 
@@ -62,6 +65,84 @@ seeds = {"framer": {k: MAX + v for k, v in streams.items()},
          "walker": dict(payloads, subscribe=subscribe, order_book=book)}
 # One framer seed whose max (64) is below the trade frame's 74 bytes: FrameTooLarge.
 seeds["framer"]["too_large"] = struct.pack("<H", 64) + frames["trade"]
+
+
+
+def sub(role, options, filters, count=None):
+    """A Subscribe value: role u8, options u8, n u16 (the filter count unless given), filters."""
+    n = len(filters) if count is None else count
+    return bytes([role, options]) + struct.pack("<H", n) + b"".join(filters)
+
+
+def filt(kind, *fields):
+    """A 16-byte filter: kind, then (offset, bytes) fields; every other byte 0."""
+    raw = bytearray(16)
+    raw[0] = kind
+    for at, value in fields:
+        raw[at:at + len(value)] = value
+    return bytes(raw)
+
+
+type_range = filt(1, (1, bytes([1, 3])))                      # types 1..=3
+source = filt(2, (1, bytes([3])))                              # source 3 (KrakenCollector)
+instrument = filt(3, (2, struct.pack("<HB", 101, 51)),         # Kraken, Coin, BTC/USD
+                  (8, struct.pack("<Q", 0x4254432F55534400)))
+venue = filt(4, (2, struct.pack("<H", 102)))                   # Coinbase
+range_venue = filt(5, (1, bytes([1, 2])), (4, struct.pack("<H", 101)))
+assert instrument.hex() == "030065003300000000445355" "2f435442"
+seeds["subscribe"] = {
+    "n0": sub(1, 0, []),
+    "n1_type_range": sub(1, 1, [type_range]),
+    "source": sub(2, 2, [source]),
+    "instrument": sub(1, 3, [instrument]),
+    "venue": sub(0, 1, [venue]),
+    "type_range_venue": sub(2, 0, [range_venue]),
+    "every_kind": sub(2, 3, [type_range, source, instrument, venue, range_venue]),
+    "n64": sub(1, 0, [venue] * 64),
+    # Each breaks one rule of PROTOCOL.md section 6.
+    "bad_n65": sub(1, 0, [venue] * 65),
+    "bad_n65_short": sub(1, 0, [venue], count=65),
+    "bad_length": sub(1, 0, [venue], count=2),
+    "bad_length_extra": sub(1, 0, [venue, venue], count=1),
+    "bad_too_short": bytes([1, 0, 0]),
+    "bad_role": sub(3, 0, []),
+    "bad_options": sub(1, 4, []),
+    "bad_kind": sub(1, 0, [filt(6)]),
+    "bad_range": sub(1, 0, [filt(1, (1, bytes([5, 4])))]),
+    "bad_range_venue": sub(1, 0, [filt(5, (1, bytes([5, 4])), (4, b"\x01\x00"))]),
+    "bad_unused": sub(1, 0, [source, filt(2, (1, b"\x09"), (15, b"\x01"))]),
+    "bad_reserved": sub(1, 0, [filt(3, (5, b"\x01"))]),  # the instrument's reserved byte @5
+}
+assert len(seeds["subscribe"]["bad_n65"]) == 4 + 16 * 65
+
+seeds["config"] = {}
+for folder, prefix in (("config", "example_"), (os.path.join("tests", "legacy"), "legacy_")):
+    for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+        if name.endswith(".toml"):
+            with open(os.path.join(ROOT, folder, name), "rb") as f:
+                seeds["config"][prefix + name] = f.read()
+assert len(seeds["config"]) == 7, sorted(seeds["config"])
+MINIMAL = b"[relay]\ndomain = 1\n"
+seeds["config"].update({
+    "broken_empty.toml": b"",
+    "broken_not_toml.toml": b"[relay\ndomain = 1\n",
+    "broken_duplicate.toml": MINIMAL + b"domain = 2\n",
+    "broken_not_utf8.toml": MINIMAL + b"name = \"\xff\xfe\"\n",
+    "broken_unknown_key.toml": MINIMAL + b"colour = \"blue\"\n",
+    "broken_unknown_quoted_key.toml": b"[relay]\ndomain = 1\n\"a.b\" = 1\n",
+    "broken_unknown_table.toml": MINIMAL + b"[extra]\nkey = 1\n",
+    "broken_missing_domain.toml": b"[relay]\nname = \"x\"\n",
+    "broken_domain.toml": b"[relay]\ndomain = 4\n",
+    "broken_wrong_type.toml": MINIMAL + b"queue_bytes = \"big\"\n",
+    "broken_queue_bytes.toml": MINIMAL + b"queue_bytes = 1000\n",
+    "broken_message_size.toml": MINIMAL + b"[validation]\nmax_message_size = 1064\n",
+    "broken_legacy_disagree.toml": MINIMAL + b"max_connections = 5\n[performance]\nmax_connections = 6\n",
+    "broken_cores.toml": MINIMAL + b"[engine]\ncores = [0, 0]\n",
+    "broken_metrics_addr.toml": MINIMAL + b"[engine]\nmetrics_addr = \"10.0.0.1:9100\"\n",
+    "broken_mode.toml": MINIMAL + b"socket_mode = 0o1777\n",
+    "broken_relay_not_table.toml": b"relay = 5\n",
+    "broken_dotted.toml": b"relay.domain = \"signal\"\nrelay.queue_bytes = -1\n",
+})
 
 for target, files in seeds.items():
     directory = os.path.join(HERE, "seeds", target)

@@ -302,6 +302,51 @@ fn unreadable_or_malformed_files() {
     assert!(matches!(load("[relay\ndomain = 1\n"), Err(ConfigError::File { .. })));
 }
 
+/// `load` is `parse` of the file's text named by its path: the same file, the same errors.
+#[test]
+fn text_parses_as_its_file_loads() {
+    for text in
+        [MINIMAL, "[relay\ndomain = 1\n", "[relay]\ndomain = 1\ncolour = 2\n", "[relay]\ndomain = 9\n"]
+    {
+        let path = temp_file(text);
+        let file = path.display().to_string();
+        let loaded = ConfigFile::load(&path).map(|f| (f.domain(), f.path().to_string()));
+        std::fs::remove_file(&path).unwrap();
+        let parsed = ConfigFile::parse(text, &file).map(|f| (f.domain(), f.path().to_string()));
+        assert_eq!(loaded, parsed, "{text:?}");
+        if let Err(error) = parsed {
+            assert!(error.to_string().starts_with(&format!("{file}: ")), "{error}");
+        }
+    }
+    let error = ConfigFile::parse("[relay]\ndomain = 1\ncolour = 2\n", "given.toml").unwrap_err();
+    assert_eq!(error, ConfigError::UnknownKey { file: "given.toml".into(), key: "relay.colour".into() });
+}
+
+/// Found by the `config` fuzz target (fuzz/artifacts/config, minimized): an integer outside
+/// i64 is not TOML, but the loader reads values lazily and reported the key beside it as
+/// unknown. Worse, the same value where the relay ignores values (`[topics]`, `description`)
+/// was accepted. A file must be TOML as a whole before its keys are read.
+#[test]
+fn fuzz_crash_an_integer_out_of_range_is_not_toml() {
+    let crash: &[u8] = b"_=22222222222222222222";
+    let text = std::str::from_utf8(crash).unwrap();
+    let error = ConfigFile::parse(text, "crash.toml").unwrap_err();
+    assert!(matches!(&error, ConfigError::File { file, .. } if file == "crash.toml"), "{error:?}");
+    for ignored in [
+        format!("{MINIMAL}[topics]\ncleanup_interval_ms = 99999999999999999999\n"),
+        format!("{MINIMAL}description = 99999999999999999999\n"),
+        format!("{MINIMAL}[performance]\nbatch_size = 1e999999999999999999999999\n"),
+    ] {
+        let error = ConfigFile::parse(&ignored, "ignored.toml").unwrap_err();
+        assert!(matches!(error, ConfigError::File { .. }), "{ignored:?}: {error:?}");
+    }
+    // The value the fuzzer started from: an overflow after a wrong `transport.mode`.
+    let text = format!(
+        "{MINIMAL}[transport]\nmode = \"unix_rocket\"\n[validation]\nmax_message_size = 6553622222222222222222\n"
+    );
+    assert!(matches!(ConfigFile::parse(&text, "crash.toml"), Err(ConfigError::File { .. })));
+}
+
 #[test]
 fn cores_flag() {
     assert!(matches!(cores_from_str("none").unwrap(), Cores::Unpinned(n) if n >= 1));

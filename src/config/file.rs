@@ -1,10 +1,10 @@
 //! Configuration files: TOML, one domain per file, the legacy relays' tables and keys accepted,
 //! read with serde into one struct per table.
 //!
-//! Reading a file ([`ConfigFile::load`]) checks every key and type; applying it
-//! ([`ConfigFile::apply`]) is a separate step onto settings that start from the domain's
-//! defaults. Torq's own keys sit in `[relay]` (per-relay settings), `[validation]` (check levels)
-//! and `[engine]` (settings of the whole process):
+//! Reading a file ([`ConfigFile::load`], or [`ConfigFile::parse`] of its text) checks every key
+//! and type; applying it ([`ConfigFile::apply`]) is a separate step onto settings that start
+//! from the domain's defaults. Torq's own keys sit in `[relay]` (per-relay settings),
+//! `[validation]` (check levels) and `[engine]` (settings of the whole process):
 //!
 //! | table | legacy keys | new keys |
 //! |---|---|---|
@@ -57,26 +57,54 @@ pub struct Logging {
 }
 
 impl ConfigFile {
-    /// Reads a configuration file and checks its keys and types.
+    /// Reads a configuration file and checks its keys and types ([`ConfigFile::parse`] of its
+    /// text, named by its path).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::File`] if the file cannot be read or is not TOML,
-    /// [`ConfigError::UnknownKey`] for a key that is neither legacy nor ours,
-    /// [`ConfigError::Invalid`] naming the file and the dotted key of a wrong value, or of a
-    /// missing `relay.domain`.
+    /// [`ConfigError::File`] if the file cannot be read, otherwise as [`ConfigFile::parse`].
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::File { file: file.clone(), message: format!("cannot read: {e}") })?;
-        let deserializer = toml::Deserializer::parse(&text)
-            .map_err(|e| ConfigError::File { file: file.clone(), message: e.to_string() })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Checks the keys and types of a configuration file's text; `file` names it in errors and
+    /// logs ([`ConfigFile::path`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::File`] if the text is not TOML,
+    /// [`ConfigError::UnknownKey`] for a key that is neither legacy nor ours,
+    /// [`ConfigError::Invalid`] naming the file and the dotted key of a wrong value, or of a
+    /// missing `relay.domain`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use torq::config::{ConfigError, ConfigFile};
+    /// use torq::protocol::RelayDomain;
+    /// let file = ConfigFile::parse("[relay]\ndomain = \"signal\"\n", "signal.toml")?;
+    /// assert_eq!((file.domain(), file.path()), (RelayDomain::Signal, "signal.toml"));
+    /// let error = ConfigFile::parse("[relay]\ndomain = 2\ncolour = 1\n", "signal.toml").unwrap_err();
+    /// assert!(error.to_string().starts_with("signal.toml: unknown key `relay.colour`"), "{error}");
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigError> {
+        let not_toml =
+            |e: toml::de::Error| ConfigError::File { file: file.to_string(), message: e.to_string() };
+        // The deserializer below reads values lazily, only where a key is read: an integer
+        // outside i64 under `[topics]` would pass, and one beside an unknown key would be
+        // reported as that key. The whole text must be TOML first.
+        text.parse::<toml::Table>().map_err(not_toml)?;
+        let deserializer = toml::Deserializer::parse(text).map_err(not_toml)?;
         let tables: Tables =
-            serde_path_to_error::deserialize(deserializer).map_err(|e| key_error(&file, &text, e))?;
+            serde_path_to_error::deserialize(deserializer).map_err(|e| key_error(file, text, e))?;
         let Some(Domain(domain)) = tables.relay.domain else {
-            return Err(in_file(&file, ConfigError::invalid("relay.domain", "(missing)", DOMAIN_ALLOWED)));
+            return Err(in_file(file, ConfigError::invalid("relay.domain", "(missing)", DOMAIN_ALLOWED)));
         };
-        Ok(ConfigFile { file, domain, tables })
+        Ok(ConfigFile { file: file.to_string(), domain, tables })
     }
 
     /// The file's domain (`[relay] domain`).

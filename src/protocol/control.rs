@@ -6,7 +6,7 @@ use super::header::{HEADER_SIZE, Header};
 use super::ids::InstrumentId;
 use super::payload::{OrderRequest, Payload, Quote, Trade};
 use super::registry::{self, MAX_FILTERS};
-use super::tlv;
+use super::tlv::{self, Tlv};
 
 /// What a connection does, from its Subscribe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,7 +165,7 @@ impl Subscribe {
 
     fn parse_inner(value: &[u8]) -> Result<Subscribe, SubscribeError> {
         let Some((&[role, options, lo, hi], rest)) = value.split_first_chunk::<4>() else {
-            return Err(SubscribeError::Length { len: value.len(), count: 0 });
+            return Err(SubscribeError::TooShort(value.len()));
         };
         let count = u16::from_le_bytes([lo, hi]);
         if usize::from(count) > MAX_FILTERS {
@@ -235,6 +235,34 @@ impl Subscribe {
         let key = routing_key(payload).unwrap_or(RoutingKey { tlv_type: 0, instrument: None });
         self.wants(&key, source)
     }
+}
+
+/// The one TLV of a control frame's payload: a Subscribe (116) or RelayNotice (117), in either
+/// form, filling the payload; `None` for any other payload.
+///
+/// The TLV is read without the walker's size rule, which [`tlvs`](super::tlvs) applies: the
+/// control values check their own length, and a Subscribe of 65 filters or of a length that
+/// is not `4 + 16 * n` must be refused by [`Subscribe::parse`] naming that rule, not be
+/// mistaken for an empty value. [`validate`](super::validate) classifies a System frame as
+/// [`FrameKind::Control`](super::FrameKind::Control) exactly when this returns `Some`.
+///
+/// # Examples
+///
+/// ```
+/// use torq::protocol::{Subscribe, control_tlv};
+/// // A Subscribe TLV announcing 65 filters (1044 bytes, over the walker's 1028).
+/// let mut payload = vec![255, 0, 116, 0x14, 0x04, 1, 0, 65, 0];
+/// payload.resize(5 + 1044, 0);
+/// let tlv = control_tlv(&payload).unwrap();
+/// let error = Subscribe::parse(tlv.value).unwrap_err();
+/// assert_eq!(error.to_string(), "malformed Subscribe: 65 filters, at most 64 are allowed");
+/// assert!(control_tlv(&[116, 4, 1, 0, 0, 0, 200, 0]).is_none()); // not alone
+/// ```
+#[inline]
+pub fn control_tlv(payload: &[u8]) -> Option<Tlv<'_>> {
+    let first = tlv::first(payload)?;
+    let whole = (if first.extended { 5 } else { 2 }) + first.value.len() == payload.len();
+    (whole && matches!(first.tlv_type, registry::SUBSCRIBE | registry::RELAY_NOTICE)).then_some(first)
 }
 
 /// RelayNotice codes.
@@ -412,7 +440,8 @@ mod tests {
             Err(Error::Subscribe(e)) => e,
             other => panic!("{bytes:?} gave {other:?}"),
         };
-        assert_eq!(bad(&[1, 0, 0]), Length { len: 3, count: 0 });
+        assert_eq!(bad(&[1, 0, 0]), TooShort(3));
+        assert_eq!(bad(&[]), TooShort(0));
         assert_eq!(bad(&[1, 0, 1, 0]), Length { len: 4, count: 1 });
         assert_eq!(bad(&[1, 0, 65, 0]), TooManyFilters(65));
         assert_eq!(bad(&subscribe_bytes(3, 0, &[])), Role(3));
@@ -437,6 +466,59 @@ mod tests {
         let max = subscribe_bytes(0, 1, &vec![[4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; 64]);
         assert_eq!(Subscribe::parse(&max).unwrap().filters.len(), 64);
         assert_eq!(Subscribe::parse(&[1, 0, 0, 0]).unwrap().role, super::Role::Subscribe);
+    }
+
+    /// A Subscribe of 65 filters used to be reported as "length 0 is not 4 + 16 * 0": the relay
+    /// read the control TLV through the walker, whose size rule refused it, and parsed an empty
+    /// value instead. The message must name the real count and length.
+    #[test]
+    fn subscribe_errors_name_the_real_count_and_length() {
+        let message = |payload: &[u8]| {
+            let tlv = control_tlv(payload).expect("a control payload");
+            assert_eq!(tlv.tlv_type, 116);
+            Subscribe::parse(tlv.value).unwrap_err().to_string()
+        };
+        let venue = [4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        // 65 filters, 1044 bytes: extended form FF 00 74 14 04.
+        let mut payload = vec![255, 0, 116, 0x14, 0x04];
+        payload.extend_from_slice(&subscribe_bytes(1, 0, &[venue; 65]));
+        assert_eq!(payload.len(), 5 + 1044);
+        assert_eq!(message(&payload), "malformed Subscribe: 65 filters, at most 64 are allowed");
+        // The walker refuses the same TLV by its size rule, without a Subscribe reason.
+        assert_eq!(
+            tlv::tlvs(&payload).next(),
+            Some(Err(Error::TlvSizeMismatch { offset: 0, tlv_type: 116, len: 1044 }))
+        );
+        // 65 filters announced, one present.
+        let mut payload = vec![116, 20];
+        payload.extend_from_slice(&subscribe_bytes(1, 0, &[venue]));
+        payload[4] = 65;
+        assert_eq!(message(&payload), "malformed Subscribe: 65 filters, at most 64 are allowed");
+        // Two filters announced, one present; one announced, two present.
+        payload[4] = 2;
+        assert_eq!(message(&payload), "malformed Subscribe: length 20 is not 4 + 16 * 2");
+        let mut payload = vec![116, 36];
+        payload.extend_from_slice(&subscribe_bytes(1, 0, &[venue, venue]));
+        payload[4] = 1;
+        assert_eq!(message(&payload), "malformed Subscribe: length 36 is not 4 + 16 * 1");
+        assert_eq!(
+            message(&[116, 3, 1, 0, 0]),
+            "malformed Subscribe: length 3 is shorter than the 4 bytes of role, options and filter count"
+        );
+        // 64 filters, 1028 bytes, is the largest Subscribe.
+        let mut payload = vec![255, 0, 116, 0x04, 0x04];
+        payload.extend_from_slice(&subscribe_bytes(1, 0, &[venue; 64]));
+        assert_eq!(Subscribe::parse(control_tlv(&payload).unwrap().value).unwrap().filters.len(), 64);
+    }
+
+    #[test]
+    fn control_tlv_is_one_whole_116_or_117() {
+        assert_eq!(control_tlv(&[116, 4, 1, 0, 0, 0]).map(|t| t.value), Some(&[1u8, 0, 0, 0][..]));
+        assert_eq!(control_tlv(&[255, 0, 117, 1, 0, 9]).map(|t| (t.tlv_type, t.extended)), Some((117, true)));
+        assert_eq!(control_tlv(&[116, 4, 1, 0, 0, 0, 100, 0]), None); // another TLV follows
+        assert_eq!(control_tlv(&[116, 5, 1, 0, 0, 0]), None); // truncated
+        assert_eq!(control_tlv(&[100, 0]), None);
+        assert_eq!(control_tlv(&[]), None);
     }
 
     #[test]

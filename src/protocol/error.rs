@@ -234,12 +234,15 @@ impl Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubscribeError {
-    /// The value is not `4 + 16·n` bytes for its filter count `n`.
+    /// The value is shorter than its 4-byte head (role, options, filter count).
+    #[error("length {0} is shorter than the 4 bytes of role, options and filter count")]
+    TooShort(usize),
+    /// The value is not `4 + 16·n` bytes for its filter count `n` (at most 64).
     #[error("length {len} is not 4 + 16 * {count}")]
     Length {
         /// The value length.
         len: usize,
-        /// The filter count at @2 (0 when the value is shorter than 4 bytes).
+        /// The filter count at @2.
         count: u16,
     },
     /// More than 64 filters.

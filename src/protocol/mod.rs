@@ -41,7 +41,8 @@ mod validate;
 
 pub use builder::{Crc, FrameBuilder};
 pub use control::{
-    Filter, OPTION_HEARTBEATS, OPTION_NOTICES, RelayNotice, Role, RoutingKey, Subscribe, notice, routing_key,
+    Filter, OPTION_HEARTBEATS, OPTION_NOTICES, RelayNotice, Role, RoutingKey, Subscribe, control_tlv, notice,
+    routing_key,
 };
 pub use error::{Error, SubscribeError, SymbolError};
 pub use header::{Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum, frame};

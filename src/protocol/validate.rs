@@ -5,6 +5,7 @@
 //! a relay can skip a rejected frame and go on. The sequence check needs per-connection
 //! state and lives in the relay.
 
+use super::control::control_tlv;
 use super::error::Error;
 use super::header::{HEADER_SIZE, Header, RelayDomain, checksum};
 use super::registry::{self, RELAY_NOTICE, SUBSCRIBE};
@@ -99,15 +100,13 @@ pub fn validate(frame: &[u8], checks: &Checks) -> Result<FrameKind, Error> {
 }
 
 /// The control type when the frame is a control frame: domain System and one TLV of type
-/// 116 or 117 filling the payload.
+/// 116 or 117 filling the payload ([`control_tlv`]).
 #[inline]
 fn control_type(header: &Header, payload: &[u8]) -> Option<u8> {
     if header.domain_byte() != RelayDomain::System.raw() {
         return None;
     }
-    let first = tlv::first(payload)?;
-    let whole = (if first.extended { 5 } else { 2 }) + first.value.len() == payload.len();
-    (whole && matches!(first.tlv_type, SUBSCRIBE | RELAY_NOTICE)).then_some(first.tlv_type)
+    control_tlv(payload).map(|tlv| tlv.tlv_type)
 }
 
 #[inline]

@@ -3,7 +3,7 @@
 //! [`Verdict`].
 
 use crate::protocol::{
-    FrameKind, HEADER_SIZE, Header, OPTION_HEARTBEATS, OPTION_NOTICES, Subscribe, registry,
+    FrameKind, HEADER_SIZE, Header, OPTION_HEARTBEATS, OPTION_NOTICES, Subscribe, control_tlv, registry,
 };
 
 use super::RelayConfig;
@@ -114,7 +114,8 @@ impl Session {
                 Verdict::Consumed(Consumed::Hello { first })
             }
             FrameKind::Control { tlv_type } if tlv_type == registry::SUBSCRIBE => {
-                let value = crate::protocol::tlvs(payload).next().and_then(Result::ok).map(|t| t.value);
+                // Not the walker: its size rule would turn a Subscribe of 65 filters into no value.
+                let value = control_tlv(payload).map(|tlv| tlv.value);
                 match Subscribe::parse(value.unwrap_or_default()) {
                     Ok(subscribe) => {
                         self.subscription = Some(subscribe);
@@ -258,6 +259,29 @@ mod tests {
         assert!(matches!(session.judge(&bad, &logic, &config), Verdict::ProtocolError(_)));
         let notice = frame(RelayDomain::System, 1, 0, &[(117, &[0; 12])]);
         assert_eq!(session.judge(&notice, &logic, &config), Verdict::ProtocolError(Reason::NoticeFromClient));
+    }
+
+    /// A Subscribe whose length breaks the walker's size rule (65 filters, or a length that is
+    /// not 4 + 16 * n) is judged by the Subscribe rule it breaks, not as an empty value.
+    #[test]
+    fn a_subscribe_the_walker_refuses_is_reported_by_its_own_rule() {
+        let logic = MarketDataLogic;
+        let config = RelayConfig::new(&MarketDataLogic.defaults());
+        let message = |value: &[u8]| match Session::new(&config, 0).judge(
+            &frame(RelayDomain::System, 1, 0, &[(116, value)]),
+            &logic,
+            &config,
+        ) {
+            Verdict::ProtocolError(reason) => reason.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let mut too_many = vec![1, 0, 65, 0];
+        too_many.extend_from_slice(&[[4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; 65].concat());
+        assert_eq!(
+            message(&too_many),
+            "bad_subscribe: malformed Subscribe: 65 filters, at most 64 are allowed"
+        );
+        assert_eq!(message(&[1, 0, 1, 0]), "bad_subscribe: malformed Subscribe: length 4 is not 4 + 16 * 1");
     }
 
     #[test]
