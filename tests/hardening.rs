@@ -260,9 +260,9 @@ fn refused_connections_do_not_flood_the_log() {
     let port = metrics_port(&relay);
     let mut first = relay.connect();
     first.subscribe(&Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: vec![] });
-    for _ in 0..300 {
-        let _refused = std::os::unix::net::UnixStream::connect(&relay.socket).unwrap();
-    }
+    // Kept open: one of them may take the place of the readiness probe, and must keep it.
+    let _refused: Vec<_> =
+        (0..300).map(|_| std::os::unix::net::UnixStream::connect(&relay.socket).unwrap()).collect();
     // Wait (bounded) until the relay has refused every one of them.
     let start = std::time::Instant::now();
     // (The readiness probe of the start may still hold the second place, or not.)
