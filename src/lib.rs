@@ -18,6 +18,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod protocol;
 pub mod reactor;

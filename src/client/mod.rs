@@ -1,0 +1,167 @@
+//! The client library: talk to a relay from a Rust service without writing socket code.
+//!
+//! - [`FrameReader`]: bytes in, whole frames out, borrowed from its buffer (sans-IO; shared by
+//!   every client and by `torq-decode`).
+//! - [`Publisher`]: connects and says hello, builds frames in place in its send buffer with the
+//!   sequence, timestamp and checksum filled in, batches its writes, and shows back-pressure
+//!   ([`Error::WouldBlock`] from the `try_` calls; the others wait, with an optional deadline).
+//! - [`Subscriber`]: connects with a Subscribe built from typed values and hands out
+//!   [`Event`]s — frames, the relay's notices as typed values, sequence gaps, reconnections.
+//! - [`Reconnect`]: exponential back-off; both clients reconnect by themselves when given one,
+//!   say hello or subscribe again, and the subscriber reports [`Event::Reconnected`].
+//!
+//! ```no_run
+//! use torq::client::{Publisher, PublisherOptions, Subscriber, SubscriberOptions, Event};
+//! use torq::protocol::{RelayDomain, Trade};
+//!
+//! # fn main() -> Result<(), torq::client::Error> {
+//! let mut subscriber = Subscriber::connect("/tmp/torq/market_data.sock", SubscriberOptions::new())?;
+//! let mut publisher =
+//!     Publisher::connect("/tmp/torq/market_data.sock", PublisherOptions::new(RelayDomain::MarketData, 4))?;
+//! publisher.publish(|frame| frame.payload(&Trade::default()).map(|_| ()))?;
+//! publisher.flush()?;
+//! if let Some(Event::Frame(frame)) = subscriber.recv_timeout(std::time::Duration::from_secs(1))? {
+//!     println!("sequence {} from source {}", frame.header().sequence(), frame.header().source());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod publisher;
+mod reader;
+mod subscriber;
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use publisher::{Publisher, PublisherOptions};
+pub use reader::{Frame, FrameReader, FramingError};
+pub use subscriber::{Event, Notice, OwnedEvent, Subscriber, SubscriberOptions};
+
+/// What can go wrong talking to a relay.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The relay's socket cannot be connected to.
+    #[error(
+        "cannot connect to the relay at {path}: {source} (is the relay running, and may this user open the socket?)"
+    )]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The relay closed the connection (and no reconnection was asked for, or it gave up).
+    #[error("the relay at {path} closed the connection")]
+    Closed {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Reading from or writing to the relay failed.
+    #[error("i/o error on the connection to the relay at {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A non-blocking call could not go on: the send buffer is full because the relay is not
+    /// taking frames as fast as they are published.
+    #[error("the send buffer is full: the relay is not taking frames as fast as they are published")]
+    WouldBlock,
+    /// A blocking call's deadline passed.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The frame asked for cannot be built (a TLV breaks a rule, or it is larger than the send
+    /// buffer).
+    #[error("cannot build the frame: {0}")]
+    Frame(crate::protocol::Error),
+    /// The relay's stream cannot be framed any more.
+    #[error("the stream from the relay at {path} broke: {error}")]
+    Framing {
+        /// The socket path.
+        path: PathBuf,
+        /// What the framer found.
+        error: FramingError,
+    },
+    /// The relay refused the subscription or the connection (notice 3 or 6).
+    #[error("the relay at {path} refused: {text}")]
+    Refused {
+        /// The socket path.
+        path: PathBuf,
+        /// The relay's words.
+        text: String,
+    },
+}
+
+/// How a client reconnects: after `initial`, then twice as long each time up to `max`, for at
+/// most `attempts` tries (`None`: for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// How many tries before giving up.
+    pub attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    /// 10 ms, doubling up to 1 s, for ever.
+    fn default() -> Self {
+        Reconnect { initial: Duration::from_millis(10), max: Duration::from_secs(1), attempts: None }
+    }
+}
+
+impl Reconnect {
+    /// Tries `connect` with back-off until it succeeds or the attempts run out; returns what it
+    /// made and the number of attempts.
+    fn run<T>(&self, mut connect: impl FnMut() -> Result<T, Error>) -> Result<(T, u32), Error> {
+        let mut wait = self.initial;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match connect() {
+                Ok(made) => return Ok((made, attempt)),
+                Err(e) if self.attempts.is_some_and(|max| attempt >= max) => return Err(e),
+                Err(e) => log::debug!("reconnect attempt {attempt} failed: {e}; next in {wait:?}"),
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(self.max);
+        }
+    }
+}
+
+/// Waits until `fd` is readable (`out` false) or writable (`out` true), at most until
+/// `deadline`; returns whether it is.
+fn wait_ready(fd: impl AsFd, out: bool, deadline: Option<Instant>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let flags = if out { PollFlags::OUT } else { PollFlags::IN };
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) })
+            }
+        };
+        let mut fds = [PollFd::new(&fd, flags)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}

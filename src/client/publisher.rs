@@ -1,0 +1,346 @@
+//! The publishing client.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Crc, FrameBuilder, HEADER_SIZE, Header, RelayDomain, checksum};
+
+use super::{Error, Reconnect, unix_ns, wait_ready};
+
+/// How a [`Publisher`] publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherOptions {
+    /// The domain of its frames.
+    pub domain: RelayDomain,
+    /// Its source byte (a `SourceType`).
+    pub source: u8,
+    /// Compute each frame's checksum (required by Execution, verified by Signal).
+    pub checksum: bool,
+    /// The send buffer, in bytes: frames are built in it and written in batches. Also the
+    /// largest frame it can build.
+    pub send_buffer: usize,
+    /// Write once this many bytes are waiting (a batch); [`Publisher::flush`] writes the rest.
+    pub batch: usize,
+    /// Reconnect when the relay goes away (`None`: report [`Error::Closed`]).
+    pub reconnect: Option<Reconnect>,
+}
+
+impl PublisherOptions {
+    /// Frames of `domain` from `source`, checksummed unless the domain is MarketData; a 256 KiB
+    /// send buffer written in 64 KiB batches; no reconnection.
+    pub fn new(domain: RelayDomain, source: u8) -> Self {
+        PublisherOptions {
+            domain,
+            source,
+            checksum: domain != RelayDomain::MarketData,
+            send_buffer: 256 << 10,
+            batch: 64 << 10,
+            reconnect: None,
+        }
+    }
+}
+
+/// A connection that publishes frames to a relay.
+#[derive(Debug)]
+pub struct Publisher {
+    path: PathBuf,
+    options: PublisherOptions,
+    stream: UnixStream,
+    /// The send buffer: frames in `buf[written..len]` are waiting to be written.
+    buf: Vec<u8>,
+    len: usize,
+    written: usize,
+    /// The last sequence used, per source.
+    sequences: Box<[u64; 256]>,
+}
+
+impl Publisher {
+    /// Connects to the relay at `path` and says hello (PROTOCOL.md §6: the connection is a
+    /// publisher from then on).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the socket cannot be connected to; [`Error::Io`] when the hello
+    /// cannot be written.
+    pub fn connect(path: impl AsRef<Path>, options: PublisherOptions) -> Result<Publisher, Error> {
+        let path = path.as_ref().to_path_buf();
+        let stream = open(&path, &options)?;
+        let buf = vec![0; options.send_buffer.max(HEADER_SIZE)];
+        Ok(Publisher { path, options, stream, buf, len: 0, written: 0, sequences: Box::new([0; 256]) })
+    }
+
+    /// Builds one frame in place in the send buffer: `build` adds its TLVs; the next sequence
+    /// of the source, the time and (as the options say) the checksum are filled in. Writes a
+    /// batch once one is waiting; waits while the send buffer is full. Returns the sequence.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Frame`] when `build` fails or the frame is larger than the send buffer;
+    /// connection errors as [`Publisher::flush`].
+    pub fn publish(
+        &mut self,
+        mut build: impl FnMut(&mut FrameBuilder<'_>) -> Result<(), crate::protocol::Error>,
+    ) -> Result<u64, Error> {
+        loop {
+            match self.build(&mut build)? {
+                Some(sequence) => return self.after_queue(sequence),
+                None => self.flush()?,
+            }
+        }
+    }
+
+    /// [`Publisher::publish`] without waiting: [`Error::WouldBlock`] when the send buffer has no
+    /// room for the frame and the relay takes nothing now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish`], and [`Error::WouldBlock`].
+    pub fn try_publish(
+        &mut self,
+        mut build: impl FnMut(&mut FrameBuilder<'_>) -> Result<(), crate::protocol::Error>,
+    ) -> Result<u64, Error> {
+        if let Some(sequence) = self.build(&mut build)? {
+            return self.after_queue(sequence);
+        }
+        self.try_flush()?;
+        match self.build(&mut build)? {
+            Some(sequence) => self.after_queue(sequence),
+            None => Err(Error::WouldBlock),
+        }
+    }
+
+    /// Queues a ready-made frame (its bytes as they are, e.g. from a recording), with the
+    /// next sequence of its source, the time and the checksum filled in as the options say;
+    /// waits while the send buffer is full. Returns the sequence.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Frame`] when `frame` is not one whole frame or is larger than the send buffer;
+    /// connection errors as [`Publisher::flush`].
+    pub fn offer(&mut self, frame: &[u8]) -> Result<u64, Error> {
+        let sequence = self.offer_inner(frame, true)?;
+        self.after_queue(sequence)
+    }
+
+    /// Queues a frame's bytes exactly as they are (sequence, time and checksum untouched), as a
+    /// replay needs; waits while the send buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::offer`].
+    pub fn offer_verbatim(&mut self, frame: &[u8]) -> Result<(), Error> {
+        self.offer_inner(frame, false)?;
+        self.after_queue(0).map(|_| ())
+    }
+
+    fn offer_inner(&mut self, frame: &[u8], stamp: bool) -> Result<u64, Error> {
+        let Some(header) = Header::view(frame).filter(|h| h.frame_len() == frame.len() as u64) else {
+            return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
+                needed: HEADER_SIZE.max(frame.len()),
+                available: frame.len(),
+            }));
+        };
+        if frame.len() > self.buf.len() {
+            return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
+                needed: frame.len(),
+                available: self.buf.len(),
+            }));
+        }
+        let source = header.source();
+        while self.buf.len() - self.len < frame.len() {
+            self.flush()?;
+        }
+        let at = self.len;
+        self.buf[at..at + frame.len()].copy_from_slice(frame);
+        self.len += frame.len();
+        if !stamp {
+            return Ok(0);
+        }
+        let slot = &mut self.sequences[usize::from(source)];
+        *slot += 1;
+        let sequence = *slot;
+        let bytes = &mut self.buf[at..at + frame.len()];
+        if let Some(header) = Header::view_mut(bytes) {
+            header.set_sequence(sequence);
+            header.set_timestamp(unix_ns());
+            header.set_checksum(0);
+        }
+        if self.options.checksum {
+            let sum = checksum(bytes);
+            bytes[28..32].copy_from_slice(&sum.to_le_bytes());
+        }
+        Ok(sequence)
+    }
+
+    /// Builds into the free part of the send buffer; `None` when it does not fit there.
+    fn build(
+        &mut self,
+        build: &mut impl FnMut(&mut FrameBuilder<'_>) -> Result<(), crate::protocol::Error>,
+    ) -> Result<Option<u64>, Error> {
+        let source = self.options.source;
+        let room = &mut self.buf[self.len..];
+        let built = FrameBuilder::new(room, self.options.domain, source).and_then(|mut builder| {
+            build(&mut builder)?;
+            Ok(builder)
+        });
+        let builder = match built {
+            Ok(builder) => builder,
+            // Room comes back once what waits is written.
+            Err(crate::protocol::Error::BufferTooSmall { .. }) if self.len > 0 => return Ok(None),
+            Err(e) => return Err(Error::Frame(e)),
+        };
+        let sequence = self.sequences[usize::from(source)] + 1;
+        let crc = if self.options.checksum { Crc::Compute } else { Crc::Skip };
+        let len = builder.finish(sequence, unix_ns(), crc);
+        self.sequences[usize::from(source)] = sequence;
+        self.len += len;
+        Ok(Some(sequence))
+    }
+
+    /// Writes a batch once one is waiting (without waiting for the socket).
+    fn after_queue(&mut self, sequence: u64) -> Result<u64, Error> {
+        if self.len - self.written >= self.options.batch {
+            self.try_flush()?;
+        }
+        Ok(sequence)
+    }
+
+    /// Writes what the socket takes now; returns whether everything waiting was written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] / [`Error::Io`] when the relay went away and no reconnection was
+    /// asked for (or it gave up). Frames not yet written when a connection is lost are
+    /// written to the new connection.
+    pub fn try_flush(&mut self) -> Result<bool, Error> {
+        while self.written < self.len {
+            match self.stream.write(&self.buf[self.written..self.len]) {
+                Ok(0) => self.lost(io::ErrorKind::WriteZero.into())?,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.compact();
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.lost(e)?,
+            }
+        }
+        (self.len, self.written) = (0, 0);
+        Ok(true)
+    }
+
+    /// Moves what waits to the front of the send buffer, from the start of its first frame
+    /// (the buffer always starts at a frame).
+    fn compact(&mut self) {
+        let start = frame_start(&self.buf[..self.len], self.written);
+        if start > 0 {
+            self.buf.copy_within(start..self.len, 0);
+            (self.len, self.written) = (self.len - start, self.written - start);
+        }
+    }
+
+    /// Writes everything waiting, waiting for the relay as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::try_flush`].
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.flush_until(None)
+    }
+
+    /// Writes everything waiting, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimedOut`] when the relay did not take it all in time; otherwise as
+    /// [`Publisher::try_flush`].
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.flush_until(Some(Instant::now() + timeout)).map_err(|e| match e {
+            Error::WouldBlock => Error::TimedOut(timeout),
+            other => other,
+        })
+    }
+
+    fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        while !self.try_flush()? {
+            let ready = wait_ready(&self.stream, true, deadline).map_err(|e| self.io(e))?;
+            if !ready {
+                return Err(Error::WouldBlock);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting in the send buffer.
+    pub fn pending(&self) -> usize {
+        self.len - self.written
+    }
+
+    /// The last sequence used for `source`.
+    pub fn sequence(&self, source: u8) -> u64 {
+        self.sequences[usize::from(source)]
+    }
+
+    /// The connection was lost: reconnect (say hello again) or report it.
+    fn lost(&mut self, error: io::Error) -> Result<(), Error> {
+        let Some(reconnect) = self.options.reconnect else {
+            return Err(match error.kind() {
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::WriteZero => {
+                    Error::Closed { path: self.path.clone() }
+                }
+                _ => self.io(error),
+            });
+        };
+        log::info!("publisher: the relay at {} went away ({error}); reconnecting", self.path.display());
+        let (stream, attempts) = reconnect.run(|| open(&self.path, &self.options))?;
+        log::info!("publisher: reconnected to {} after {attempts} attempts", self.path.display());
+        self.stream = stream;
+        // A partly written frame cannot be completed on a new connection: start at a frame.
+        self.written = frame_start(&self.buf[..self.len], self.written);
+        Ok(())
+    }
+
+    fn io(&self, source: io::Error) -> Error {
+        Error::Io { path: self.path.clone(), source }
+    }
+}
+
+/// The start of the frame holding byte `at` of `frames` (whole frames back to back).
+fn frame_start(frames: &[u8], at: usize) -> usize {
+    let mut start = 0;
+    while let Some(header) = frames.get(start..).and_then(Header::view) {
+        let end = start + header.frame_len() as usize;
+        if end > at {
+            return start;
+        }
+        start = end;
+    }
+    start
+}
+
+/// Connects, says hello, and makes the stream non-blocking.
+fn open(path: &Path, options: &PublisherOptions) -> Result<UnixStream, Error> {
+    let mut stream =
+        UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
+    let hello = Header::new(options.domain, options.source, 0, unix_ns(), 0);
+    stream
+        .write_all(zerocopy::IntoBytes::as_bytes(&hello))
+        .and_then(|()| stream.set_nonblocking(true))
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    Ok(stream)
+}
+
+impl AsFd for Publisher {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+impl AsRawFd for Publisher {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}

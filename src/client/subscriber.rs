@@ -1,0 +1,474 @@
+//! The subscribing client.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{
+    Crc, Filter, FrameBuilder, OPTION_HEARTBEATS, OPTION_NOTICES, RelayDomain, RelayNotice, Role, Subscribe,
+    control_tlv, notice, registry,
+};
+
+use super::reader::{Frame, FrameReader};
+use super::{Error, Reconnect, wait_ready};
+
+/// How a [`Subscriber`] subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberOptions {
+    /// The Subscribe sent on connecting (and again after each reconnection); `None` for a
+    /// legacy subscriber that sends nothing and receives everything, without notices.
+    pub subscribe: Option<Subscribe>,
+    /// The largest frame expected (the relay's `max_message_size`).
+    pub max_message_size: usize,
+    /// How long [`Subscriber::connect`] waits for the relay to acknowledge the Subscribe.
+    pub ack_timeout: Duration,
+    /// Reconnect when the relay goes away (`None`: report [`Error::Closed`]).
+    pub reconnect: Option<Reconnect>,
+}
+
+impl Default for SubscriberOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SubscriberOptions {
+    /// Every data frame, with notices; no reconnection.
+    pub fn new() -> Self {
+        SubscriberOptions {
+            subscribe: Some(Subscribe {
+                role: Role::Subscribe,
+                options: OPTION_NOTICES,
+                filters: Vec::new(),
+            }),
+            max_message_size: 131_072,
+            ack_timeout: Duration::from_secs(5),
+            reconnect: None,
+        }
+    }
+
+    /// A legacy subscriber: no Subscribe, every data frame, no notices.
+    pub fn legacy() -> Self {
+        SubscriberOptions { subscribe: None, ..Self::new() }
+    }
+
+    /// Adds a filter (PROTOCOL.md §6: filters are OR-ed; none means every data frame).
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Self {
+        if let Some(subscribe) = &mut self.subscribe {
+            subscribe.filters.push(filter);
+        }
+        self
+    }
+
+    /// Asks for a Heartbeat after each second with nothing else to send.
+    #[must_use]
+    pub fn heartbeats(mut self) -> Self {
+        if let Some(subscribe) = &mut self.subscribe {
+            subscribe.options |= OPTION_HEARTBEATS;
+        }
+        self
+    }
+
+    /// Reconnects with `reconnect` when the relay goes away.
+    #[must_use]
+    pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = Some(reconnect);
+        self
+    }
+}
+
+/// A RelayNotice, typed (PROTOCOL.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// 1: the Subscribe took effect; the relay's settings as text.
+    Subscribed(String),
+    /// 2: a frame this connection sent was rejected; `reason` starts with the reason token.
+    Rejected {
+        /// The sequence of the frame.
+        sequence: u64,
+        /// Why.
+        reason: String,
+    },
+    /// 3: a protocol error; the relay closes the connection next.
+    ProtocolError {
+        /// The sequence of the frame concerned, else 0.
+        sequence: u64,
+        /// What.
+        text: String,
+    },
+    /// 4: frames for this subscriber were dropped (it did not keep up).
+    Dropped {
+        /// The sequence of the first dropped frame.
+        first_sequence: u64,
+        /// How many.
+        count: u64,
+    },
+    /// 2 and 4 merged while too many notices were pending.
+    Merged {
+        /// Rejections merged.
+        rejected: u64,
+        /// Drops merged.
+        dropped: u64,
+    },
+    /// 5: the relay is stopping.
+    Stopping,
+    /// 6: access denied.
+    AccessDenied {
+        /// The sequence of the frame concerned.
+        sequence: u64,
+        /// Why.
+        text: String,
+    },
+    /// A code this library does not know.
+    Other {
+        /// The code.
+        code: u16,
+        /// The sequence.
+        sequence: u64,
+        /// The text.
+        text: String,
+    },
+}
+
+impl Notice {
+    fn from_wire(value: &RelayNotice<'_>) -> Notice {
+        let (sequence, text) = (value.sequence, value.text.to_string());
+        let number = |key: &str| {
+            text.split(' ').find_map(|word| word.strip_prefix(key)).and_then(|n| n.parse().ok()).unwrap_or(0)
+        };
+        match value.code {
+            notice::SUBSCRIBED => Notice::Subscribed(text),
+            notice::REJECTED | notice::DROPPED if text.starts_with("merged ") => {
+                Notice::Merged { rejected: number("rejected="), dropped: number("dropped=") }
+            }
+            notice::REJECTED => Notice::Rejected { sequence, reason: text },
+            notice::PROTOCOL_ERROR => Notice::ProtocolError { sequence, text },
+            notice::DROPPED => Notice::Dropped { first_sequence: sequence, count: number("dropped=") },
+            notice::STOPPING => Notice::Stopping,
+            notice::ACCESS_DENIED => Notice::AccessDenied { sequence, text },
+            code => Notice::Other { code, sequence, text },
+        }
+    }
+}
+
+/// What a [`Subscriber`] receives.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// A data frame (or a Heartbeat), borrowed from the subscriber's buffer.
+    Frame(Frame<'a>),
+    /// A notice from the relay.
+    Notice(Notice),
+    /// The next frame from `source` skips sequences: `expected` was due, `received` comes.
+    /// (Frames of one source from several connections interleave; sequences are per
+    /// publisher.)
+    Gap {
+        /// The frame's source.
+        source: u8,
+        /// The sequence due.
+        expected: u64,
+        /// The sequence received.
+        received: u64,
+    },
+    /// The connection was lost and made again (the Subscribe sent again); frames published
+    /// meanwhile may have been missed.
+    Reconnected {
+        /// Connection attempts it took.
+        attempts: u32,
+    },
+}
+
+impl Event<'_> {
+    /// An owned copy (to hand to another thread).
+    pub fn to_owned(&self) -> OwnedEvent {
+        match self {
+            Event::Frame(frame) => OwnedEvent::Frame(frame.bytes().to_vec()),
+            Event::Notice(notice) => OwnedEvent::Notice(notice.clone()),
+            Event::Gap { source, expected, received } => {
+                OwnedEvent::Gap { source: *source, expected: *expected, received: *received }
+            }
+            Event::Reconnected { attempts } => OwnedEvent::Reconnected { attempts: *attempts },
+        }
+    }
+}
+
+/// An [`Event`] that owns its frame's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedEvent {
+    /// A frame's bytes.
+    Frame(Vec<u8>),
+    /// See [`Event::Notice`].
+    Notice(Notice),
+    /// See [`Event::Gap`].
+    Gap {
+        /// The frame's source.
+        source: u8,
+        /// The sequence due.
+        expected: u64,
+        /// The sequence received.
+        received: u64,
+    },
+    /// See [`Event::Reconnected`].
+    Reconnected {
+        /// Connection attempts it took.
+        attempts: u32,
+    },
+}
+
+/// A connection that receives frames from a relay.
+#[derive(Debug)]
+pub struct Subscriber {
+    path: PathBuf,
+    options: SubscriberOptions,
+    stream: UnixStream,
+    reader: FrameReader,
+    /// The last sequence seen per source (data frames only).
+    last: Box<[Option<u64>; 256]>,
+    /// The gap of the next frame was reported; the frame itself comes next.
+    gap_reported: bool,
+    reconnected: Option<u32>,
+}
+
+impl Subscriber {
+    /// Connects to the relay at `path` and subscribes; when the Subscribe asks for notices,
+    /// waits (at most `ack_timeout`) until the relay acknowledges it, so frames published
+    /// after this returns reach it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`]; [`Error::Refused`] when the relay answers with notice 3 or 6;
+    /// [`Error::TimedOut`] without an acknowledgement.
+    pub fn connect(path: impl AsRef<Path>, options: SubscriberOptions) -> Result<Subscriber, Error> {
+        let path = path.as_ref().to_path_buf();
+        let (stream, reader) = open(&path, &options)?;
+        Ok(Subscriber {
+            path,
+            options,
+            stream,
+            reader,
+            last: Box::new([None; 256]),
+            gap_reported: false,
+            reconnected: None,
+        })
+    }
+
+    /// Waits at most `timeout` for the next event; `None` when none came.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the relay went away (and no reconnection was asked for, or it
+    /// gave up); [`Error::Framing`] when its stream broke; [`Error::Io`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Event<'_>>, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.has_event()? {
+                return self.next_event();
+            }
+            if !self.fill()? && !wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Handles the events that are there now, at most `limit`, without waiting; returns how
+    /// many were handled.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv_timeout`].
+    pub fn poll(&mut self, mut handler: impl FnMut(Event<'_>), limit: usize) -> Result<usize, Error> {
+        let mut handled = 0;
+        while handled < limit {
+            if !self.has_event()? && !self.fill()? {
+                break;
+            }
+            if let Some(event) = self.next_event()? {
+                handler(event);
+                handled += 1;
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Reads on a thread of its own into a bounded channel of `capacity` events: the handler
+    /// can be slow without the relay seeing it until the channel is full (then the subscriber
+    /// stops reading, as a slow reader). The thread ends with the connection or when the
+    /// receiver is dropped.
+    pub fn spawn(
+        mut self,
+        capacity: usize,
+    ) -> (crossbeam_channel::Receiver<OwnedEvent>, std::thread::JoinHandle<Result<(), Error>>) {
+        let (sender, receiver) = crossbeam_channel::bounded(capacity);
+        let thread = std::thread::spawn(move || {
+            loop {
+                if let Some(event) = self.recv_timeout(Duration::from_millis(100))?
+                    && sender.send(event.to_owned()).is_err()
+                {
+                    return Ok(());
+                }
+            }
+        });
+        (receiver, thread)
+    }
+
+    /// Whether an event is ready without reading.
+    fn has_event(&mut self) -> Result<bool, Error> {
+        if self.reconnected.is_some() {
+            return Ok(true);
+        }
+        let path = &self.path;
+        match self.reader.has_frame() {
+            Ok(ready) => Ok(ready),
+            Err(error) => Err(Error::Framing { path: path.clone(), error }),
+        }
+    }
+
+    /// The next event from what is buffered (call after `has_event` said so).
+    fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
+        if let Some(attempts) = self.reconnected.take() {
+            return Ok(Some(Event::Reconnected { attempts }));
+        }
+        // A gap is reported before its frame, which stays in the buffer until then.
+        let Some((source, sequence, data)) = self.reader.peek_ids() else { return Ok(None) };
+        if data && !self.gap_reported {
+            let slot = &mut self.last[usize::from(source)];
+            let expected = slot.map_or(sequence, |last| last + 1);
+            if sequence != expected && slot.is_some() {
+                self.gap_reported = true;
+                return Ok(Some(Event::Gap { source, expected, received: sequence }));
+            }
+        }
+        if data {
+            self.last[usize::from(source)] = Some(sequence);
+        }
+        self.gap_reported = false;
+        let path = self.path.clone();
+        let frame = self.reader.next_frame().map_err(|error| Error::Framing { path, error })?;
+        let Some(frame) = frame else { return Ok(None) };
+        Ok(Some(match notice_of(&frame) {
+            Some(notice) => Event::Notice(notice),
+            None => Event::Frame(frame),
+        }))
+    }
+
+    /// Reads what the socket holds now; false when it holds nothing. Reconnects (or reports)
+    /// when the relay went away.
+    fn fill(&mut self) -> Result<bool, Error> {
+        loop {
+            match self.reader.read_from(&mut self.stream) {
+                Ok(0) => return self.lost(io::ErrorKind::UnexpectedEof.into()).map(|()| true),
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.lost(e).map(|()| true),
+            }
+        }
+    }
+
+    fn lost(&mut self, error: io::Error) -> Result<(), Error> {
+        let Some(reconnect) = self.options.reconnect else {
+            return Err(match error.kind() {
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                    Error::Closed { path: self.path.clone() }
+                }
+                _ => self.io(error),
+            });
+        };
+        log::info!("subscriber: the relay at {} went away ({error}); reconnecting", self.path.display());
+        let ((stream, reader), attempts) = reconnect.run(|| open(&self.path, &self.options))?;
+        (self.stream, self.reader) = (stream, reader);
+        *self.last = [None; 256];
+        self.gap_reported = false;
+        self.reconnected = Some(attempts);
+        Ok(())
+    }
+
+    fn io(&self, source: io::Error) -> Error {
+        Error::Io { path: self.path.clone(), source }
+    }
+}
+
+/// The typed notice of a RelayNotice frame.
+fn notice_of(frame: &Frame<'_>) -> Option<Notice> {
+    let header = frame.header();
+    if header.domain() != Some(RelayDomain::System) {
+        return None;
+    }
+    let tlv = control_tlv(frame.payload()).filter(|t| t.tlv_type == registry::RELAY_NOTICE)?;
+    RelayNotice::parse(tlv.value).ok().map(|n| Notice::from_wire(&n))
+}
+
+/// Connects, subscribes and waits for the acknowledgement when notices were asked for; the
+/// stream is non-blocking after.
+fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameReader), Error> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut stream =
+        UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
+    let mut reader = FrameReader::new(options.max_message_size);
+    if let Some(subscribe) = &options.subscribe {
+        let mut value = vec![0; subscribe.encoded_len()];
+        subscribe.emit(&mut value).map_err(Error::Frame)?;
+        let mut frame = vec![0; 64 + value.len()];
+        let mut builder = FrameBuilder::new(&mut frame, RelayDomain::System, 0).map_err(Error::Frame)?;
+        builder.tlv(registry::SUBSCRIBE, &value).map_err(Error::Frame)?;
+        let len = builder.finish(0, super::unix_ns(), Crc::Compute);
+        stream.write_all(&frame[..len]).map_err(io)?;
+        if subscribe.options & OPTION_NOTICES != 0 {
+            await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
+        }
+    }
+    stream.set_nonblocking(true).map_err(io)?;
+    Ok((stream, reader))
+}
+
+/// Reads until notice 1 (frames before it are not for this subscription yet).
+fn await_ack(
+    path: &Path,
+    stream: &mut UnixStream,
+    reader: &mut FrameReader,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    loop {
+        while let Some(frame) =
+            reader.next_frame().map_err(|error| Error::Framing { path: path.to_path_buf(), error })?
+        {
+            match notice_of(&frame) {
+                Some(Notice::Subscribed(_)) => return Ok(()),
+                Some(Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. }) => {
+                    return Err(Error::Refused { path: path.to_path_buf(), text });
+                }
+                _ => {}
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::TimedOut(timeout));
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        match reader.read_from(stream) {
+            Ok(0) => return Err(Error::Closed { path: path.to_path_buf() }),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(Error::TimedOut(timeout));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
+impl AsFd for Subscriber {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+impl AsRawFd for Subscriber {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}

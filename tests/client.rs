@@ -1,0 +1,194 @@
+//! The client library against running relays, over real sockets.
+
+mod util;
+
+use std::time::Duration;
+
+use torq::client::{
+    Error, Event, Notice, OwnedEvent, Publisher, PublisherOptions, Reconnect, Subscriber, SubscriberOptions,
+};
+use torq::protocol::{Crc, Filter, Header, Payload, RelayDomain, Trade};
+use util::*;
+
+const MARKET_DATA: &str = env!("CARGO_BIN_EXE_market_data_relay");
+const EXECUTION: &str = env!("CARGO_BIN_EXE_execution_relay");
+const SECOND: Duration = Duration::from_secs(1);
+
+fn trade(price: i64) -> Trade {
+    Trade { asset_id: 7, price, volume: 1, venue: 101, asset_type: 51, ..Trade::default() }
+}
+
+/// The data frames (sequence, bytes) a subscriber receives until `count` arrived.
+fn receive(subscriber: &mut Subscriber, count: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        match subscriber.recv_timeout(WAIT).unwrap() {
+            Some(Event::Frame(frame)) => frames.push((frame.header().sequence(), frame.bytes().to_vec())),
+            Some(other) => panic!("expected a frame, got {other:?}"),
+            None => panic!("only {} of {count} frames arrived", frames.len()),
+        }
+    }
+    frames
+}
+
+#[test]
+fn published_frames_arrive_whole_and_in_order() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let options = PublisherOptions::new(RelayDomain::MarketData, 4);
+    let mut publisher = Publisher::connect(&relay.socket, options).unwrap();
+    for price in 1..=5000 {
+        let sequence = publisher.publish(|frame| frame.payload(&trade(price)).map(|_| ())).unwrap();
+        assert_eq!(sequence, price as u64);
+    }
+    publisher.flush().unwrap();
+    let frames = receive(&mut subscriber, 5000);
+    for (i, (sequence, bytes)) in frames.iter().enumerate() {
+        assert_eq!(*sequence, i as u64 + 1);
+        let header = Header::view(bytes).unwrap();
+        assert_eq!((header.source(), header.domain()), (4, Some(RelayDomain::MarketData)));
+        let value = torq::protocol::tlvs(&bytes[32..]).next().unwrap().unwrap();
+        assert_eq!(Trade::parse(value.value).unwrap(), trade(i as i64 + 1));
+    }
+}
+
+#[test]
+fn execution_frames_carry_the_checksum_it_requires() {
+    let dir = temp_dir("client-exec");
+    let audit = dir.join("audit.log");
+    let relay = Relay::start(EXECUTION, &["--audit-file", audit.to_str().unwrap()]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let mut publisher =
+        Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::Execution, 20)).unwrap();
+    for i in 0..100u8 {
+        publisher.publish(|frame| frame.tlv(200, &[i; 40]).map(|_| ())).unwrap();
+    }
+    publisher.flush().unwrap();
+    let sequences: Vec<u64> = receive(&mut subscriber, 100).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(sequences, (1..=100).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn notices_gaps_and_filters_are_typed_events() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let only_source_9 = SubscriberOptions::new().filter(Filter::Source(9));
+    let mut filtered = Subscriber::connect(&relay.socket, only_source_9).unwrap();
+    // A publisher that also asked for notices: its rejected frame comes back as a notice.
+    let mut own = SubscriberOptions::new();
+    own.subscribe.as_mut().unwrap().role = torq::protocol::Role::PublishSubscribe;
+    let mut both = Subscriber::connect(&relay.socket, own).unwrap();
+    let mut publisher =
+        Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 9)).unwrap();
+    // Sequences 1, 2, 5 as they are (a replay), then one of the Signal domain.
+    for sequence in [1, 2, 5] {
+        publisher
+            .offer_verbatim(&build(RelayDomain::MarketData, 9, sequence, &[(200, b"x")], Crc::Skip))
+            .unwrap();
+    }
+    publisher.flush().unwrap();
+    let mut events = Vec::new();
+    while events.len() < 4 {
+        events.push(filtered.recv_timeout(WAIT).unwrap().expect("an event").to_owned());
+    }
+    let sequence_of_frame = |e: &OwnedEvent| match e {
+        OwnedEvent::Frame(bytes) => Header::view(bytes).unwrap().sequence(),
+        other => panic!("expected a frame, got {other:?}"),
+    };
+    assert_eq!(sequence_of_frame(&events[0]), 1);
+    assert_eq!(sequence_of_frame(&events[1]), 2);
+    assert_eq!(events[2], OwnedEvent::Gap { source: 9, expected: 3, received: 5 });
+    assert_eq!(sequence_of_frame(&events[3]), 5);
+    // `both` sends a frame of the wrong domain (through a second handle on its connection):
+    // rejected, and told so.
+    let wrong = build(RelayDomain::Signal, 9, 1, &[(200, b"x")], Crc::Skip);
+    let fd = std::os::fd::AsFd::as_fd(&both).try_clone_to_owned().unwrap();
+    std::io::Write::write_all(&mut std::os::unix::net::UnixStream::from(fd), &wrong).unwrap();
+    loop {
+        match both.recv_timeout(WAIT).unwrap().expect("the rejection notice") {
+            Event::Notice(Notice::Rejected { sequence, reason }) => {
+                assert_eq!(sequence, 1);
+                assert!(reason.starts_with("wrong_domain"), "{reason}");
+                break;
+            }
+            Event::Frame(_) | Event::Gap { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_subscriber_reconnects_and_says_so() {
+    let mut relay = Relay::start(MARKET_DATA, &[]);
+    let socket = relay.socket.clone();
+    let options = SubscriberOptions::new()
+        .reconnect(Reconnect { initial: Duration::from_millis(5), ..Reconnect::default() });
+    let mut subscriber = Subscriber::connect(&socket, options).unwrap();
+    assert_eq!(relay.terminate().code(), Some(0));
+    // Notice 5 first, then the connection goes.
+    let mut stopping = false;
+    let restarted = std::thread::spawn({
+        let socket = socket.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let args = ["--socket", socket.to_str().unwrap(), "--cores", "none:1"];
+            Relay::spawn(MARKET_DATA, &args, socket.clone(), temp_dir("client-restart"))
+        }
+    });
+    let attempts = loop {
+        match subscriber.recv_timeout(WAIT).unwrap().expect("an event") {
+            Event::Notice(Notice::Stopping) => stopping = true,
+            Event::Reconnected { attempts } => break attempts,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(stopping, "notice 5 came before the connection went");
+    assert!(attempts >= 1);
+    let second = restarted.join().unwrap();
+    let mut publisher =
+        Publisher::connect(&second.socket, PublisherOptions::new(RelayDomain::MarketData, 4)).unwrap();
+    publisher.publish(|frame| frame.payload(&trade(1)).map(|_| ())).unwrap();
+    publisher.flush().unwrap();
+    assert_eq!(receive(&mut subscriber, 1)[0].0, 1);
+}
+
+#[test]
+fn back_pressure_is_visible() {
+    // A "relay" that accepts and never reads.
+    let dir = temp_dir("client-full");
+    let path = dir.join("full.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut options = PublisherOptions::new(RelayDomain::MarketData, 4);
+    options.send_buffer = 64 << 10;
+    let mut publisher = Publisher::connect(&path, options).unwrap();
+    let (_peer, _) = listener.accept().unwrap();
+    let mut published = 0u64;
+    let error = loop {
+        match publisher.try_publish(|frame| frame.tlv(200, &[0; 1000]).map(|_| ())) {
+            Ok(_) => published += 1,
+            Err(e) => break e,
+        }
+        assert!(published < 1_000_000, "the socket never filled");
+    };
+    assert!(matches!(error, Error::WouldBlock), "{error}");
+    assert!(publisher.pending() > 0);
+    let timed_out = publisher.flush_timeout(Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(timed_out, Error::TimedOut(_)), "{timed_out}");
+}
+
+#[test]
+fn a_relay_that_is_not_there_is_named() {
+    let error = Subscriber::connect("/nonexistent/torq.sock", SubscriberOptions::new()).unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }));
+    assert!(error.to_string().contains("/nonexistent/torq.sock"), "{error}");
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::legacy()).unwrap();
+    relay.stop();
+    let closed = loop {
+        match subscriber.recv_timeout(SECOND) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(closed, Error::Closed { .. }), "{closed}");
+}
