@@ -1,38 +1,22 @@
 //! The client processes of the relay scenarios: `torq-perf publish` and `torq-perf subscribe`.
 //!
-//! Both talk Protocol V2 over a Unix stream socket. The publisher sends the legacy hello, then
-//! frames of one fixed size: a routing TLV first (a Trade for market data, an OrderRequest for
-//! execution) and a vendor TLV (type 200) padding the frame to `--size`. The subscriber frames
-//! the stream by the header's `payload_size` and prints one JSON line.
+//! Both talk to the relay through the client library (`torq::client`). The publisher says
+//! hello, then sends frames of one fixed size: a routing TLV first (a Trade for market data, an
+//! OrderRequest for execution) and a vendor TLV (type 200) padding the frame to `--size`. The
+//! subscriber counts frames, gaps and drop notices and prints one JSON line.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
+use torq::client::{Event, Notice, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 use torq::protocol::{
-    Crc, FrameBuilder, HEADER_SIZE, Header, MAGIC, OPTION_NOTICES, OrderRequest, Payload, RelayDomain,
-    RelayNotice, Role, SourceType, Subscribe, Trade, VenueId, checksum, notice, registry,
-};
-
-/// What legacy publishers send first: a frame with no payload (domain 1, source 2).
-pub const LEGACY_HELLO: [u8; HEADER_SIZE] = {
-    let mut hello = [0u8; HEADER_SIZE];
-    let start = [0xEF, 0xBE, 0xAD, 0xDE, 0x01, 0x01, 0x02, 0x00];
-    let mut i = 0;
-    while i < start.len() {
-        hello[i] = start[i];
-        i += 1;
-    }
-    hello
+    Crc, FrameBuilder, HEADER_SIZE, Header, OrderRequest, Payload, RelayDomain, SourceType, Trade, VenueId,
 };
 
 /// The vendor TLV type that pads frames to their size.
 const PADDING_TLV: u8 = 200;
-/// Frames per `write_all` of an unpaced publisher.
-const BATCH: usize = 1024;
 
 /// The relay domain the publisher's frames are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,8 +40,8 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 128)]
     size: usize,
     /// Frames per second, sent one at a time with the send time (ns since the Unix epoch) in
-    /// the header's timestamp; without it, frames are written in batches of 1024 as fast as
-    /// the socket takes them, each batch stamped with the time it was written.
+    /// the header's timestamp; without it, as fast as the socket takes them, offered 1024 at a
+    /// time with one clock reading and written in the library's batches (128 KiB).
     #[arg(long)]
     rate: Option<f64>,
     /// Which relay the frames are for.
@@ -151,65 +135,54 @@ fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Writes sequence, timestamp and (when `crc`) the checksum into a built frame.
-#[inline]
-fn stamp(frame: &mut [u8], sequence: u64, timestamp: u64, crc: bool) {
-    if let Some(header) = Header::view_mut(frame) {
-        header.set_sequence(sequence);
-        header.set_timestamp(timestamp);
-    }
-    if crc {
-        let sum = checksum(frame);
-        frame[28..32].copy_from_slice(&sum.to_le_bytes());
-    }
-}
-
 /// `torq-perf publish`: prints `{"role":"publisher","frames":…,"bytes":…,"elapsed_s":…,"rate":…}`.
+/// Frames go through the client library: each is copied into its send buffer with the
+/// sequence, the time and (with `--crc`) the checksum filled in.
 pub fn publish(args: &PublishArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
     let frame = template(args.domain, args.size)?;
+    let header = Header::view(&frame).ok_or("the template has a header")?;
+    let domain = header.domain().ok_or("the template has a domain")?;
+    let mut options = PublisherOptions::new(domain, header.source());
+    options.checksum = args.crc;
     let socket = args.socket.display();
-    let mut stream = UnixStream::connect(&args.socket).map_err(|e| format!("connect {socket}: {e}"))?;
-    let size = args.size;
-    let mut batch: Vec<u8> = frame.repeat(BATCH);
+    let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();
     let sent = (|| {
-        stream.write_all(&LEGACY_HELLO)?;
-        let mut sequence = 0u64;
+        let mut sent = 0u64;
         match args.rate {
             Some(rate) => {
                 let period_ns = 1e9 / rate;
-                let frame = &mut batch[..size];
-                while sequence < args.frames {
-                    let due = start + Duration::from_nanos((sequence as f64 * period_ns) as u64);
+                while sent < args.frames {
+                    let due = start + Duration::from_nanos((sent as f64 * period_ns) as u64);
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    sequence += 1;
-                    stamp(frame, sequence, epoch_ns(), args.crc);
-                    stream.write_all(frame)?;
+                    publisher.offer(&frame)?;
+                    publisher.flush()?;
+                    sent += 1;
                 }
             }
             None => {
-                while sequence < args.frames {
-                    let count = (args.frames - sequence).min(BATCH as u64) as usize;
-                    let now = epoch_ns();
-                    for frame in batch[..count * size].chunks_exact_mut(size) {
-                        sequence += 1;
-                        stamp(frame, sequence, now, args.crc);
-                    }
-                    stream.write_all(&batch[..count * size])?;
+                // Batches of 1024 frames, offered at once with one clock reading, as the
+                // hand-written client wrote them.
+                let batch = frame.repeat(1024);
+                while sent < args.frames {
+                    let count = (args.frames - sent).min(1024);
+                    publisher.offer_at(&batch[..count as usize * args.size], epoch_ns())?;
+                    sent += count;
                 }
+                publisher.flush()?;
             }
         }
-        Ok::<u64, std::io::Error>(sequence)
+        Ok::<u64, torq::client::Error>(sent)
     })()
     .map_err(|e| format!("publish to {socket}: {e}"))?;
     let elapsed = start.elapsed().as_secs_f64();
     let line = json!({
         "role": "publisher",
         "frames": sent,
-        "bytes": sent * size as u64,
+        "bytes": sent * args.size as u64,
         "elapsed_s": elapsed,
         "rate": sent as f64 / elapsed,
     });
@@ -225,112 +198,98 @@ enum End {
     Idle,
 }
 
+/// What a subscriber counted.
+#[derive(Debug, Default)]
+struct Counts {
+    frames: u64,
+    bytes: u64,
+    gaps: u64,
+    last_sequence: u64,
+    notices: u64,
+    relay_dropped: u64,
+    refused: Option<String>,
+}
+
 /// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack`), then one
 /// JSON line: frames, bytes, elapsed_s (first to last frame), rate, gaps (sequence
 /// discontinuities), end (`frames`, `eof` or `idle`), the relay's drop notices and, with
-/// `--latency`, latency_ns {p50, p90, p99, p99_9, max, count}.
+/// `--latency`, latency_ns {p50, p90, p99, p99_9, max, count}. Frames come through the client
+/// library.
 pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
     let socket = args.socket.display();
-    let mut stream = UnixStream::connect(&args.socket).map_err(|e| format!("connect {socket}: {e}"))?;
-    let io_error = |e: std::io::Error| format!("subscribe to {socket}: {e}");
-    if args.ack {
-        stream.write_all(&subscribe_frame()?).map_err(io_error)?;
-    } else {
-        ready();
-    }
+    let options = if args.ack { SubscriberOptions::new() } else { SubscriberOptions::legacy() };
+    let mut subscriber = Subscriber::connect(&args.socket, options).map_err(|e| e.to_string())?;
+    ready();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut start, mut end) = (0usize, 0usize);
-    let (mut frames, mut bytes, mut gaps, mut last_sequence) = (0u64, 0u64, 0u64, 0u64);
-    let (mut notices, mut relay_dropped) = (0u64, 0u64);
+    let mut counts = Counts::default();
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
-    let stop = 'read: loop {
-        if frames >= args.frames {
+    let idle = if args.idle_ms > 0 { Duration::from_millis(args.idle_ms) } else { Duration::from_secs(3600) };
+    let stop = loop {
+        if counts.frames >= args.frames {
             break End::Frames;
         }
-        if end == buf.len() {
-            buf.copy_within(start..end, 0);
-            (start, end) = (0, end - start);
+        let timeout = if first.is_some() { idle } else { Duration::from_secs(3600) };
+        match subscriber.wait(timeout) {
+            Ok(true) => {}
+            Ok(false) => break End::Idle,
+            Err(torq::client::Error::Closed { .. }) => break End::Eof,
+            Err(e) => return Err(format!("subscribe to {socket}: {e}")),
         }
-        let n = match stream.read(&mut buf[end..]) {
-            Ok(0) => break End::Eof,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break End::Idle,
-            Err(e) => return Err(io_error(e)),
-        };
-        let received = Instant::now();
-        let received_ns = if args.latency { epoch_ns() } else { 0 };
-        end += n;
-        while end - start >= HEADER_SIZE {
-            let header = Header::view(&buf[start..end]).ok_or("short header")?;
-            let len = header.frame_len() as usize;
-            if header.magic() != MAGIC || len > buf.len() {
-                return Err(format!("{socket}: broken stream after {frames} frames (bad magic or size)"));
-            }
-            if end - start < len {
-                break;
-            }
-            let frame = &buf[start..start + len];
-            start += len;
-            if len == HEADER_SIZE {
-                continue; // a hello (the naive relay forwards it)
-            }
-            if header.domain_byte() == RelayDomain::System.raw()
-                && frame[HEADER_SIZE] == registry::RELAY_NOTICE
-            {
-                notices += 1;
-                let value = frame.get(HEADER_SIZE + 2..).unwrap_or_default();
-                let notice = RelayNotice::parse(value).map_err(|e| format!("{socket}: bad notice: {e}"))?;
-                match notice.code {
-                    notice::SUBSCRIBED if args.ack => ready(),
-                    notice::DROPPED => {
-                        relay_dropped +=
-                            notice.text.strip_prefix("dropped=").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let wanted = args.frames;
+        let latency = args.latency;
+        let handled = subscriber
+            .poll(
+                |event| match event {
+                    // A hello (the naive relay forwards it).
+                    Event::Frame(frame) if frame.payload().is_empty() => {}
+                    Event::Frame(frame) if counts.frames < wanted => {
+                        let header = frame.header();
+                        let sequence = header.sequence();
+                        counts.gaps += u64::from(sequence != counts.last_sequence + 1);
+                        counts.last_sequence = sequence;
+                        if latency {
+                            histogram.saturating_record(epoch_ns().saturating_sub(header.timestamp()).max(1));
+                        }
+                        counts.frames += 1;
+                        counts.bytes += frame.bytes().len() as u64;
                     }
-                    notice::PROTOCOL_ERROR | notice::ACCESS_DENIED => {
-                        return Err(format!("{socket}: relay notice {}: {}", notice.code, notice.text));
+                    Event::Notice(notice) => {
+                        counts.notices += 1;
+                        match notice {
+                            Notice::Dropped { count, .. } => counts.relay_dropped += count,
+                            Notice::Merged { dropped, .. } => counts.relay_dropped += dropped,
+                            Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
+                                counts.refused = Some(text);
+                            }
+                            _ => {}
+                        }
                     }
                     _ => {}
-                }
-                continue;
-            }
-            let sequence = header.sequence();
-            gaps += u64::from(sequence != last_sequence + 1);
-            last_sequence = sequence;
-            if args.latency {
-                histogram.saturating_record(received_ns.saturating_sub(header.timestamp()).max(1));
-            }
-            frames += 1;
-            bytes += len as u64;
-            last = received;
-            if first.is_none() {
-                first = Some(received);
-                if args.idle_ms > 0 {
-                    stream.set_read_timeout(Some(Duration::from_millis(args.idle_ms))).map_err(io_error)?;
-                }
-            }
-            if frames == args.frames {
-                break 'read End::Frames;
-            }
+                },
+                4096,
+            )
+            .map_err(|e| format!("subscribe to {socket}: {e}"))?;
+        if let Some(text) = counts.refused.take() {
+            return Err(format!("{socket}: the relay refused: {text}"));
         }
-        if start == end {
-            (start, end) = (0, 0);
+        if handled > 0 && counts.frames > 0 {
+            last = Instant::now();
+            first.get_or_insert(last);
         }
     };
     let elapsed = first.map_or(0.0, |first| (last - first).as_secs_f64());
     let mut line = json!({
         "role": "subscriber",
-        "frames": frames,
-        "bytes": bytes,
+        "frames": counts.frames,
+        "bytes": counts.bytes,
         "elapsed_s": elapsed,
-        "rate": if elapsed > 0.0 { frames as f64 / elapsed } else { 0.0 },
-        "gaps": gaps,
+        "rate": if elapsed > 0.0 { counts.frames as f64 / elapsed } else { 0.0 },
+        "gaps": counts.gaps,
         "end": format!("{stop:?}").to_lowercase(),
-        "notices": notices,
-        "relay_dropped": relay_dropped,
+        "notices": counts.notices,
+        "relay_dropped": counts.relay_dropped,
     });
     if args.latency {
         let q = |q: f64| histogram.value_at_quantile(q);
@@ -343,24 +302,9 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Tells the driver this subscriber is connected (and acknowledged, with `--ack`).
 fn ready() {
     println!("ready");
-    _ = std::io::stdout().flush();
-}
-
-/// A Subscribe control frame: role subscribe, notices on, no filter.
-fn subscribe_frame() -> Result<Vec<u8>, String> {
-    let subscribe = Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: Vec::new() };
-    let mut buf = vec![0u8; HEADER_SIZE + 2 + subscribe.encoded_len()];
-    let mut builder = FrameBuilder::new(&mut buf, RelayDomain::System, SourceType::TestClient.raw())
-        .map_err(|e| e.to_string())?;
-    builder
-        .tlv_with(registry::SUBSCRIBE, subscribe.encoded_len(), |out| subscribe.emit(out).map(drop))
-        .map_err(|e| e.to_string())?;
-    let len = builder.finish(1, epoch_ns(), Crc::Compute);
-    buf.truncate(len);
-    Ok(buf)
+    _ = std::io::Write::flush(&mut std::io::stdout());
 }
 
 #[cfg(test)]
@@ -374,22 +318,13 @@ mod tests {
             [(Domain::MarketData, RelayDomain::MarketData), (Domain::Execution, RelayDomain::Execution)]
         {
             for size in [128, 300, 1024] {
-                let mut frame = template(domain, size).unwrap();
+                let frame = template(domain, size).unwrap();
                 assert_eq!(frame.len(), size);
-                stamp(&mut frame, 7, 1, true);
-                let checks = Checks { checksum: ChecksumLevel::Required, ..Checks::new(relay_domain) };
+                let checks = Checks { checksum: ChecksumLevel::Verify, ..Checks::new(relay_domain) };
                 assert_eq!(validate(&frame, &checks), Ok(FrameKind::Data));
-                assert_eq!(Header::view(&frame).unwrap().sequence(), 7);
             }
         }
         assert!(template(Domain::MarketData, 40).is_err());
         assert!(template(Domain::MarketData, 333).is_err()); // neither padding TLV form fits
-    }
-
-    #[test]
-    fn the_legacy_hello_is_a_hello() {
-        let header = Header::view(&LEGACY_HELLO).unwrap();
-        assert_eq!((header.magic(), header.version(), header.payload_size()), (MAGIC, 1, 0));
-        assert_eq!((header.domain_byte(), header.source()), (1, 2));
     }
 }

@@ -54,10 +54,11 @@ pub struct FrameReader {
 
 impl FrameReader {
     /// A reader of frames up to `max_frame` bytes (header included), e.g. the relay's
-    /// `max_message_size`.
+    /// `max_message_size`, with a buffer of twice that or 1 MiB (reads take what the socket
+    /// holds, up to the buffer).
     pub fn new(max_frame: usize) -> Self {
         let max_frame = max_frame.max(HEADER_SIZE);
-        FrameReader { buf: vec![0; max_frame.max(64 << 10)], start: 0, end: 0, max_frame, offset: 0 }
+        FrameReader { buf: vec![0; (2 * max_frame).max(1 << 20)], start: 0, end: 0, max_frame, offset: 0 }
     }
 
     /// Room to read into: at least as much as a whole frame needs. Follow with
@@ -101,14 +102,34 @@ impl FrameReader {
     /// [`FramingError`] when the stream cannot be framed (magic, version, a size over the
     /// maximum); the reader then stays at that point.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FramingError> {
+        let Some(len) = self.frame_len()? else { return Ok(None) };
+        let (at, offset) = (self.start, self.offset);
+        self.consume(len);
+        Ok(Some(Frame { bytes: &self.buf[at..at + len], offset }))
+    }
+
+    /// The next whole frame, left in the buffer (take it with [`FrameReader::consume`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameReader::next_frame`].
+    pub fn peek(&self) -> Result<Option<Frame<'_>>, FramingError> {
+        Ok(self
+            .frame_len()?
+            .map(|len| Frame { bytes: &self.buf[self.start..self.start + len], offset: self.offset }))
+    }
+
+    /// Takes `len` bytes (a peeked frame's length) off the front.
+    pub fn consume(&mut self, len: usize) {
+        let len = len.min(self.end - self.start);
+        self.start += len;
+        self.offset += len as u64;
+    }
+
+    fn frame_len(&self) -> Result<Option<usize>, FramingError> {
         match frame(&self.buf[self.start..self.end], self.max_frame)? {
             Framing::Incomplete(_) => Ok(None),
-            Framing::Frame(len) => {
-                let (at, offset) = (self.start, self.offset);
-                self.start += len;
-                self.offset += len as u64;
-                Ok(Some(Frame { bytes: &self.buf[at..at + len], offset }))
-            }
+            Framing::Frame(len) => Ok(Some(len)),
         }
     }
 
@@ -118,19 +139,7 @@ impl FrameReader {
     ///
     /// As [`FrameReader::next_frame`].
     pub fn has_frame(&self) -> Result<bool, FramingError> {
-        Ok(matches!(frame(&self.buf[self.start..self.end], self.max_frame)?, Framing::Frame(_)))
-    }
-
-    /// The source and sequence of the next whole frame, and whether it is outside the System
-    /// domain (a data frame of a publisher, not a notice or heartbeat of the relay).
-    pub(crate) fn peek_ids(&self) -> Option<(u8, u64, bool)> {
-        let bytes = &self.buf[self.start..self.end];
-        match frame(bytes, self.max_frame) {
-            Ok(Framing::Frame(_)) => Header::view(bytes).map(|h| {
-                (h.source(), h.sequence(), h.domain_byte() != crate::protocol::RelayDomain::System.raw())
-            }),
-            _ => None,
-        }
+        Ok(self.frame_len()?.is_some())
     }
 
     /// Bytes received and not yet framed (a partial frame, or what follows a framing error).

@@ -229,6 +229,8 @@ pub struct Subscriber {
     /// The gap of the next frame was reported; the frame itself comes next.
     gap_reported: bool,
     reconnected: Option<u32>,
+    /// Length of the frame last handed out, still in the buffer while the caller holds it.
+    taken: usize,
 }
 
 impl Subscriber {
@@ -251,6 +253,7 @@ impl Subscriber {
             last: Box::new([None; 256]),
             gap_reported: false,
             reconnected: None,
+            taken: 0,
         })
     }
 
@@ -272,6 +275,24 @@ impl Subscriber {
         }
     }
 
+    /// Waits at most `timeout` until an event is ready; returns whether one is (then
+    /// [`Subscriber::poll`] hands it out without waiting).
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv_timeout`].
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.has_event()? {
+                return Ok(true);
+            }
+            if !self.fill()? && !wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))? {
+                return Ok(false);
+            }
+        }
+    }
+
     /// Handles the events that are there now, at most `limit`, without waiting; returns how
     /// many were handled.
     ///
@@ -281,12 +302,28 @@ impl Subscriber {
     pub fn poll(&mut self, mut handler: impl FnMut(Event<'_>), limit: usize) -> Result<usize, Error> {
         let mut handled = 0;
         while handled < limit {
-            if !self.has_event()? && !self.fill()? {
-                break;
-            }
-            if let Some(event) = self.next_event()? {
-                handler(event);
+            self.reader.consume(std::mem::take(&mut self.taken));
+            if let Some(attempts) = self.reconnected.take() {
+                handler(Event::Reconnected { attempts });
                 handled += 1;
+                continue;
+            }
+            match self.reader.peek() {
+                Ok(Some(frame)) => {
+                    let len = frame.bytes().len();
+                    let (event, consumed) = classify(frame, &mut self.last, &mut self.gap_reported);
+                    handler(event);
+                    if consumed {
+                        self.taken = len;
+                    }
+                    handled += 1;
+                }
+                Ok(None) => {
+                    if !self.fill()? {
+                        break;
+                    }
+                }
+                Err(error) => return Err(Error::Framing { path: self.path.clone(), error }),
             }
         }
         Ok(handled)
@@ -315,6 +352,7 @@ impl Subscriber {
 
     /// Whether an event is ready without reading.
     fn has_event(&mut self) -> Result<bool, Error> {
+        self.reader.consume(std::mem::take(&mut self.taken));
         if self.reconnected.is_some() {
             return Ok(true);
         }
@@ -327,35 +365,26 @@ impl Subscriber {
 
     /// The next event from what is buffered (call after `has_event` said so).
     fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
+        self.reader.consume(std::mem::take(&mut self.taken));
         if let Some(attempts) = self.reconnected.take() {
             return Ok(Some(Event::Reconnected { attempts }));
         }
-        // A gap is reported before its frame, which stays in the buffer until then.
-        let Some((source, sequence, data)) = self.reader.peek_ids() else { return Ok(None) };
-        if data && !self.gap_reported {
-            let slot = &mut self.last[usize::from(source)];
-            let expected = slot.map_or(sequence, |last| last + 1);
-            if sequence != expected && slot.is_some() {
-                self.gap_reported = true;
-                return Ok(Some(Event::Gap { source, expected, received: sequence }));
-            }
-        }
-        if data {
-            self.last[usize::from(source)] = Some(sequence);
-        }
-        self.gap_reported = false;
-        let path = self.path.clone();
-        let frame = self.reader.next_frame().map_err(|error| Error::Framing { path, error })?;
+        let path = &self.path;
+        let frame = self.reader.peek().map_err(|error| Error::Framing { path: path.clone(), error })?;
         let Some(frame) = frame else { return Ok(None) };
-        Ok(Some(match notice_of(&frame) {
-            Some(notice) => Event::Notice(notice),
-            None => Event::Frame(frame),
-        }))
+        let len = frame.bytes().len();
+        let (event, consumed) = classify(frame, &mut self.last, &mut self.gap_reported);
+        if consumed {
+            // Taken off the buffer at the next call, once the caller is done with it.
+            self.taken = len;
+        }
+        Ok(Some(event))
     }
 
     /// Reads what the socket holds now; false when it holds nothing. Reconnects (or reports)
     /// when the relay went away.
     fn fill(&mut self) -> Result<bool, Error> {
+        self.reader.consume(std::mem::take(&mut self.taken));
         loop {
             match self.reader.read_from(&mut self.stream) {
                 Ok(0) => return self.lost(io::ErrorKind::UnexpectedEof.into()).map(|()| true),
@@ -378,7 +407,7 @@ impl Subscriber {
         };
         log::info!("subscriber: the relay at {} went away ({error}); reconnecting", self.path.display());
         let ((stream, reader), attempts) = reconnect.run(|| open(&self.path, &self.options))?;
-        (self.stream, self.reader) = (stream, reader);
+        (self.stream, self.reader, self.taken) = (stream, reader, 0);
         *self.last = [None; 256];
         self.gap_reported = false;
         self.reconnected = Some(attempts);
@@ -390,10 +419,37 @@ impl Subscriber {
     }
 }
 
+/// The event a buffered frame makes: a gap (reported before its frame, which then stays in the
+/// buffer: `false`), a notice or a frame (taken: `true`).
+#[inline]
+fn classify<'a>(
+    frame: Frame<'a>,
+    last: &mut [Option<u64>; 256],
+    gap_reported: &mut bool,
+) -> (Event<'a>, bool) {
+    let header = frame.header();
+    if header.domain_byte() == RelayDomain::System.raw() {
+        return match notice_of(&frame) {
+            Some(notice) => (Event::Notice(notice), true),
+            None => (Event::Frame(frame), true),
+        };
+    }
+    let (source, sequence) = (header.source(), header.sequence());
+    let slot = &mut last[usize::from(source)];
+    if let Some(previous) = *slot
+        && sequence != previous + 1
+        && !std::mem::replace(gap_reported, true)
+    {
+        return (Event::Gap { source, expected: previous + 1, received: sequence }, false);
+    }
+    *slot = Some(sequence);
+    *gap_reported = false;
+    (Event::Frame(frame), true)
+}
+
 /// The typed notice of a RelayNotice frame.
 fn notice_of(frame: &Frame<'_>) -> Option<Notice> {
-    let header = frame.header();
-    if header.domain() != Some(RelayDomain::System) {
+    if frame.header().domain_byte() != RelayDomain::System.raw() {
         return None;
     }
     let tlv = control_tlv(frame.payload()).filter(|t| t.tlv_type == registry::RELAY_NOTICE)?;
