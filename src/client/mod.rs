@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 pub use publisher::{Publisher, PublisherOptions};
 pub use reader::{Frame, FrameReader, FramingError};
-pub use subscriber::{Event, Notice, OwnedEvent, Subscriber, SubscriberOptions};
+pub use subscriber::{Event, Notice, OwnedEvent, Subscriber, SubscriberOptions, subscribe_frame};
 
 /// What can go wrong talking to a relay.
 #[derive(Debug, thiserror::Error)]

@@ -456,6 +456,23 @@ fn notice_of(frame: &Frame<'_>) -> Option<Notice> {
     RelayNotice::parse(tlv.value).ok().map(|n| Notice::from_wire(&n))
 }
 
+/// A Subscribe control frame (PROTOCOL.md §6: domain System, the one TLV 116, checksum
+/// computed), stamped `timestamp`.
+///
+/// # Errors
+///
+/// When `subscribe` breaks a rule of §6 (more than 64 filters, a bad filter).
+pub fn subscribe_frame(subscribe: &Subscribe, timestamp: u64) -> Result<Vec<u8>, crate::protocol::Error> {
+    let mut value = vec![0; subscribe.encoded_len()];
+    subscribe.emit(&mut value)?;
+    let mut frame = vec![0; 64 + value.len()];
+    let mut builder = FrameBuilder::new(&mut frame, RelayDomain::System, 0)?;
+    builder.tlv(registry::SUBSCRIBE, &value)?;
+    let len = builder.finish(0, timestamp, Crc::Compute);
+    frame.truncate(len);
+    Ok(frame)
+}
+
 /// Connects, subscribes and waits for the acknowledgement when notices were asked for; the
 /// stream is non-blocking after.
 fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameReader), Error> {
@@ -464,13 +481,8 @@ fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameRe
         UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
     let mut reader = FrameReader::new(options.max_message_size);
     if let Some(subscribe) = &options.subscribe {
-        let mut value = vec![0; subscribe.encoded_len()];
-        subscribe.emit(&mut value).map_err(Error::Frame)?;
-        let mut frame = vec![0; 64 + value.len()];
-        let mut builder = FrameBuilder::new(&mut frame, RelayDomain::System, 0).map_err(Error::Frame)?;
-        builder.tlv(registry::SUBSCRIBE, &value).map_err(Error::Frame)?;
-        let len = builder.finish(0, super::unix_ns(), Crc::Compute);
-        stream.write_all(&frame[..len]).map_err(io)?;
+        let frame = subscribe_frame(subscribe, super::unix_ns()).map_err(Error::Frame)?;
+        stream.write_all(&frame).map_err(io)?;
         if subscribe.options & OPTION_NOTICES != 0 {
             await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
         }

@@ -2,13 +2,14 @@
 //! Every wait is bounded; nothing sleeps to synchronise.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use torq::client::FrameReader;
 use torq::protocol::{Crc, FrameBuilder, Header, RelayDomain, RelayNotice, Subscribe, Tlv, Value, tlvs};
 
 /// How long any single wait may take before the test fails.
@@ -102,17 +103,18 @@ impl Drop for Relay {
     }
 }
 
-/// One client connection with a frame reader.
+/// One raw client connection (tests send hostile bytes through it) with the client library's
+/// frame reader.
 pub struct Client {
     pub stream: UnixStream,
-    buf: Vec<u8>,
+    reader: FrameReader,
 }
 
 impl Client {
     pub fn connect(path: &Path) -> Client {
         let stream = UnixStream::connect(path).expect("connect to the relay");
         stream.set_read_timeout(Some(WAIT)).unwrap();
-        Client { stream, buf: Vec::new() }
+        Client { stream, reader: FrameReader::new(1 << 20) }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -131,17 +133,14 @@ impl Client {
     /// The next whole frame, waiting at most [`WAIT`]; `None` at end of stream.
     pub fn try_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
         loop {
-            if self.buf.len() >= 32 {
-                let len = 32 + Header::view(&self.buf).unwrap().payload_size() as usize;
-                if self.buf.len() >= len {
-                    let rest = self.buf.split_off(len);
-                    return Ok(Some(std::mem::replace(&mut self.buf, rest)));
-                }
+            match self.reader.next_frame() {
+                Ok(Some(frame)) => return Ok(Some(frame.bytes().to_vec())),
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
+            match self.reader.read_from(&mut self.stream) {
                 Ok(0) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -200,11 +199,9 @@ pub fn md_frame(source: u8, sequence: u64, size: usize) -> Vec<u8> {
     build(RelayDomain::MarketData, source, sequence, &[(200, &pad)], Crc::Compute)
 }
 
-/// A Subscribe control frame.
+/// A Subscribe control frame (the client library's).
 pub fn subscribe_frame(subscribe: &Subscribe) -> Vec<u8> {
-    let mut value = vec![0; subscribe.encoded_len()];
-    subscribe.emit(&mut value).unwrap();
-    build(RelayDomain::System, 99, 0, &[(116, &value)], Crc::Compute)
+    torq::client::subscribe_frame(subscribe, 1).unwrap()
 }
 
 /// Sequence of a frame.
@@ -298,7 +295,7 @@ impl Client {
     /// writes), with its own frame buffer.
     pub fn try_clone(&self) -> Client {
         let stream = self.stream.try_clone().expect("clone the connection");
-        Client { stream, buf: Vec::new() }
+        Client { stream, reader: FrameReader::new(1 << 20) }
     }
 }
 
