@@ -86,29 +86,25 @@ fn assert_consecutive(frames: &[Vec<u8>], n: u64, make: impl Fn(u64) -> Vec<u8>,
 /// Reads `n` data frames from `stream` a little at a time, pausing now and then: a slow but
 /// steady reader. Frames are returned whole; the pacing is load, not synchronisation.
 fn read_slowly(mut stream: UnixStream, n: usize) -> Vec<Vec<u8>> {
-    let mut buf = Vec::new();
+    let mut reader = torq::client::FrameReader::new(1 << 20);
     let mut frames = Vec::with_capacity(n);
     let mut chunk = [0u8; 256];
     let mut reads = 0u64;
     while frames.len() < n {
         match stream.read(&mut chunk) {
             Ok(0) => panic!("the relay closed the slow reader after {} frames", frames.len()),
-            Ok(got) => buf.extend_from_slice(&chunk[..got]),
+            Ok(got) => {
+                reader.spare()[..got].copy_from_slice(&chunk[..got]);
+                reader.filled(got);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 panic!("the slow reader got no data within the wait after {} frames: {e}", frames.len())
             }
         }
-        let mut pos = 0;
-        while buf.len() - pos >= 32 {
-            let len = 32 + Header::view(&buf[pos..]).unwrap().payload_size() as usize;
-            if buf.len() - pos < len {
-                break;
-            }
-            frames.push(buf[pos..pos + len].to_vec());
-            pos += len;
+        while let Some(frame) = reader.next_frame().unwrap() {
+            frames.push(frame.bytes().to_vec());
         }
-        buf.drain(..pos);
         reads += 1;
         if reads.is_multiple_of(16) {
             std::thread::sleep(Duration::from_millis(1));
