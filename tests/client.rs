@@ -192,3 +192,36 @@ fn a_relay_that_is_not_there_is_named() {
     };
     assert!(matches!(closed, Error::Closed { .. }), "{closed}");
 }
+
+/// The path of an example binary (cargo builds the examples before the integration tests).
+fn example(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    deps.parent().unwrap().join("examples").join(name)
+}
+
+#[test]
+fn the_examples_publish_and_subscribe() {
+    use std::io::BufRead;
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let socket = relay.socket.to_str().unwrap();
+    let mut subscriber = std::process::Command::new(example("subscriber"))
+        .arg(socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says so once the relay has acknowledged its Subscribe.
+    let mut said = std::io::BufReader::new(subscriber.stderr.take().unwrap()).lines();
+    assert!(said.next().expect("a line").unwrap().starts_with("subscribed to "));
+    let mut publisher = std::process::Command::new(example("publisher"))
+        .arg(socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(subscriber.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").unwrap();
+    let second = lines.next().expect("a line").unwrap();
+    let _ = (publisher.kill(), subscriber.kill(), publisher.wait(), subscriber.wait());
+    assert!(first.starts_with("#1 price 9700000000000 "), "{first}");
+    assert!(second.starts_with("#2 price 9700000000001 "), "{second}");
+}
