@@ -212,7 +212,8 @@ fn the_examples_publish_and_subscribe() {
         .unwrap();
     // It says so once the relay has acknowledged its Subscribe.
     let mut said = std::io::BufReader::new(subscriber.stderr.take().unwrap()).lines();
-    assert!(said.next().expect("a line").unwrap().starts_with("subscribed to "));
+    let line = said.next().expect("a line").unwrap();
+    assert!(line.starts_with("subscribed to "), "{line}");
     let mut publisher = std::process::Command::new(example("publisher"))
         .arg(socket)
         .stdout(std::process::Stdio::null())
