@@ -113,6 +113,23 @@ fn order_per_publisher_across_reactors() {
 }
 
 #[test]
+fn every_idle_strategy_relays_in_order_and_stops() {
+    for idle in ["block", "spin", "backoff"] {
+        let relay = Relay::start(MARKET_DATA, &["--idle", idle]);
+        let mut subs = subscribers(&relay, 2);
+        let mut publisher = relay.connect();
+        publisher.send(&LEGACY_HELLO);
+        publisher.send(&(1..=2000).flat_map(|i| md_frame(1, i, 128)).collect::<Vec<u8>>());
+        for sub in &mut subs {
+            for i in 1..=2000 {
+                assert_eq!(sequence_of(&sub.frame()), i, "--idle {idle}");
+            }
+        }
+        assert_eq!(relay.stop().code(), Some(0), "--idle {idle}");
+    }
+}
+
+#[test]
 fn legacy_hello_makes_a_publisher_on_every_relay() {
     for (binary, args) in
         [(MARKET_DATA, &[][..]), (SIGNAL, &[][..]), (EXECUTION, &["--audit-file", "/dev/null"][..])]

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{ConfigError, ConfigFile, Cores, DomainDefaults, EngineConfig, Policy, RelayConfig};
+use crate::config::{
+    ConfigError, ConfigFile, Cores, DomainDefaults, EngineConfig, Idle, Policy, RelayConfig,
+};
 use crate::protocol::RelayDomain;
 use crate::relays::{AnyLogic, RelayLogic};
 
@@ -96,6 +98,11 @@ pub struct DomainArgs {
     /// reactors; a list like `0,1` = one reactor pinned to each core
     #[arg(long, value_name = "LIST|none|none:N", default_value = "none")]
     pub cores: String,
+    /// What an idle reactor does: `block` waits in the poll; `spin` never sleeps (lowest
+    /// latency, a whole core per reactor: pin them with --cores); `backoff` spins a while,
+    /// then yields, then waits
+    #[arg(long, value_name = "STRATEGY", value_enum, default_value_t = Idle::Block)]
+    pub idle: Idle,
     /// What to do with a subscriber whose queue is full [default: the domain's: drop for market
     /// data, disconnect for signal, block for execution]
     #[arg(long, value_name = "POLICY", value_parser = ["drop", "disconnect", "block"])]
@@ -132,7 +139,8 @@ impl DomainArgs {
     pub fn resolve<L: RelayLogic + Default>(&self) -> Result<(EngineConfig, RelayConfig), ConfigError> {
         let defaults = L::default().defaults();
         let mut relay = RelayConfig::new(&defaults);
-        let mut engine = EngineConfig { cores: cores_from_str(&self.cores)?, ..EngineConfig::default() };
+        let mut engine =
+            EngineConfig { cores: cores_from_str(&self.cores)?, idle: self.idle, ..EngineConfig::default() };
         if let Some(socket) = &self.socket {
             relay.socket = nonempty_path(socket, "--socket")?;
         }
@@ -253,6 +261,10 @@ pub struct DevArgs {
     /// Seconds between stats lines in the log; 0 = off
     #[arg(long, value_name = "SECONDS")]
     pub metrics_interval: Option<u64>,
+    /// What an idle reactor does: block, spin or backoff (see the domain binaries' --help)
+    /// [default: the file's engine.idle, else block]
+    #[arg(long, value_name = "STRATEGY", value_enum)]
+    pub idle: Option<Idle>,
 }
 
 impl DevArgs {
@@ -334,6 +346,9 @@ impl DevArgs {
                 (EngineConfig::default(), relays)
             }
         };
+        if let Some(idle) = self.idle {
+            engine.idle = idle;
+        }
         if let Some(seconds) = self.metrics_interval {
             engine.metrics_interval = interval(seconds);
         }

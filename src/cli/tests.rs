@@ -282,6 +282,20 @@ fn new_keys_apply() {
     let (engine, _) =
         load("[relay]\ndomain = 1\n[engine]\ncores = \"0, 1\"\nmetrics_interval = 0\n").unwrap();
     assert_eq!((engine.cores, engine.metrics_interval), (Cores::Pinned(vec![0, 1]), None));
+    assert_eq!(engine.idle, crate::config::Idle::Block, "the default");
+}
+
+#[test]
+fn idle_strategies_from_the_file_and_the_flags() {
+    use crate::config::Idle;
+    for (name, idle) in [("block", Idle::Block), ("spin", Idle::Spin), ("backoff", Idle::Backoff)] {
+        let (engine, _) = load(&format!("{MINIMAL}[engine]\nidle = \"{name}\"\n")).unwrap();
+        assert_eq!(engine.idle, idle);
+        let args = DomainArgs::try_parse_from(["market_data_relay", "--idle", name]).unwrap();
+        assert_eq!(args.resolve::<crate::relays::MarketDataLogic>().unwrap().0.idle, idle);
+    }
+    assert_eq!(setting(load(&format!("{MINIMAL}[engine]\nidle = \"nap\"\n")).unwrap_err()), "engine.idle");
+    assert!(DomainArgs::try_parse_from(["market_data_relay", "--idle", "nap"]).is_err());
 }
 
 #[test]

@@ -224,6 +224,9 @@ impl ConfigFile {
         if let Some(CoreList(cores)) = &e.cores {
             engine.cores = cores.clone();
         }
+        if let Some(idle) = e.idle {
+            engine.idle = idle;
+        }
         if let Some(ms) = e.stall_timeout_ms {
             engine.stall_timeout = Duration::from_millis(ms);
         }
@@ -399,6 +402,7 @@ struct PerformanceTable {
 #[serde(deny_unknown_fields)]
 struct EngineTable {
     cores: Option<CoreList>,
+    idle: Option<crate::config::Idle>,
     stall_timeout_ms: Option<u64>,
     flush_deadline_ms: Option<u64>,
     metrics_interval: Option<u64>,

@@ -112,6 +112,37 @@ impl Policy {
     }
 }
 
+/// What a reactor does when it has nothing to do (after Aeron's idle strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Idle {
+    /// Wait in the poll until an event or a wake-up (the least CPU).
+    #[default]
+    Block,
+    /// Never sleep: poll with a zero timeout and look at the inbox again (the lowest latency;
+    /// a whole core per reactor — pin it).
+    Spin,
+    /// Spin a while, then yield the core a while, then wait in the poll.
+    Backoff,
+}
+
+impl Idle {
+    /// The name used on the command line and in configuration files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Idle::Block => "block",
+            Idle::Spin => "spin",
+            Idle::Backoff => "backoff",
+        }
+    }
+}
+
+impl core::fmt::Display for Idle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl core::fmt::Display for Policy {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())
@@ -379,6 +410,8 @@ pub struct EngineConfig {
     pub metrics_interval: Option<Duration>,
     /// Prometheus text served here (loopback only).
     pub metrics_addr: Option<SocketAddr>,
+    /// What an idle reactor does (default: block).
+    pub idle: Idle,
 }
 
 /// One unpinned reactor per available core (`--cores none`) and the defaults of
@@ -393,6 +426,7 @@ impl Default for EngineConfig {
             flush_deadline: Duration::from_secs(5),
             metrics_interval: None,
             metrics_addr: None,
+            idle: Idle::Block,
         }
     }
 }

@@ -10,7 +10,9 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst, fence,
+};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -19,7 +21,8 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::relays::{
-    CloseReason, EngineConfig, Event, Intake, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
+    CloseReason, EngineConfig, Event, Idle, Intake, Msg, Now, Peer, RelayContext, RelayLogic, Shard,
+    ShardConfig,
 };
 
 mod audit;
@@ -32,6 +35,9 @@ const LISTENER_BASE: usize = usize::MAX - 64;
 const INBOX: usize = 4096;
 /// How often the core ticks.
 const TICK: Duration = Duration::from_millis(100);
+/// Idle turns a `backoff` reactor spins, then yields, before it waits in the poll.
+const BACKOFF_SPINS: u32 = 1_000;
+const BACKOFF_YIELDS: u32 = 100;
 
 /// Reads the clocks once, for the core.
 pub(crate) fn now() -> Now {
@@ -48,6 +54,8 @@ pub(crate) struct Shared {
     connections: AtomicUsize,
     /// Bytes queued to subscribers, per reactor, as of its last tick.
     queued: Vec<AtomicUsize>,
+    /// Whether each reactor is (about to be) asleep in its poll.
+    sleeping: Vec<AtomicBool>,
     max_connections: usize,
     stop: AtomicBool,
     /// 0, 3 when frames of a lossless relay were left undelivered, 1 when a reactor failed.
@@ -61,6 +69,15 @@ impl Shared {
         self.stop.store(true, Relaxed);
         for waker in &self.wakers {
             let _ = waker.wake();
+        }
+    }
+
+    /// Wakes reactor `target` if it sleeps in its poll: a reactor that is awake (busy, or
+    /// spinning) finds its mail without a wake-up, which saves a syscall per batch.
+    fn wake(&self, target: usize) {
+        fence(SeqCst);
+        if self.sleeping[target].load(SeqCst) {
+            let _ = self.wakers[target].wake();
         }
     }
 
@@ -151,6 +168,7 @@ impl<L: RelayLogic> Reactors<L> {
             wakers,
             connections: AtomicUsize::new(0),
             queued: (0..count).map(|_| AtomicUsize::new(0)).collect(),
+            sleeping: (0..count).map(|_| AtomicBool::new(false)).collect(),
             max_connections: engine.max_connections,
             stop: AtomicBool::new(false),
             exit_status: AtomicI32::new(0),
@@ -177,6 +195,7 @@ impl<L: RelayLogic> Reactors<L> {
                     audit: AuditWriter::new(Arc::clone(&audits)),
                     read_budget: engine.read_budget,
                     flush_deadline: engine.flush_deadline,
+                    idle: engine.idle,
                     listeners: Vec::new(),
                     ready: VecDeque::new(),
                     pending: (0..count).map(|_| VecDeque::new()).collect(),
@@ -218,6 +237,7 @@ pub(crate) struct Reactor<L: RelayLogic> {
     audit: AuditWriter,
     read_budget: usize,
     flush_deadline: Duration,
+    idle: Idle,
     listeners: Vec<(UnixListener, usize)>,
     /// Connections to read without waiting for an event (mio is edge-triggered).
     ready: VecDeque<usize>,
@@ -277,8 +297,10 @@ impl<L: RelayLogic> Reactor<L> {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
+        // Turns in a row that found nothing to do (for the back-off strategy).
+        let mut idle_turns = 0u32;
         loop {
-            let timeout = if !self.ready.is_empty() {
+            let mut timeout = if !self.ready.is_empty() {
                 Duration::ZERO
             } else if self.pending.iter().any(|p| !p.is_empty())
                 || !self.waiting.is_empty()
@@ -288,11 +310,36 @@ impl<L: RelayLogic> Reactor<L> {
             } else {
                 TICK
             };
+            match self.idle {
+                Idle::Block => {}
+                Idle::Spin => timeout = Duration::ZERO,
+                Idle::Backoff if idle_turns < BACKOFF_SPINS => timeout = Duration::ZERO,
+                Idle::Backoff if idle_turns < BACKOFF_SPINS + BACKOFF_YIELDS => {
+                    std::thread::yield_now();
+                    timeout = Duration::ZERO;
+                }
+                Idle::Backoff => {}
+            }
+            // A reactor about to sleep says so, so that its peers wake it: and a peer that sent
+            // before seeing the flag left mail in the inbox, which then ends the sleep at once.
+            let sleeps = !timeout.is_zero();
+            if sleeps {
+                self.shared.sleeping[self.index].store(true, SeqCst);
+                fence(SeqCst);
+                if !self.inbox.is_empty() {
+                    timeout = Duration::ZERO;
+                }
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 warn!("reactor {}: poll failed: {e}", self.index);
             }
+            if sleeps {
+                self.shared.sleeping[self.index].store(false, SeqCst);
+            }
+            let busy = !events.is_empty() || !self.inbox.is_empty() || !self.ready.is_empty();
+            idle_turns = if busy { 0 } else { idle_turns.saturating_add(1) };
             if !self.waiting.is_empty() && self.pending.iter().all(VecDeque::is_empty) {
                 self.ready.extend(self.waiting.drain(..));
             }
@@ -472,9 +519,7 @@ impl<L: RelayLogic> Reactor<L> {
             return;
         }
         match self.shared.inboxes[target].try_send(mail) {
-            Ok(()) => {
-                let _ = self.shared.wakers[target].wake();
-            }
+            Ok(()) => self.shared.wake(target),
             Err(TrySendError::Full(mail) | TrySendError::Disconnected(mail)) => {
                 self.pending[target].push_back(mail)
             }
@@ -494,7 +539,7 @@ impl<L: RelayLogic> Reactor<L> {
                 }
             }
             if sent {
-                let _ = self.shared.wakers[target].wake();
+                self.shared.wake(target);
             }
         }
     }

@@ -25,7 +25,7 @@ mod shard;
 mod tests;
 
 pub use crate::config::{
-    ConfigError, Cores, DomainDefaults, EngineConfig, Levels, MIN_MESSAGE_SIZE, Policy, RelayConfig,
+    ConfigError, Cores, DomainDefaults, EngineConfig, Idle, Levels, MIN_MESSAGE_SIZE, Policy, RelayConfig,
 };
 pub use connection::{CloseReason, Connection, Intake, Now, Peer};
 pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};

@@ -19,7 +19,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::reactor::Reactors;
 use crate::relays::{
-    AnyLogic, ConfigError, Cores, EngineConfig, Metrics, RelayConfig, RelayContext, RelayLogic,
+    AnyLogic, ConfigError, Cores, EngineConfig, Idle, Metrics, RelayConfig, RelayContext, RelayLogic,
 };
 
 use audit::Syncer;
@@ -121,6 +121,13 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
         }
     }
     raise_file_limit(engine.max_connections);
+    if engine.idle != Idle::Block && matches!(engine.cores, Cores::Unpinned(_)) {
+        warn!(
+            "--idle {}: the reactors are not pinned, so a spinning reactor takes its core from whatever \
+             else runs there; pin them with --cores (e.g. --cores 1)",
+            engine.idle
+        );
+    }
     // Catch SIGINT, SIGTERM and SIGHUP before the sockets exist, so a stop is never a kill.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let mut guards = Vec::new();
