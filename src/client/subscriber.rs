@@ -264,15 +264,10 @@ impl Subscriber {
     /// [`Error::Closed`] when the relay went away (and no reconnection was asked for, or it
     /// gave up); [`Error::Framing`] when its stream broke; [`Error::Io`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Event<'_>>, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.has_event()? {
-                return self.next_event();
-            }
-            if !self.fill()? && !wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))? {
-                return Ok(None);
-            }
+        if !self.wait(timeout)? {
+            return Ok(None);
         }
+        self.next_event()
     }
 
     /// Waits at most `timeout` until an event is ready; returns whether one is (then
