@@ -13,7 +13,8 @@
 //! - [`protocol`] — the wire format of `PROTOCOL.md`, sans-IO: framing, validation, the TLV
 //!   walker, the type registry, payload layouts, identifiers and the frame builder.
 //!
-//! [`config`] (the settings and the TOML file) depends on [`protocol`] only.
+//! [`config`] (the settings and the TOML file) depends on [`protocol`] only, and so does
+//! [`client`], the library a service uses to publish to and subscribe from a relay.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
