@@ -13,23 +13,39 @@ use util::*;
 fn demo_runs_the_three_relays_and_loses_nothing() {
     let dir = temp_dir("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_torq-demo"))
-        .args(["--seconds", "1", "--rate", "20000", "--dir"])
+        .args(["--seconds", "2", "--rate", "20000", "--json", "--dir"])
         .arg(dir.join("sockets"))
         .output()
         .expect("torq-demo runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let counts = |label: &str| -> Vec<u64> {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(label))
-            .unwrap_or_else(|| panic!("no {label} line: {stdout}"));
-        line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect()
-    };
-    let (sent, received) = (counts("sent:"), counts("received:"));
-    assert_eq!(sent.len(), 3);
-    assert!(sent.iter().all(|n| *n > 0), "{stdout}");
-    assert_eq!(sent, received, "every frame published reached its subscriber");
+    // Not a terminal: plain lines of at most 80 columns (but the one naming the directory),
+    // then the JSON summary.
+    assert!(!stdout.contains('\x1b'), "{stdout}");
+    let (view, json) = stdout.trim_end().rsplit_once('\n').unwrap_or_else(|| panic!("{stdout}"));
+    let dir_name = dir.display().to_string();
+    assert!(view.lines().all(|l| l.chars().count() <= 80 || l.contains(&dir_name)), "{view}");
+    assert!(view.contains("all arrived complete and in order"), "{view}");
+    let summary: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    for relay in ["market-data", "signal", "execution"] {
+        let counts = &summary["relays"][relay];
+        assert!(
+            counts["sent"].as_u64() > Some(0) && counts["received"].as_u64() > Some(0),
+            "{relay}: {json}"
+        );
+        assert_eq!(counts["rejected"], 0, "{relay}: {json}");
+    }
+    let execution = &summary["execution"];
+    let (orders, fills) =
+        (execution["orders_sent"].as_u64().unwrap(), execution["fills_sent"].as_u64().unwrap());
+    assert!(orders > 0 && fills == orders, "{json}");
+    assert_eq!(execution["orders_received"], orders, "{json}");
+    assert_eq!(execution["fills_received"], fills, "{json}");
+    for check in ["lost", "gaps", "out_of_order", "incomplete"] {
+        assert_eq!(execution[check], 0, "{check}: {json}");
+    }
+    assert_eq!(execution["audited"], orders + fills, "every order and fill audited: {json}");
+    assert_eq!(summary["nothing_lost"], true, "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
