@@ -253,6 +253,10 @@ pub struct DevArgs {
     /// Seconds between stats lines in the log; 0 = off
     #[arg(long, value_name = "SECONDS")]
     pub metrics_interval: Option<u64>,
+    /// Serve Prometheus text at http://ADDR/metrics on this loopback address, e.g. 127.0.0.1:9100
+    /// (with `all`, the three relays on one endpoint) [default: the file's, else off]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl DevArgs {
@@ -337,7 +341,10 @@ impl DevArgs {
         if let Some(seconds) = self.metrics_interval {
             engine.metrics_interval = interval(seconds);
         }
-        engine.validate()?;
+        if let Some(addr) = self.metrics_addr {
+            engine.metrics_addr = Some(addr);
+        }
+        engine.validate().map_err(|e| e.renamed(FLAGS))?;
         Ok((engine, relays))
     }
 }
