@@ -37,6 +37,9 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Largest subscriber queue seen, in bytes.
     pub queue_high_water: AtomicU64,
+    /// Bytes queued to subscribers now, all queues together (a gauge, brought up to date per
+    /// batch and per write, not per frame).
+    pub queued_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +61,7 @@ impl Metrics {
             connections_total: zero(),
             connections_refused: zero(),
             queue_high_water: zero(),
+            queued_bytes: zero(),
         }
     }
 
@@ -70,7 +74,8 @@ impl Metrics {
     pub fn stats_line(&self) -> String {
         let mut line = format!(
             "{}: in {} frames {} B, out {} frames {} B, dropped {}, rejected {}, protocol errors {}, \
-             slow disconnects {}, pauses {}, connections {} (total {}, refused {}), queue high-water {} B",
+             slow disconnects {}, pauses {}, connections {} (total {}, refused {}), queue high-water {} B, \
+             queued {} B",
             self.name,
             self.frames_in.load(Relaxed),
             self.bytes_in.load(Relaxed),
@@ -85,6 +90,7 @@ impl Metrics {
             self.connections_total.load(Relaxed),
             self.connections_refused.load(Relaxed),
             self.queue_high_water.load(Relaxed),
+            self.queued_bytes.load(Relaxed),
         );
         for (index, count) in self.rejected.iter().enumerate() {
             let token = token_at(index);
@@ -99,7 +105,7 @@ impl Metrics {
     /// Prometheus text exposition of the counters.
     pub fn prometheus(&self, out: &mut String) {
         let relay = &self.name;
-        let counters: [(&str, &AtomicU64); 12] = [
+        let counters: [(&str, &AtomicU64); 13] = [
             ("frames_in_total", &self.frames_in),
             ("bytes_in_total", &self.bytes_in),
             ("frames_out_total", &self.frames_out),
@@ -112,6 +118,7 @@ impl Metrics {
             ("connections_total", &self.connections_total),
             ("connections_refused_total", &self.connections_refused),
             ("queue_high_water_bytes", &self.queue_high_water),
+            ("queued_bytes", &self.queued_bytes),
         ];
         for (name, value) in counters {
             let _ = writeln!(out, "torq_{name}{{relay=\"{relay}\"}} {}", value.load(Relaxed));
