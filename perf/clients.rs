@@ -1,8 +1,9 @@
 //! The client processes of the relay scenarios: `torq-perf publish` and `torq-perf subscribe`.
 //!
 //! Both talk Protocol V2 over a Unix stream socket. The publisher sends the legacy hello, then
-//! frames of one fixed size: a routing TLV first (a Trade for market data, an OrderRequest for
-//! execution) and a vendor TLV (type 200) padding the frame to `--size`. The subscriber frames
+//! frames of one fixed size: a routing TLV first (a Trade for market data, a SignalIdentity for
+//! signal, an OrderRequest for execution) and a vendor TLV (type 200) padding the frame to
+//! `--size`. The subscriber frames
 //! the stream by the header's `payload_size` and prints one JSON line.
 
 use std::io::{ErrorKind, Read, Write};
@@ -14,7 +15,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use torq::protocol::{
     Crc, FrameBuilder, HEADER_SIZE, Header, MAGIC, OPTION_NOTICES, OrderRequest, Payload, RelayDomain,
-    RelayNotice, Role, SourceType, Subscribe, Trade, VenueId, checksum, notice, registry,
+    RelayNotice, Role, SignalIdentity, SourceType, Subscribe, Trade, VenueId, checksum, notice, registry,
 };
 
 /// What legacy publishers send first: a frame with no payload (domain 1, source 2).
@@ -39,8 +40,21 @@ const BATCH: usize = 1024;
 pub enum Domain {
     /// Domain 0, source KrakenCollector, a Trade as the routing TLV.
     MarketData,
+    /// Domain 1, source ArbitrageStrategy, a SignalIdentity as the routing TLV.
+    Signal,
     /// Domain 2, source ExecutionEngine, an OrderRequest as the routing TLV.
     Execution,
+}
+
+impl Domain {
+    /// The name `--domain` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::MarketData => "market-data",
+            Domain::Signal => "signal",
+            Domain::Execution => "execution",
+        }
+    }
 }
 
 /// `torq-perf publish`.
@@ -52,7 +66,8 @@ pub struct PublishArgs {
     /// Data frames to send (the hello is not counted).
     #[arg(long)]
     frames: u64,
-    /// Bytes per frame, header included (market data: at least 76, execution: at least 84).
+    /// Bytes per frame, header included (market data: at least 76, signal: at least 52,
+    /// execution: at least 84).
     #[arg(long, default_value_t = 128)]
     size: usize,
     /// Frames per second, sent one at a time with the send time (ns since the Unix epoch) in
@@ -102,10 +117,11 @@ pub fn epoch_ns() -> u64 {
 }
 
 /// One data frame of exactly `size` bytes (sequence, timestamp and checksum left 0).
-fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
+pub fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; size.max(HEADER_SIZE)];
     let (relay_domain, source, routing_len) = match domain {
         Domain::MarketData => (RelayDomain::MarketData, SourceType::KrakenCollector, Trade::SIZE),
+        Domain::Signal => (RelayDomain::Signal, SourceType::ArbitrageStrategy, SignalIdentity::SIZE),
         Domain::Execution => (RelayDomain::Execution, SourceType::ExecutionEngine, OrderRequest::SIZE),
     };
     let built = (|| {
@@ -123,6 +139,16 @@ fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
                     ..Trade::default()
                 };
                 builder.payload(&trade)?
+            }
+            Domain::Signal => {
+                let identity = SignalIdentity {
+                    signal_id: 1,
+                    strategy_id: 21,
+                    signal_type: 1,
+                    confidence: 80,
+                    valid_for_ms: 500,
+                };
+                builder.payload(&identity)?
             }
             Domain::Execution => {
                 let order = OrderRequest {
@@ -153,7 +179,7 @@ fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
 
 /// Writes sequence, timestamp and (when `crc`) the checksum into a built frame.
 #[inline]
-fn stamp(frame: &mut [u8], sequence: u64, timestamp: u64, crc: bool) {
+pub fn stamp(frame: &mut [u8], sequence: u64, timestamp: u64, crc: bool) {
     if let Some(header) = Header::view_mut(frame) {
         header.set_sequence(sequence);
         header.set_timestamp(timestamp);
@@ -235,7 +261,8 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     let mut stream = UnixStream::connect(&args.socket).map_err(|e| format!("connect {socket}: {e}"))?;
     let io_error = |e: std::io::Error| format!("subscribe to {socket}: {e}");
     if args.ack {
-        stream.write_all(&subscribe_frame()?).map_err(io_error)?;
+        let subscribe = Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: Vec::new() };
+        stream.write_all(&subscribe_frame(&subscribe)?).map_err(io_error)?;
     } else {
         ready();
     }
@@ -349,9 +376,8 @@ fn ready() {
     _ = std::io::stdout().flush();
 }
 
-/// A Subscribe control frame: role subscribe, notices on, no filter.
-fn subscribe_frame() -> Result<Vec<u8>, String> {
-    let subscribe = Subscribe { role: Role::Subscribe, options: OPTION_NOTICES, filters: Vec::new() };
+/// A Subscribe control frame.
+pub fn subscribe_frame(subscribe: &Subscribe) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; HEADER_SIZE + 2 + subscribe.encoded_len()];
     let mut builder = FrameBuilder::new(&mut buf, RelayDomain::System, SourceType::TestClient.raw())
         .map_err(|e| e.to_string())?;
@@ -370,9 +396,11 @@ mod tests {
 
     #[test]
     fn frames_have_the_asked_size_and_validate() {
-        for (domain, relay_domain) in
-            [(Domain::MarketData, RelayDomain::MarketData), (Domain::Execution, RelayDomain::Execution)]
-        {
+        for (domain, relay_domain) in [
+            (Domain::MarketData, RelayDomain::MarketData),
+            (Domain::Signal, RelayDomain::Signal),
+            (Domain::Execution, RelayDomain::Execution),
+        ] {
             for size in [128, 300, 1024] {
                 let mut frame = template(domain, size).unwrap();
                 assert_eq!(frame.len(), size);
@@ -384,6 +412,14 @@ mod tests {
         }
         assert!(template(Domain::MarketData, 40).is_err());
         assert!(template(Domain::MarketData, 333).is_err()); // neither padding TLV form fits
+    }
+
+    #[test]
+    fn domain_names_are_the_flag_values() {
+        use clap::ValueEnum;
+        for domain in Domain::value_variants() {
+            assert_eq!(domain.to_possible_value().unwrap().get_name(), domain.name());
+        }
     }
 
     #[test]
