@@ -40,8 +40,10 @@ const READ_TICK: Duration = Duration::from_millis(100);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// One session lasts this long (uniform between the two).
 const SESSION_MS: (u64, u64) = (1000, 5000);
-/// A slow subscriber reads this much, then sleeps `SLOW_PAUSE`: 800 KB/s at most.
-const SLOW_READ: usize = 8 * 1024;
+/// A slow subscriber reads this much, then sleeps `SLOW_PAUSE`: 3.2 MB/s at most, a quarter
+/// of the default market-data load, and a full 4 MiB queue drains in ~1.3 s, so the drop
+/// notices queued behind it arrive within a session.
+const SLOW_READ: usize = 32 * 1024;
 const SLOW_PAUSE: Duration = Duration::from_millis(10);
 /// Error messages kept for the report.
 const KEPT_ERRORS: usize = 10;
@@ -88,7 +90,8 @@ pub struct Load {
     pub ledger: Mutex<Vec<(u64, u64)>>,
     /// Client processes killed with SIGKILL.
     pub killed: AtomicU64,
-    /// Connections opened and closed at once (bare, or after a hello).
+    /// Connections opened and closed at once: bare, after a hello, or after 32 bytes of
+    /// garbage (a protocol error for the relay).
     pub flashes: AtomicU64,
     /// Client errors (anything a client did not expect: a refused connection, a failed
     /// write, a protocol-error notice, the relay closing a connection).
@@ -200,7 +203,7 @@ enum Part {
     Publisher(f64),
     /// Reads everything as it comes.
     Subscriber,
-    /// Reads at most 800 KB/s: market data drops frames for it.
+    /// Reads at most 3.2 MB/s: market data drops frames for it.
     SlowSubscriber,
     /// Starts `torq-perf publish` (or `subscribe`) processes and kills them.
     Processes { publishers: bool },
@@ -547,8 +550,8 @@ fn subscribe(load: &Load, domain: Domain, slow: bool, length: Duration, rng: &mu
 }
 
 /// One client process: `torq-perf publish` (paced, for a random domain) or `torq-perf
-/// subscribe`, killed with SIGKILL after `length`; then connections opened and closed at once
-/// on each socket, bare or after a hello.
+/// subscribe`, killed with SIGKILL after `length`; then a connection opened and closed at once
+/// on each socket, bare, after a hello or after garbage.
 fn processes(load: &Load, publishers: bool, length: Duration, rng: &mut Rng) -> Result<(), String> {
     let domain = DOMAINS[rng.below(3) as usize];
     let socket = &load.sockets[slot(domain)];
@@ -584,9 +587,11 @@ fn processes(load: &Load, publishers: bool, length: Duration, rng: &mut Rng) -> 
     load.killed.fetch_add(1, Relaxed);
     for domain in DOMAINS {
         let mut stream = load.connect(domain)?;
-        if rng.one_in(2) {
-            // A failed write means the relay closed first: nothing to report.
-            _ = stream.write_all(&LEGACY_HELLO);
+        // A failed write means the relay closed first: nothing to report.
+        match rng.below(3) {
+            0 => {}
+            1 => _ = stream.write_all(&LEGACY_HELLO),
+            _ => _ = stream.write_all(&[0xFF; HEADER_SIZE]), // bad magic: a protocol error
         }
         load.flashes.fetch_add(1, Relaxed);
     }
