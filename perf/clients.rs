@@ -1,9 +1,11 @@
 //! The client processes of the relay scenarios: `torq-perf publish` and `torq-perf subscribe`.
 //!
 //! Both talk to the relay through the client library (`torq::client`). The publisher says
-//! hello, then sends frames of one fixed size: a routing TLV first (a Trade for market data, an
-//! OrderRequest for execution) and a vendor TLV (type 200) padding the frame to `--size`. The
-//! subscriber counts frames, gaps and drop notices and prints one JSON line.
+//! hello, then sends frames of one fixed size: a routing TLV first (a Trade for market data, a
+//! SignalIdentity for signal, an OrderRequest for execution) and a vendor TLV (type 200)
+//! padding the frame to `--size`. The subscriber counts frames, gaps and drop notices and
+//! prints one JSON line. The soak's clients (`perf/soak`) share the frame template and write
+//! raw bytes when they must misbehave.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +14,20 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use torq::client::{Event, Notice, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 use torq::protocol::{
-    Crc, FrameBuilder, HEADER_SIZE, Header, OrderRequest, Payload, RelayDomain, SourceType, Trade, VenueId,
+    Crc, FrameBuilder, HEADER_SIZE, Header, OrderRequest, Payload, RelayDomain, SignalIdentity, SourceType,
+    Subscribe, Trade, VenueId, checksum,
+};
+
+/// What legacy publishers send first: a frame with no payload (domain 1, source 2).
+pub const LEGACY_HELLO: [u8; HEADER_SIZE] = {
+    let mut hello = [0u8; HEADER_SIZE];
+    let start = [0xEF, 0xBE, 0xAD, 0xDE, 0x01, 0x01, 0x02, 0x00];
+    let mut i = 0;
+    while i < start.len() {
+        hello[i] = start[i];
+        i += 1;
+    }
+    hello
 };
 
 /// The vendor TLV type that pads frames to their size.
@@ -23,8 +38,21 @@ const PADDING_TLV: u8 = 200;
 pub enum Domain {
     /// Domain 0, source KrakenCollector, a Trade as the routing TLV.
     MarketData,
+    /// Domain 1, source ArbitrageStrategy, a SignalIdentity as the routing TLV.
+    Signal,
     /// Domain 2, source ExecutionEngine, an OrderRequest as the routing TLV.
     Execution,
+}
+
+impl Domain {
+    /// The name `--domain` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::MarketData => "market-data",
+            Domain::Signal => "signal",
+            Domain::Execution => "execution",
+        }
+    }
 }
 
 /// `torq-perf publish`.
@@ -36,7 +64,8 @@ pub struct PublishArgs {
     /// Data frames to send (the hello is not counted).
     #[arg(long)]
     frames: u64,
-    /// Bytes per frame, header included (market data: at least 76, execution: at least 84).
+    /// Bytes per frame, header included (market data: at least 76, signal: at least 52,
+    /// execution: at least 84).
     #[arg(long, default_value_t = 128)]
     size: usize,
     /// Frames per second, sent one at a time with the send time (ns since the Unix epoch) in
@@ -86,10 +115,11 @@ pub fn epoch_ns() -> u64 {
 }
 
 /// One data frame of exactly `size` bytes (sequence, timestamp and checksum left 0).
-fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
+pub fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; size.max(HEADER_SIZE)];
     let (relay_domain, source, routing_len) = match domain {
         Domain::MarketData => (RelayDomain::MarketData, SourceType::KrakenCollector, Trade::SIZE),
+        Domain::Signal => (RelayDomain::Signal, SourceType::ArbitrageStrategy, SignalIdentity::SIZE),
         Domain::Execution => (RelayDomain::Execution, SourceType::ExecutionEngine, OrderRequest::SIZE),
     };
     let built = (|| {
@@ -107,6 +137,16 @@ fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
                     ..Trade::default()
                 };
                 builder.payload(&trade)?
+            }
+            Domain::Signal => {
+                let identity = SignalIdentity {
+                    signal_id: 1,
+                    strategy_id: 21,
+                    signal_type: 1,
+                    confidence: 80,
+                    valid_for_ms: 500,
+                };
+                builder.payload(&identity)?
             }
             Domain::Execution => {
                 let order = OrderRequest {
@@ -132,6 +172,19 @@ fn template(domain: Domain, size: usize) -> Result<Vec<u8>, String> {
         Ok(len) if len == size => Ok(buf),
         Ok(len) => Err(format!("--size {size}: no frame of exactly that size (the nearest is {len})")),
         Err(e) => Err(format!("--size {size}: {e}")),
+    }
+}
+
+/// Writes sequence, timestamp and (when `crc`) the checksum into a built frame.
+#[inline]
+pub fn stamp(frame: &mut [u8], sequence: u64, timestamp: u64, crc: bool) {
+    if let Some(header) = Header::view_mut(frame) {
+        header.set_sequence(sequence);
+        header.set_timestamp(timestamp);
+    }
+    if crc {
+        let sum = checksum(frame);
+        frame[28..32].copy_from_slice(&sum.to_le_bytes());
     }
 }
 
@@ -307,16 +360,23 @@ fn ready() {
     _ = std::io::Write::flush(&mut std::io::stdout());
 }
 
+/// A Subscribe control frame (the client library's builder).
+pub fn subscribe_frame(subscribe: &Subscribe) -> Result<Vec<u8>, String> {
+    torq::client::subscribe_frame(subscribe, epoch_ns()).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use torq::protocol::{Checks, ChecksumLevel, FrameKind, validate};
+    use torq::protocol::{Checks, ChecksumLevel, FrameKind, MAGIC, validate};
 
     #[test]
     fn frames_have_the_asked_size_and_validate() {
-        for (domain, relay_domain) in
-            [(Domain::MarketData, RelayDomain::MarketData), (Domain::Execution, RelayDomain::Execution)]
-        {
+        for (domain, relay_domain) in [
+            (Domain::MarketData, RelayDomain::MarketData),
+            (Domain::Signal, RelayDomain::Signal),
+            (Domain::Execution, RelayDomain::Execution),
+        ] {
             for size in [128, 300, 1024] {
                 let frame = template(domain, size).unwrap();
                 assert_eq!(frame.len(), size);
@@ -326,5 +386,20 @@ mod tests {
         }
         assert!(template(Domain::MarketData, 40).is_err());
         assert!(template(Domain::MarketData, 333).is_err()); // neither padding TLV form fits
+    }
+
+    #[test]
+    fn domain_names_are_the_flag_values() {
+        use clap::ValueEnum;
+        for domain in Domain::value_variants() {
+            assert_eq!(domain.to_possible_value().unwrap().get_name(), domain.name());
+        }
+    }
+
+    #[test]
+    fn the_legacy_hello_is_a_hello() {
+        let header = Header::view(&LEGACY_HELLO).unwrap();
+        assert_eq!((header.magic(), header.version(), header.payload_size()), (MAGIC, 1, 0));
+        assert_eq!((header.domain_byte(), header.source()), (1, 2));
     }
 }

@@ -8,10 +8,12 @@
 //! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
 //! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--crc]
 //! torq-perf subscribe --socket PATH --frames N [--latency] [--ack] [--idle-ms MS]
+//! torq-perf soak --minutes N [--json] [--relay PATH] [--md-rate R] [--signal-rate R] [--execution-rate R]
 //! ```
 //!
 //! `throughput` and `latency` start the relay and the clients as separate processes (the
-//! other subcommands), see `perf/relay.rs`.
+//! other subcommands), see `perf/relay.rs`; `soak` runs `relay_dev all` under churning load
+//! and judges its resources over time, see `perf/soak/mod.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ mod clients;
 mod codec;
 mod naive;
 mod relay;
+mod soak;
 
 /// Prints the relay's performance figures as medians of several runs.
 #[derive(Debug, Parser)]
@@ -70,6 +73,10 @@ enum Scenario {
     /// Client process: prints `ready` once connected, counts frames (and latencies); prints
     /// one JSON line.
     Subscribe(clients::SubscribeArgs),
+    /// Soak: the three relays of `relay_dev all` under mixed load with churning clients for
+    /// `--minutes`; samples the relay's RSS, open fds, threads and queue depths every second
+    /// and exits 1 when one trends upward or an execution frame is missing.
+    Soak(soak::SoakArgs),
 }
 
 fn main() {
@@ -87,6 +94,7 @@ fn main() {
         Scenario::NaiveRelay(args) => naive::run(&args),
         Scenario::Publish(args) => clients::publish(&args),
         Scenario::Subscribe(args) => clients::subscribe(&args),
+        Scenario::Soak(args) => soak::soak(&args),
     };
     if let Err(message) = result {
         eprintln!("torq-perf: {message}");

@@ -322,7 +322,7 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
 
     let mut command = Command::new(current_exe()?);
     command.arg("publish").args(["--size", &setup.size.to_string()]);
-    command.args(["--domain", if setup.domain == Domain::Execution { "execution" } else { "market-data" }]);
+    command.args(["--domain", setup.domain.name()]);
     common(&mut command, core(0));
     command.args(setup.crc.then_some("--crc"));
     if let Some(rate) = rate {
@@ -377,12 +377,12 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
     })
 }
 
-fn current_exe() -> Result<PathBuf, String> {
+pub(crate) fn current_exe() -> Result<PathBuf, String> {
     std::env::current_exe().map_err(|e| format!("where is torq-perf: {e}"))
 }
 
 /// A new, empty directory under the system's temp directory.
-fn fresh_dir() -> Result<PathBuf, String> {
+pub(crate) fn fresh_dir() -> Result<PathBuf, String> {
     let nanos = crate::clients::epoch_ns();
     let dir = std::env::temp_dir().join(format!("torq-perf-{}-{nanos}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -407,7 +407,7 @@ fn start_relay(setup: &Setup, socket: &Path) -> Result<Child, String> {
 }
 
 /// Waits until `socket` accepts a connection (the probe connects and closes at once).
-fn wait_for_socket(socket: &Path, relay: &mut Child, deadline: Instant) -> Result<(), String> {
+pub(crate) fn wait_for_socket(socket: &Path, relay: &mut Child, deadline: Instant) -> Result<(), String> {
     loop {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             return Ok(());
@@ -451,7 +451,7 @@ fn next_line(lines: &Receiver<Line>, deadline: Instant) -> Result<Option<Line>, 
 
 /// SIGTERM when `terminate`, then SIGKILL if the process is still running 10 s later; its
 /// exit status.
-fn stop(child: &mut Child, terminate: bool) -> Option<ExitStatus> {
+pub(crate) fn stop(child: &mut Child, terminate: bool) -> Option<ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
         return Some(status);
     }

@@ -265,6 +265,10 @@ pub struct DevArgs {
     /// [default: the file's engine.idle, else block]
     #[arg(long, value_name = "STRATEGY", value_enum)]
     pub idle: Option<Idle>,
+    /// Serve Prometheus text at http://ADDR/metrics on this loopback address, e.g. 127.0.0.1:9100
+    /// (with `all`, the three relays on one endpoint) [default: the file's, else off]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl DevArgs {
@@ -352,7 +356,10 @@ impl DevArgs {
         if let Some(seconds) = self.metrics_interval {
             engine.metrics_interval = interval(seconds);
         }
-        engine.validate()?;
+        if let Some(addr) = self.metrics_addr {
+            engine.metrics_addr = Some(addr);
+        }
+        engine.validate().map_err(|e| e.renamed(FLAGS))?;
         Ok((engine, relays))
     }
 }

@@ -463,7 +463,15 @@ fn dev_all_runs_three_relays_in_one_directory() {
     assert_eq!(relays[1].socket, Path::new("/run/t/signals.sock"));
     assert_eq!(relays[2].audit_file.as_deref(), Some(Path::new("/run/t/execution.audit")));
     assert_eq!(engine.metrics_interval, Some(Duration::from_secs(2)));
+    assert_eq!(engine.metrics_addr, None);
     assert_eq!(args.level(), Some(LogLevel::Debug));
+
+    // One metrics endpoint for the three relays, on a loopback address only.
+    let args = DevArgs::try_parse_from(["relay_dev", "all", "--metrics-addr", "127.0.0.1:9100"]).unwrap();
+    let (engine, _) = args.resolve(None).unwrap();
+    assert_eq!(engine.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+    let args = DevArgs::try_parse_from(["relay_dev", "all", "--metrics-addr", "0.0.0.0:9100"]).unwrap();
+    assert_eq!(setting(args.resolve(None).unwrap_err()), "--metrics-addr");
 
     let signal = example("signal.toml");
     let args = DevArgs::try_parse_from(["relay_dev", "all", "-c", signal.to_str().unwrap()]).unwrap();

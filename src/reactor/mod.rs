@@ -52,8 +52,6 @@ pub(crate) struct Shared {
     inboxes: Vec<Sender<Mail>>,
     wakers: Vec<Arc<Waker>>,
     connections: AtomicUsize,
-    /// Bytes queued to subscribers, per reactor, as of its last tick.
-    queued: Vec<AtomicUsize>,
     /// Whether each reactor is (about to be) asleep in its poll.
     sleeping: Vec<AtomicBool>,
     max_connections: usize,
@@ -89,11 +87,6 @@ impl Shared {
     /// Sets the exit status (the highest wins).
     pub(crate) fn fail(&self, status: i32) {
         self.exit_status.fetch_max(status, Relaxed);
-    }
-
-    /// Bytes queued to subscribers on every reactor, as of their last ticks.
-    pub(crate) fn queued_bytes(&self) -> usize {
-        self.queued.iter().map(|q| q.load(Relaxed)).sum()
     }
 
     /// The exit status.
@@ -167,7 +160,6 @@ impl<L: RelayLogic> Reactors<L> {
             inboxes,
             wakers,
             connections: AtomicUsize::new(0),
-            queued: (0..count).map(|_| AtomicUsize::new(0)).collect(),
             sleeping: (0..count).map(|_| AtomicBool::new(false)).collect(),
             max_connections: engine.max_connections,
             stop: AtomicBool::new(false),
@@ -373,7 +365,6 @@ impl<L: RelayLogic> Reactor<L> {
                 last_tick = Instant::now();
                 self.shard.tick(now());
                 self.apply();
-                self.shared.queued[self.index].store(self.shard.queued_bytes(), Relaxed);
                 self.retry_audit();
                 if std::mem::take(&mut self.accept_retry) {
                     for index in 0..self.listeners.len() {

@@ -44,6 +44,9 @@ pub struct Metrics {
     /// 1 while the audit trail cannot be written and the relay has stopped reading (fails
     /// closed), else 0.
     pub audit_failing: AtomicU64,
+    /// Bytes queued to subscribers now, all queues together (a gauge, brought up to date per
+    /// batch and per write, not per frame).
+    pub queued_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -68,6 +71,7 @@ impl Metrics {
             hellos_repeated: zero(),
             audit_write_errors: zero(),
             audit_failing: zero(),
+            queued_bytes: zero(),
         }
     }
 
@@ -80,7 +84,8 @@ impl Metrics {
     pub fn stats_line(&self) -> String {
         let mut line = format!(
             "{}: in {} frames {} B, out {} frames {} B, dropped {}, rejected {}, protocol errors {}, \
-             slow disconnects {}, pauses {}, connections {} (total {}, refused {}), queue high-water {} B",
+             slow disconnects {}, pauses {}, connections {} (total {}, refused {}), queue high-water {} B, \
+             queued {} B",
             self.name,
             self.frames_in.load(Relaxed),
             self.bytes_in.load(Relaxed),
@@ -95,6 +100,7 @@ impl Metrics {
             self.connections_total.load(Relaxed),
             self.connections_refused.load(Relaxed),
             self.queue_high_water.load(Relaxed),
+            self.queued_bytes.load(Relaxed),
         );
         if self.audit_failing.load(Relaxed) != 0 {
             line.push_str(", AUDIT FAILING (not reading publishers)");
@@ -112,7 +118,7 @@ impl Metrics {
     /// Prometheus text exposition of the counters.
     pub fn prometheus(&self, out: &mut String) {
         let relay = &self.name;
-        let counters: [(&str, &AtomicU64); 15] = [
+        let counters: [(&str, &AtomicU64); 16] = [
             ("frames_in_total", &self.frames_in),
             ("bytes_in_total", &self.bytes_in),
             ("frames_out_total", &self.frames_out),
@@ -128,6 +134,7 @@ impl Metrics {
             ("hellos_repeated_total", &self.hellos_repeated),
             ("audit_write_errors_total", &self.audit_write_errors),
             ("audit_failing", &self.audit_failing),
+            ("queued_bytes", &self.queued_bytes),
         ];
         for (name, value) in counters {
             let _ = writeln!(out, "torq_{name}{{relay=\"{relay}\"}} {}", value.load(Relaxed));

@@ -97,6 +97,8 @@ pub(crate) struct Outbox {
     written: usize,
     /// Sum of the charges of the queued entries.
     charged: usize,
+    /// The part of `charged` counted in the relay's `queued_bytes` gauge.
+    reported: usize,
     notices: usize,
     /// Rejections and drops merged into counts while too many notices were queued.
     merged_rejects: u64,
@@ -124,6 +126,7 @@ impl Outbox {
             entries: VecDeque::new(),
             written: 0,
             charged: 0,
+            reported: 0,
             notices: 0,
             merged_rejects: 0,
             merged_drops: 0,
@@ -147,6 +150,25 @@ impl Outbox {
     /// Bytes counted against the bound.
     pub(crate) fn charged(&self) -> usize {
         self.charged
+    }
+
+    /// Brings the relay's `queued_bytes` gauge up to date with this queue's charge: one
+    /// atomic operation when it changed, called once per batch, write or close, never per
+    /// frame.
+    pub(crate) fn report_charge(&mut self, metrics: &Metrics) {
+        if self.charged > self.reported {
+            metrics.queued_bytes.fetch_add((self.charged - self.reported) as u64, Relaxed);
+        } else if self.charged < self.reported {
+            metrics.queued_bytes.fetch_sub((self.reported - self.charged) as u64, Relaxed);
+        }
+        self.reported = self.charged;
+    }
+
+    /// Takes this queue's charge out of the relay's `queued_bytes` gauge, for a connection
+    /// being closed.
+    pub(crate) fn withdraw_charge(&mut self, metrics: &Metrics) {
+        metrics.queued_bytes.fetch_sub(self.reported as u64, Relaxed);
+        self.reported = 0;
     }
 
     /// The peer stopped reading.

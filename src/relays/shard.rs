@@ -344,6 +344,7 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
                 slow.push(token);
             }
             relay.metrics.queue_high_water.fetch_max(conn.outbox.charged() as u64, Relaxed);
+            conn.outbox.report_charge(&relay.metrics);
             touched.push(token);
         }
         for _ in 0..pauses {
@@ -371,6 +372,7 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
             // Read what the peer sent before it went away; the read path closes at EOF.
             self.events.push_back(Event::Readable(token));
         }
+        conn.outbox.report_charge(&relay.metrics);
         let writable = !conn.outbox.is_empty();
         if writable != conn.writable {
             conn.writable = writable;
@@ -385,9 +387,10 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
     /// Closes a connection: its paused publishers resume, its socket comes back as
     /// [`Event::Closed`].
     pub fn close(&mut self, token: usize, reason: CloseReason) {
-        let Some(conn) = self.conns.try_remove(token) else { return };
+        let Some(mut conn) = self.conns.try_remove(token) else { return };
         let relay = &self.relays[conn.relay];
         relay.metrics.connections.fetch_sub(1, Relaxed);
+        conn.outbox.withdraw_charge(&relay.metrics);
         info!("{}: connection {} ({}) closed: {reason}", relay.config.name, conn.id, conn.peer);
         for &publisher in conn.outbox.paused_publishers() {
             self.send(publisher.shard, Msg::Resume(publisher));
@@ -452,11 +455,6 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
             }
             self.flush(token, now);
         }
-    }
-
-    /// Bytes queued to this shard's connections, as charged against their bounds.
-    pub fn queued_bytes(&self) -> usize {
-        self.conns.iter().map(|(_, c)| c.outbox.charged()).sum()
     }
 
     /// Every queue is written out.

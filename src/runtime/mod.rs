@@ -11,6 +11,7 @@ pub mod socket;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
@@ -212,13 +213,13 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
     let (housekeeping_stop, stopped) = bounded::<()>(0);
     let housekeeping = {
         let metrics = metrics.clone();
-        let shared = Arc::clone(&shared);
         let interval = engine.metrics_interval;
         std::thread::Builder::new().name("housekeeping".into()).spawn(move || {
             let mut trimmer = Trimmer::default();
             let mut last_stats = Instant::now();
             while stopped.recv_timeout(Duration::from_millis(500)).is_err_and(|e| e.is_timeout()) {
-                if trimmer.observe(shared.queued_bytes()) {
+                let queued: u64 = metrics.iter().map(|m| m.queued_bytes.load(Relaxed)).sum();
+                if trimmer.observe(queued as usize) {
                     debug!("memory of a burst of queued frames given back to the system");
                 }
                 if let Some(interval) = interval

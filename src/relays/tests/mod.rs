@@ -350,6 +350,26 @@ fn frames_cross_shards_in_order_and_pauses_reach_the_publisher() {
 }
 
 #[test]
+fn the_queued_bytes_gauge_follows_every_queue_across_shards() {
+    for shards in [1, 2] {
+        let sim = &mut Sim::new(MarketDataLogic, config(&MarketDataLogic, Policy::Drop), shards);
+        let gauge = |sim: &Sim<MarketDataLogic>| sim.relays[0].metrics.queued_bytes.load(Relaxed) as usize;
+        let near = slow_subscriber(sim, 0, 0);
+        let far = slow_subscriber(sim, shards - 1, 0);
+        let publisher = publisher(sim, 0);
+        sim.send(publisher, &frames(1, 20));
+        assert!(charged(sim, near) > 0 && charged(sim, far) > 0);
+        assert_eq!(gauge(sim), charged(sim, near) + charged(sim, far), "both queues counted");
+        // A queue written out leaves the gauge; a connection closed with its queue full too.
+        sim.shards[0].connection_mut(near.token).unwrap().socket.capacity = 1 << 20;
+        assert_eq!(sequences(&sim.receive(near)).len(), 20);
+        assert_eq!(gauge(sim), charged(sim, far));
+        sim.shards[shards - 1].close(far.token, crate::relays::CloseReason::PeerClosed);
+        assert_eq!(gauge(sim), 0, "nothing is queued once the full queue's connection closed");
+    }
+}
+
+#[test]
 fn relays_on_one_shard_keep_their_frames_apart() {
     let md = config(&MarketDataLogic, Policy::Drop);
     let ex = config(&ExecutionLogic, Policy::Block);
