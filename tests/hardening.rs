@@ -320,19 +320,19 @@ fn memory_is_given_back_after_a_burst_of_slow_subscribers() {
         })
         .collect();
     let published = std::process::Command::new(env!("CARGO_BIN_EXE_torq-perf"))
-        .args(["publish", "--socket", relay.socket.to_str().unwrap(), "--frames", "1000000"])
+        .args(["publish", "--socket", relay.socket.to_str().unwrap(), "--frames", "1500000"])
         .output()
         .unwrap();
     assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
     let peak = rss_mib(pid);
-    assert!(peak >= 64, "the burst was too small to show anything: {peak} MiB");
+    assert!(peak >= 40, "the burst was too small to show anything: {peak} MiB");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for reader in readers {
         reader.join().unwrap();
     }
     // Every subscriber has left: within a few seconds the memory is back with the system.
     let start = std::time::Instant::now();
-    while rss_mib(pid) > 32 {
+    while rss_mib(pid) > 32.min(peak / 2) {
         assert!(
             start.elapsed() < WAIT,
             "{} MiB still resident after the burst (peak {peak} MiB)",
