@@ -257,7 +257,6 @@ struct Counts {
     frames: u64,
     bytes: u64,
     gaps: u64,
-    last_sequence: u64,
     notices: u64,
     relay_dropped: u64,
     refused: Option<String>,
@@ -299,15 +298,17 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
                     Event::Frame(frame) if frame.payload().is_empty() => {}
                     Event::Frame(frame) if counts.frames < wanted => {
                         let header = frame.header();
-                        let sequence = header.sequence();
-                        counts.gaps += u64::from(sequence != counts.last_sequence + 1);
-                        counts.last_sequence = sequence;
+                        // Later gaps come as events from the library; a late first frame here.
+                        if counts.frames == 0 && header.sequence() != 1 {
+                            counts.gaps += 1;
+                        }
                         if latency {
                             histogram.saturating_record(epoch_ns().saturating_sub(header.timestamp()).max(1));
                         }
                         counts.frames += 1;
                         counts.bytes += frame.bytes().len() as u64;
                     }
+                    Event::Gap { .. } => counts.gaps += 1,
                     Event::Notice(notice) => {
                         counts.notices += 1;
                         match notice {
