@@ -29,7 +29,8 @@ use torq::tools::pcapng::Writer;
 /// waiting; a recorder killed with SIGKILL leaves at most a torn last block, which the
 /// readers report naming its byte. An existing file is replaced.
 ///
-/// The relay's notices and sequence gaps go to standard error, and a summary line at the end.
+/// Standard error says when the subscription has taken effect ("torq-record: recording PATH
+/// to FILE"), then the relay's notices and sequence gaps, and a summary line at the end.
 ///
 /// Exit status: 0 when stopped by --count, --duration or a signal; 1 when the relay is not
 /// there or goes away (the file is complete up to then) or the file cannot be written; 2 for
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
         Ok(writer) => writer,
         Err(e) => return fail(&format!("writing {output}: {e}")),
     };
+    eprintln!("torq-record: recording {} to {output}", args.socket.display());
     let until = Until { count: args.count, deadline: args.duration.map(|d| started + d), signal };
     let (mut frames, mut bytes) = (0u64, 0u64);
     let result = receive(

@@ -183,10 +183,20 @@ impl<'a> Replay<'a> {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Sends the whole file once, on a new connection.
+    /// Sends the whole file once, on a new connection; what was queued before an error is
+    /// sent too.
     fn pass(&mut self, input: impl std::io::Read) -> Result<(), String> {
-        let file = self.file.display().to_string();
         self.pacer = Pacer::default();
+        let result = self.send_file(input);
+        let flushed = match self.publisher.take() {
+            Some(mut publisher) => publisher.flush().map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        result.and(flushed)
+    }
+
+    fn send_file(&mut self, input: impl std::io::Read) -> Result<(), String> {
+        let file = self.file.display().to_string();
         let capture = Capture::open(input).map_err(|e| format!("reading {file}: {e}"))?;
         match capture {
             Capture::Raw(mut frames) => loop {
@@ -227,9 +237,6 @@ impl<'a> Replay<'a> {
                     at += len;
                 }
             },
-        }
-        if let Some(mut publisher) = self.publisher.take() {
-            publisher.flush().map_err(|e| e.to_string())?;
         }
         Ok(())
     }

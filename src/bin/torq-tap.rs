@@ -15,8 +15,9 @@ use torq::tools::live::{ReceiveError, Until, receive, stop_flag, subscribe};
 /// filters of --type, --source and --instrument, OR-ed; none means every data frame, and
 /// asking for notices) and prints every frame it receives in exactly the schema of
 /// torq-decode (see `torq-decode --help`); `offset` counts the bytes received on the
-/// connection, the relay's notices included. The relay's notices (rejections, drops,
-/// stopping) and sequence gaps go to standard error.
+/// connection, the relay's notices included. Standard error says when the subscription has
+/// taken effect ("torq-tap: subscribed to PATH": frames published from then on are seen),
+/// then the relay's notices (rejections, drops, stopping) and sequence gaps.
 ///
 ///   torq-tap --socket /tmp/torq/market_data.sock --type 1-3 --count 10
 ///   torq-tap --socket /tmp/torq/execution.sock --instrument Kraken:Coin:BTC/USD --pretty
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Ok(subscriber) => subscriber,
         Err(e) => return fail(&e),
     };
+    eprintln!("torq-tap: subscribed to {}", args.socket.display());
     let render = Render { hex: args.hex, pretty: args.pretty };
     let mut out = BufWriter::new(io::stdout().lock());
     let until = Until { count: args.count, deadline: None, signal };
