@@ -21,7 +21,7 @@ use torq::tools::live::stop_flag;
 ///
 /// Reads FILE — pcapng when it starts with the bytes 0A 0D 0D 0A, otherwise frames back to
 /// back — and sends every frame to the relay at --socket exactly as recorded (sequence,
-/// timestamp, checksum and every other byte untouched), on one publisher connection per pass.
+/// timestamp, checksum and every other byte untouched), on one publisher connection.
 /// Frames keep their recorded gaps divided by --speed: the gaps between the receive times
 /// of a recording, or between the header timestamps of a raw capture. A gap longer than
 /// --max-gap (a paused recording, timestamps out of step) is shortened to it, and a time
@@ -33,9 +33,9 @@ use torq::tools::live::stop_flag;
 /// --source, --instrument, OR-ed) keep only the frames they match, by the routing rule of
 /// PROTOCOL.md §6.
 ///
-/// With --loop the file is sent again and again until SIGINT or SIGTERM, each pass on a new
-/// connection (so a relay that checks sequences per connection accepts the recorded
-/// sequences again; frames of different passes have no defined order between them).
+/// With --loop the file is sent again and again until SIGINT or SIGTERM, on the same
+/// connection, so the order holds across passes (a relay that checks sequences, as
+/// Execution does, rejects the repeated sequences of the second pass on).
 ///
 ///   torq-replay orders.pcapng --socket /tmp/torq-test/execution.sock
 ///   torq-replay capture.bin --socket /tmp/md.sock --speed max --type 1-2
@@ -183,15 +183,11 @@ impl<'a> Replay<'a> {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Sends the whole file once, on a new connection; what was queued before an error is
-    /// sent too.
+    /// Sends the whole file once; what was queued before an error is sent too.
     fn pass(&mut self, input: impl std::io::Read) -> Result<(), String> {
         self.pacer = Pacer::default();
         let result = self.send_file(input);
-        let flushed = match self.publisher.take() {
-            Some(mut publisher) => publisher.flush().map_err(|e| e.to_string()),
-            None => Ok(()),
-        };
+        let flushed = self.publisher.as_mut().map_or(Ok(()), |p| p.flush().map_err(|e| e.to_string()));
         result.and(flushed)
     }
 
