@@ -292,6 +292,18 @@ fn record_stops_on_sigterm_with_the_file_complete() {
 }
 
 #[test]
+fn record_duration_stops_with_a_whole_file() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let file = temp_dir("record-duration").join("md.pcapng");
+    let args =
+        ["--socket", relay.socket.to_str().unwrap(), "--output", file.to_str().unwrap(), "--duration", "0.3"];
+    let (record, _) = start_tool(RECORD, &args, "recording");
+    assert_eq!(finish(record).0, Some(0));
+    let mut reader = torq::tools::pcapng::Reader::new(std::fs::File::open(&file).unwrap());
+    assert!(reader.next_packet().unwrap().is_none(), "headers only, and whole");
+}
+
+#[test]
 fn record_then_replay_into_a_second_relay_delivers_identical_frames_in_order() {
     let first = Relay::start(MARKET_DATA, &[]);
     let second = Relay::start(MARKET_DATA, &[]);

@@ -44,12 +44,10 @@ use torq::tools::live::unix_ns;
 ///
 ///   torq-decode --hex capture.bin | torq-pub --socket /tmp/md.sock
 ///
-/// re-sends every frame of a capture byte for byte, and an order can be written by hand:
+/// re-sends every frame of a capture byte for byte, and an order can be written by hand (one
+/// object per line; here a limit order for BTC/USD on Kraken):
 ///
-///   echo '{"domain_byte": 2, "source": 99, "tlvs": [{"type": 40, "value":
-///     {"order_id": 1, "asset_id": "0x4254432f55534400", "venue": 101, "asset_type": 51,
-///      "order_type": 1, "price": 4500000000000, "quantity": 100000000}}]}' |
-///   torq-pub --socket /tmp/torq/execution.sock
+///   {"domain_byte": 2, "source": 99, "tlvs": [{"type": 40, "value": {"order_id": 1, "asset_id": "0x4254432f55534400", "venue": 101, "asset_type": 51, "order_type": 1, "price": 4500000000000, "quantity": 100000000}}]}
 ///
 /// Frames are written when a batch fills or the input pauses, so typed lines go out at once.
 /// The relay's verdict on a frame is not reported here (watch it with torq-tap, or the
