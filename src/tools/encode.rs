@@ -116,8 +116,13 @@ impl Encoder {
             }
         }
         let slot = usize::from(source);
-        let sequence =
-            given(line, "sequence").map_or(Ok(self.last[slot] + 1), |v| unsigned(v, "sequence", u64::MAX))?;
+        let sequence = match given(line, "sequence") {
+            Some(value) => unsigned(value, "sequence", u64::MAX)?,
+            None => match self.last[slot].checked_add(1) {
+                Some(next) => next,
+                None => return fail("sequence", format!("source {source} is at {}: give one", u64::MAX)),
+            },
+        };
         let timestamp =
             given(line, "timestamp").map_or(Ok(now_ns), |v| unsigned(v, "timestamp", u64::MAX))?;
         let given_checksum = match given(line, "checksum") {

@@ -132,6 +132,10 @@ fn a_hand_written_order_needs_only_a_few_fields() {
     assert_eq!(crate::protocol::Header::view(&frame).unwrap().checksum(), 0);
     let next = encoder.frame(&line, 0).unwrap();
     assert_eq!(crate::protocol::Header::view(&next).unwrap().sequence(), 11);
+    // No sequence after the last one there is.
+    let last = json!({"domain_byte": 2, "source": 20, "sequence": u64::MAX, "tlvs": []});
+    encoder.frame(&last, 0).unwrap();
+    assert_eq!(encoder.frame(&line, 0).unwrap_err().field, "sequence");
 }
 
 #[test]
