@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpus: fuzz/seeds/{framer,walker,subscribe,config}/*.
+"""Writes the hand-made seed corpus: fuzz/seeds/{framer,walker,subscribe,config,pcapng}/*.
 
 Run from anywhere: python3 fuzz/gen_seeds.py. Framer seeds start with the 2-byte
 little-endian max_message_size the `framer` target reads first; walker seeds are payloads;
@@ -143,6 +143,54 @@ seeds["config"].update({
     "broken_relay_not_table.toml": b"relay = 5\n",
     "broken_dotted.toml": b"relay.domain = \"signal\"\nrelay.queue_bytes = -1\n",
 })
+
+
+
+# pcapng recordings (what torq-record writes) and their near misses, plus a raw capture:
+# the pcapng target reads either, as torq-decode does.
+def block(kind, body, order="<"):
+    length = 12 + len(body)
+    return struct.pack(order + "II", kind, length) + body + struct.pack(order + "I", length)
+
+
+def option(code, value, order="<"):
+    pad = bytes(-len(value) % 4)
+    return struct.pack(order + "HH", code, len(value)) + value + pad
+
+
+def shb(order="<"):
+    return block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1)
+                 + option(4, b"torq-record", order) + option(0, b"", order), order)
+
+
+def idb(link=147, tsresol=9, order="<"):
+    opts = option(9, bytes([tsresol]), order) if tsresol is not None else b""
+    return block(1, struct.pack(order + "HHI", link, 0, 0) + opts + option(0, b"", order), order)
+
+
+def epb(data, ts=1_700_000_000_000_000_000, interface=0, order="<"):
+    body = struct.pack(order + "IIIII", interface, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data))
+    return block(6, body + data + bytes(-len(data) % 4), order)
+
+
+recording = shb() + idb() + b"".join(epb(f, 1_700_000_000_000_000_000 + i)
+                                     for i, f in enumerate(frames.values()))
+seeds["pcapng"] = {
+    "recording": recording,
+    "empty_recording": shb() + idb(),
+    "big_endian_micro": shb(">") + idb(tsresol=None, order=">") + epb(frames["trade"], 5, order=">"),
+    "two_sections": shb() + idb() + epb(frames["trade"]) + shb() + idb(tsresol=0x8A) + epb(hello),
+    "simple_packet": shb() + idb() + block(3, struct.pack("<I", len(hello)) + hello),
+    "name_resolution": shb() + idb() + block(4, bytes(4)) + epb(frames["signal_crc0"]),
+    "two_frames_one_packet": shb() + idb() + epb(streams["two_frames"]),
+    "torn": recording[:-3],
+    "torn_frame": shb() + idb() + epb(frames["trade"][:40]),
+    "bad_link_type": shb() + idb(link=1) + epb(frames["trade"]),
+    "bad_interface": shb() + idb() + epb(frames["trade"], interface=2),
+    "bad_trailer": recording[:-1] + b"\xff",
+    "raw_capture": streams["two_frames"],
+}
+assert recording[:4] == bytes.fromhex("0A0D0D0A")
 
 for target, files in seeds.items():
     directory = os.path.join(HERE, "seeds", target)

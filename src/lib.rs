@@ -13,8 +13,9 @@
 //! - [`protocol`] — the wire format of `PROTOCOL.md`, sans-IO: framing, validation, the TLV
 //!   walker, the type registry, payload layouts, identifiers and the frame builder.
 //!
-//! [`config`] (the settings and the TOML file) depends on [`protocol`] only, and so does
-//! [`client`], the library a service uses to publish to and subscribe from a relay.
+//! [`config`] (the settings and the TOML file) depends on [`protocol`] only; [`client`] (the
+//! library services use to talk to a relay) on [`protocol`] only; [`tools`] (what the live
+//! tools share) on [`protocol`] and [`client`].
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
@@ -25,3 +26,4 @@ pub mod protocol;
 pub mod reactor;
 pub mod relays;
 pub mod runtime;
+pub mod tools;

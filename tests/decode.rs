@@ -239,3 +239,39 @@ fn reads_a_file_argument_and_reports_a_missing_one() {
     assert!(String::from_utf8(output.stderr).unwrap().contains("missing"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reads_a_recording_with_offsets_in_bytes_of_frames() {
+    let first = build(RelayDomain::MarketData, 3, &[(200, &[1, 2])], Crc::Compute);
+    let mut bad = first.clone();
+    bad[4] = 9;
+    let second = build(RelayDomain::Signal, 10, &[(200, &[3])], Crc::Skip);
+    let mut writer = torq::tools::pcapng::Writer::new(Vec::new(), "test", "x").unwrap();
+    for (time, frame) in [(1, &first), (2, &bad), (3, &second)] {
+        writer.write_packet(time, frame).unwrap();
+    }
+    // A packet torn short: that packet is reported, the next one is decoded.
+    writer.write_packet(4, &first[..20]).unwrap();
+    writer.write_packet(5, &second).unwrap();
+    let recording = writer.into_inner();
+    let (lines, status) = decode(&recording);
+    assert_eq!(status, 1);
+    let offsets: Vec<u64> = lines.iter().map(|l| l["offset"].as_u64().unwrap()).collect();
+    let (a, b, c) = (first.len() as u64, bad.len() as u64, second.len() as u64);
+    assert_eq!(offsets, [0, a, a + b, a + b + c, a + b + c + 20]);
+    assert_eq!(lines[0]["tlvs"][0]["type"], 200);
+    assert_eq!(lines[1]["error"], "bad_domain");
+    assert_eq!(lines[2]["source"], 10);
+    assert_eq!(lines[3]["error"], "truncated_frame");
+    assert_eq!(lines[4]["source"], 10);
+    // A recording cut inside its last block ends with bad_recording naming the byte.
+    let mut torn = recording.clone();
+    torn.truncate(torn.len() - 1);
+    let last_block = torn.len() + 1 - (32 + second.len().next_multiple_of(4));
+    let (lines, status) = decode(&torn);
+    assert_eq!(status, 1);
+    let last = lines.last().unwrap();
+    assert_eq!(last["error"], "bad_recording");
+    assert_eq!(last["offset"], a + b + c + 20);
+    assert!(last["message"].as_str().unwrap().contains(&format!("byte {last_block} ")), "{last}");
+}

@@ -48,8 +48,8 @@ pub use error::{Error, SubscribeError, SymbolError};
 pub use header::{Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum, frame};
 pub use ids::{AssetType, InstrumentId, SourceType, Symbol, VenueId, symbol_asset_id};
 pub use payload::{
-    ArbitrageSignal, FieldValue, Fill, Heartbeat, Level, OrderBook, OrderBookHead, OrderCancel, OrderModify,
-    OrderRequest, OrderStatus, Payload, Quote, SignalIdentity, Trade,
+    ArbitrageSignal, FieldError, FieldValue, Fill, Heartbeat, Level, OrderBook, OrderBookHead, OrderCancel,
+    OrderModify, OrderRequest, OrderStatus, Payload, Quote, SignalIdentity, Trade,
 };
 pub use tlv::{Tlv, Tlvs, tlvs};
 pub use validate::{Checks, ChecksumLevel, FrameKind, validate};

@@ -25,6 +25,8 @@ trait Field: Copy {
     fn read(bytes: &[u8]) -> Self;
     fn write(self, bytes: &mut [u8]);
     fn value(&self) -> FieldValue<'_>;
+    /// The field's value from a visited one, when it fits.
+    fn from_value(value: FieldValue<'_>) -> Option<Self>;
 }
 
 macro_rules! int_field {
@@ -43,6 +45,13 @@ macro_rules! int_field {
             }
             fn value(&self) -> FieldValue<'_> {
                 FieldValue::$variant((*self).into())
+            }
+            fn from_value(value: FieldValue<'_>) -> Option<Self> {
+                match value {
+                    FieldValue::Unsigned(n) => <$ty>::try_from(n).ok(),
+                    FieldValue::Signed(n) => <$ty>::try_from(n).ok(),
+                    FieldValue::Bytes(_) => None,
+                }
             }
         }
     )*};
@@ -64,6 +73,24 @@ impl<const N: usize> Field for [u8; N] {
     fn value(&self) -> FieldValue<'_> {
         FieldValue::Bytes(self)
     }
+    fn from_value(value: FieldValue<'_>) -> Option<Self> {
+        match value {
+            FieldValue::Bytes(bytes) => bytes.try_into().ok(),
+            FieldValue::Unsigned(_) | FieldValue::Signed(_) => None,
+        }
+    }
+}
+
+/// Why [`Payload::set_field`] refused a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// The layout has no field of that name.
+    #[error("the layout has no such field")]
+    Unknown,
+    /// The value does not fit the field: an integer out of its range, a byte array of
+    /// another length, or an integer for a byte array (or the reverse).
+    #[error("the value does not fit the field")]
+    Mismatch,
 }
 
 /// A fixed-size value layout.
@@ -90,6 +117,15 @@ pub trait Payload: Sized {
 
     /// Calls `visit` with each field's name (as in PROTOCOL.md §4) and value, in wire order.
     fn for_each_field(&self, visit: &mut dyn FnMut(&'static str, FieldValue<'_>));
+
+    /// Sets the field `name` (as [`Payload::for_each_field`] names it) to `value`: the
+    /// visitor's inverse, used to build a value from named fields (`torq-pub`).
+    ///
+    /// # Errors
+    ///
+    /// [`FieldError::Unknown`] when the layout has no such field, [`FieldError::Mismatch`]
+    /// when the value does not fit it; the value is then unchanged.
+    fn set_field(&mut self, name: &str, value: FieldValue<'_>) -> Result<(), FieldError>;
 }
 
 macro_rules! layout {
@@ -130,6 +166,16 @@ macro_rules! layout {
 
             fn for_each_field(&self, visit: &mut dyn FnMut(&'static str, FieldValue<'_>)) {
                 $(visit(stringify!($field), self.$field.value());)*
+            }
+
+            fn set_field(&mut self, name: &str, value: FieldValue<'_>) -> Result<(), FieldError> {
+                match name {
+                    $(stringify!($field) => {
+                        self.$field = Field::from_value(value).ok_or(FieldError::Mismatch)?;
+                        Ok(())
+                    })*
+                    _ => Err(FieldError::Unknown),
+                }
             }
         }
 
@@ -470,12 +516,36 @@ pub(crate) mod tests {
         (trade, bytes)
     }
 
-    fn round_trip<P: Payload + PartialEq + core::fmt::Debug>(value: P, golden: &[u8]) {
+    fn round_trip<P: Payload + PartialEq + Default + core::fmt::Debug>(value: P, golden: &[u8]) {
         let mut out = vec![0xAA; P::SIZE];
         value.emit(&mut out).unwrap();
         assert_eq!(out, golden, "{}", core::any::type_name::<P>());
         assert_eq!(P::parse(golden).unwrap(), value);
         assert!(P::parse(&golden[1..]).is_err());
+        // Every visited field set by name rebuilds the value.
+        let mut rebuilt = P::default();
+        value.for_each_field(&mut |name, field| rebuilt.set_field(name, field).unwrap());
+        assert_eq!(rebuilt, value, "{}", core::any::type_name::<P>());
+    }
+
+    #[test]
+    fn set_field_refuses_unknown_names_and_values_that_do_not_fit() {
+        let (trade, _) = golden_trade();
+        let mut value = trade;
+        assert_eq!(value.set_field("prce", FieldValue::Signed(1)), Err(FieldError::Unknown));
+        assert_eq!(value.set_field("venue", FieldValue::Unsigned(65_536)), Err(FieldError::Mismatch));
+        assert_eq!(value.set_field("venue", FieldValue::Signed(-1)), Err(FieldError::Mismatch));
+        assert_eq!(value.set_field("price", FieldValue::Unsigned(u64::MAX)), Err(FieldError::Mismatch));
+        assert_eq!(value.set_field("price", FieldValue::Bytes(&[1])), Err(FieldError::Mismatch));
+        assert_eq!(value, trade, "a refused value leaves the layout unchanged");
+        assert_eq!(value.set_field("price", FieldValue::Unsigned(7)), Ok(()));
+        assert_eq!(value.set_field("volume", FieldValue::Signed(-7)), Ok(()));
+        assert_eq!((value.price, value.volume), (7, -7));
+        let mut arbitrage = ArbitrageSignal::default();
+        assert_eq!(arbitrage.set_field("token_in", FieldValue::Bytes(&[1; 19])), Err(FieldError::Mismatch));
+        assert_eq!(arbitrage.set_field("token_in", FieldValue::Unsigned(1)), Err(FieldError::Mismatch));
+        assert_eq!(arbitrage.set_field("token_in", FieldValue::Bytes(&[1; 20])), Ok(()));
+        assert_eq!(arbitrage.token_in, [1; 20]);
     }
 
     /// Golden bytes: `(offset, little-endian bytes)` pieces on a zeroed value.
