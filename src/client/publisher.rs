@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{Crc, FrameBuilder, HEADER_SIZE, Header, RelayDomain, checksum};
 
-use super::{Error, Reconnect, unix_ns, wait_ready};
+use super::{Error, Reconnect, unix_ns};
 
 /// How a [`Publisher`] publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +167,10 @@ impl Publisher {
         let mut sequence = 0;
         while !frames.is_empty() {
             // The frames that fit the room left; at least one once the buffer is empty.
+            if self.buf.len() - self.len < frames.len() && self.written > 0 {
+                // What was written makes room once what waits moves to the front.
+                self.compact();
+            }
             let room = self.buf.len() - self.len;
             let mut fit = 0;
             while let Some(header) = frames.get(fit..).and_then(Header::view) {
@@ -226,6 +230,10 @@ impl Publisher {
         &mut self,
         build: &mut impl FnMut(&mut FrameBuilder<'_>) -> Result<(), crate::protocol::Error>,
     ) -> Result<Option<u64>, Error> {
+        if self.written > 0 && self.buf.len() - self.len < self.buf.len() / 4 {
+            // What was written makes room once what waits moves to the front.
+            self.compact();
+        }
         let source = self.options.source;
         let room = &mut self.buf[self.len..];
         let built = FrameBuilder::new(room, self.options.domain, source).and_then(|mut builder| {
@@ -262,16 +270,26 @@ impl Publisher {
     /// asked for (or it gave up). Frames not yet written when a connection is lost are
     /// written to the new connection.
     pub fn try_flush(&mut self) -> Result<bool, Error> {
+        self.write_waiting(false)
+    }
+
+    /// Writes what waits: without waiting (`MSG_DONTWAIT`), or waiting in the kernel as long
+    /// as the socket's write timeout allows. Returns whether everything was written.
+    ///
+    /// The socket stays blocking and a non-blocking call says so per write: a blocking write
+    /// resumes as soon as the relay has taken anything, where waiting for POLLOUT on a Unix
+    /// socket resumes only once three quarters of its buffer are free (measured: a publisher
+    /// waiting that way sent 40 % fewer frames a second).
+    fn write_waiting(&mut self, wait: bool) -> Result<bool, Error> {
+        use rustix::net::{SendFlags, send};
+        let flags = if wait { SendFlags::NOSIGNAL } else { SendFlags::DONTWAIT | SendFlags::NOSIGNAL };
         while self.written < self.len {
-            match self.stream.write(&self.buf[self.written..self.len]) {
+            match send(&self.stream, &self.buf[self.written..self.len], flags) {
                 Ok(0) => self.lost(io::ErrorKind::WriteZero.into())?,
                 Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.compact();
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.lost(e)?,
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => self.lost(e.into())?,
             }
         }
         (self.len, self.written) = (0, 0);
@@ -311,13 +329,21 @@ impl Publisher {
     }
 
     fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        while !self.try_flush()? {
-            let ready = wait_ready(&self.stream, true, deadline).map_err(|e| self.io(e))?;
-            if !ready {
-                return Err(Error::WouldBlock);
+        let Some(deadline) = deadline else {
+            return self.write_waiting(true).map(|_| ());
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return if self.try_flush()? { Ok(()) } else { Err(Error::WouldBlock) };
+            }
+            self.stream.set_write_timeout(Some(left)).map_err(|e| self.io(e))?;
+            let done = self.write_waiting(true);
+            self.stream.set_write_timeout(None).map_err(|e| self.io(e))?;
+            if done? {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Bytes waiting in the send buffer.
@@ -367,14 +393,13 @@ fn frame_start(frames: &[u8], at: usize) -> usize {
     start
 }
 
-/// Connects, says hello, and makes the stream non-blocking.
+/// Connects and says hello (the stream stays blocking; see `write_waiting`).
 fn open(path: &Path, options: &PublisherOptions) -> Result<UnixStream, Error> {
     let mut stream =
         UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
     let hello = Header::new(options.domain, options.source, 0, unix_ns(), 0);
     stream
         .write_all(zerocopy::IntoBytes::as_bytes(&hello))
-        .and_then(|()| stream.set_nonblocking(true))
         .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     Ok(stream)
 }
