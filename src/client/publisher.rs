@@ -136,6 +136,43 @@ impl Publisher {
         self.after_queue(sequence)
     }
 
+    /// Sends frames the caller built in its own buffer (whole frames back to back), without a
+    /// copy: each is stamped in place with the next sequence of its source, `timestamp` and
+    /// the checksum as the options say, then written straight from `frames` after what already
+    /// waits, waiting while the relay takes them. Returns the last sequence. The fastest way
+    /// to publish at a high rate: one write per batch, no copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Frame`] when `frames` is not whole frames; connection errors as
+    /// [`Publisher::flush`].
+    pub fn send_frames(&mut self, frames: &mut [u8], timestamp: u64) -> Result<u64, Error> {
+        if !whole_frames(frames) {
+            return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
+                needed: HEADER_SIZE.max(frames.len()),
+                available: frames.len(),
+            }));
+        }
+        self.flush()?;
+        let sequence = stamp(frames, &mut self.sequences, timestamp, self.options.checksum);
+        let mut written = 0;
+        while written < frames.len() {
+            match rustix::net::send(&self.stream, &frames[written..], rustix::net::SendFlags::NOSIGNAL) {
+                Ok(0) => self.lost(io::ErrorKind::WriteZero.into())?,
+                Ok(n) => written += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    // After a reconnection the rest goes through the send buffer, from the
+                    // frame that was being written.
+                    self.lost(e.into())?;
+                    let start = frame_start(frames, written);
+                    return self.offer_verbatim(&frames[start..]).map(|()| sequence);
+                }
+            }
+        }
+        Ok(sequence)
+    }
+
     /// Queues frames' bytes exactly as they are (sequence, time and checksum untouched), as a
     /// replay needs; waits while the send buffer is full.
     ///
@@ -150,15 +187,8 @@ impl Publisher {
     /// Copies `frames` (whole frames back to back) into the send buffer — one copy, split only
     /// where the buffer is full — and, with a timestamp, stamps each in place (sequence of its
     /// source, time, checksum). Returns the last sequence.
-    fn offer_inner(&mut self, mut frames: &[u8], stamp: Option<u64>) -> Result<u64, Error> {
-        let whole = |bytes: &[u8]| {
-            let mut at = 0;
-            while let Some(header) = bytes.get(at..).and_then(Header::view) {
-                at += header.frame_len() as usize;
-            }
-            at == bytes.len() && !bytes.is_empty()
-        };
-        if !whole(frames) {
+    fn offer_inner(&mut self, mut frames: &[u8], timestamp: Option<u64>) -> Result<u64, Error> {
+        if !whole_frames(frames) {
             return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
                 needed: HEADER_SIZE.max(frames.len()),
                 available: frames.len(),
@@ -194,35 +224,12 @@ impl Publisher {
             self.buf[at..at + fit].copy_from_slice(&frames[..fit]);
             self.len += fit;
             frames = &frames[fit..];
-            if let Some(timestamp) = stamp {
-                sequence = self.stamp(at, at + fit, timestamp);
+            if let Some(timestamp) = timestamp {
+                sequence =
+                    stamp(&mut self.buf[at..at + fit], &mut self.sequences, timestamp, self.options.checksum);
             }
         }
         Ok(sequence)
-    }
-
-    /// Stamps the frames in `buf[start..end]`; returns the last sequence.
-    #[inline]
-    fn stamp(&mut self, mut start: usize, end: usize, timestamp: u64) -> u64 {
-        let mut sequence = 0;
-        while start < end {
-            let bytes = &mut self.buf[start..end];
-            let Some(header) = Header::view_mut(bytes) else { break };
-            let len = header.frame_len() as usize;
-            let slot = &mut self.sequences[usize::from(header.source())];
-            *slot += 1;
-            sequence = *slot;
-            header.set_sequence(sequence);
-            header.set_timestamp(timestamp);
-            if self.options.checksum {
-                let sum = checksum(&bytes[..len]);
-                bytes[28..32].copy_from_slice(&sum.to_le_bytes());
-            } else {
-                header.set_checksum(0);
-            }
-            start += len;
-        }
-        sequence
     }
 
     /// Builds into the free part of the send buffer; `None` when it does not fit there.
@@ -378,6 +385,38 @@ impl Publisher {
     fn io(&self, source: io::Error) -> Error {
         Error::Io { path: self.path.clone(), source }
     }
+}
+
+/// Whether `bytes` is one or more whole frames back to back.
+fn whole_frames(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..).and_then(Header::view) {
+        at += header.frame_len() as usize;
+    }
+    at == bytes.len() && !bytes.is_empty()
+}
+
+/// Stamps whole frames in place: the next sequence of each one's source, `timestamp`, and the
+/// checksum (computed, or 0); returns the last sequence.
+#[inline]
+fn stamp(frames: &mut [u8], sequences: &mut [u64; 256], timestamp: u64, crc: bool) -> u64 {
+    let (mut start, mut sequence) = (0, 0);
+    while let Some(header) = frames.get_mut(start..).and_then(Header::view_mut) {
+        let len = header.frame_len() as usize;
+        let slot = &mut sequences[usize::from(header.source())];
+        *slot += 1;
+        sequence = *slot;
+        header.set_sequence(sequence);
+        header.set_timestamp(timestamp);
+        header.set_checksum(0);
+        if crc {
+            let bytes = &mut frames[start..start + len];
+            let sum = checksum(bytes);
+            bytes[28..32].copy_from_slice(&sum.to_le_bytes());
+        }
+        start += len;
+    }
+    sequence
 }
 
 /// The start of the frame holding byte `at` of `frames` (whole frames back to back).
