@@ -319,11 +319,15 @@ fn memory_is_given_back_after_a_burst_of_slow_subscribers() {
             })
         })
         .collect();
-    let published = std::process::Command::new(env!("CARGO_BIN_EXE_torq-perf"))
-        .args(["publish", "--socket", relay.socket.to_str().unwrap(), "--frames", "1000000"])
-        .output()
-        .unwrap();
-    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    // One publisher (the client library) sends 1 M frames of 128 bytes, 1024 at a time.
+    let options = torq::client::PublisherOptions::new(RelayDomain::MarketData, 1);
+    let mut publisher = torq::client::Publisher::connect(&relay.socket, options).unwrap();
+    let batch: Vec<u8> = (0..1024).flat_map(|i| md_frame(1, i, 128)).collect();
+    for _ in 0..1_000_000 / 1024 {
+        publisher.offer(&batch).unwrap();
+    }
+    publisher.flush().unwrap();
+    drop(publisher);
     let peak = rss_mib(pid);
     assert!(peak >= 64, "the burst was too small to show anything: {peak} MiB");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! `throughput` and `latency` start the relay and the clients as separate processes (the
-//! other subcommands), see `perf/relay.rs`; `soak` runs `relay_dev all` under churning load
-//! and judges its resources over time, see `perf/soak/mod.rs`.
+//! other subcommands), see `perf/src/relay.rs`; `soak` runs `relay_dev all` under churning load
+//! and judges its resources over time, see `perf/src/soak/mod.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

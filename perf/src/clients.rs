@@ -4,7 +4,7 @@
 //! hello, then sends frames of one fixed size: a routing TLV first (a Trade for market data, a
 //! SignalIdentity for signal, an OrderRequest for execution) and a vendor TLV (type 200)
 //! padding the frame to `--size`. The subscriber counts frames, gaps and drop notices and
-//! prints one JSON line. The soak's clients (`perf/soak`) share the frame template and write
+//! prints one JSON line. The soak's clients (`perf/src/soak`) share the frame template and write
 //! raw bytes when they must misbehave.
 
 use std::path::PathBuf;
