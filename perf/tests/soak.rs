@@ -2,41 +2,19 @@
 //! (debug binaries) passes with every execution frame delivered, and a relay that does not
 //! run fails it.
 
-use std::path::PathBuf;
+mod util;
+
 use std::process::Command;
 
 use serde_json::Value;
 
 const TORQ_PERF: &str = env!("CARGO_BIN_EXE_torq-perf");
 
-/// `relay_dev`, a binary of the library crate, built into this test's own target directory and
-/// profile. Cargo gives a test the paths of its own package's binaries only, so the test asks
-/// cargo for this one: a no-op when `cargo test --workspace` has just built it, a build when
-/// only this crate's tests run (`cargo test -p torq-perf`).
-fn relay_dev() -> PathBuf {
-    let exe = std::env::current_exe().unwrap(); // <target>/<profile>/deps/soak-<hash>
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let target_dir = profile_dir.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "--manifest-path", manifest, "-p", "torq", "--bin", "relay_dev"]);
-    build.arg("--target-dir").arg(target_dir);
-    if profile_dir.file_name().is_some_and(|name| name == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().unwrap();
-    assert!(status.success(), "building relay_dev: {status}");
-    let binary = profile_dir.join("relay_dev");
-    assert!(binary.exists(), "{} after the build", binary.display());
-    binary
-}
-
 #[test]
 fn a_short_soak_of_the_three_relays_passes() {
     let output = Command::new(TORQ_PERF)
         .args(["soak", "--minutes", "0.1", "--json", "--seed", "7", "--relay"])
-        .arg(relay_dev())
+        .arg(util::library_binary("relay_dev"))
         .args(["--md-rate", "5000", "--signal-rate", "500", "--execution-rate", "1000"])
         .output()
         .unwrap();
