@@ -212,6 +212,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();
     let mut lateness = crate::latency::hdr::histogram();
+    let mut writes = crate::latency::hdr::histogram();
     let sent = (|| {
         let mut sent = 0u64;
         match args.rate {
@@ -233,6 +234,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
                         sent += 1;
                     }
                     publisher.flush()?;
+                    writes.saturating_record(epoch_ns().saturating_sub(now).max(1));
                 }
             }
             None => {
@@ -260,8 +262,11 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     });
     if args.rate.is_some() {
         // How late each frame was written (the clock read before the write − its intended
-        // time): the publisher's own share of the latency the subscriber measures.
+        // time; warm-up included): the publisher's own share of the latency measured.
         line["lateness_ns"] = json!(crate::latency::hdr::Summary::of(&lateness));
+        // How long each wake-up took from its clock reading to the write's return: queuing
+        // the due frames and the write system call (which wakes the relay's thread).
+        line["write_ns"] = json!(crate::latency::hdr::Summary::of(&writes));
     }
     println!("{line}");
     Ok(())

@@ -91,8 +91,9 @@ struct Run {
     delivered: u64,
     gaps: u64,
     publisher_rate: f64,
-    /// How late the publisher wrote its frames (its own JSON).
+    /// How late the publisher wrote its frames, and how long its writes took (its own JSON).
     lateness: Value,
+    writes: Value,
 }
 
 impl Run {
@@ -104,6 +105,7 @@ impl Run {
             "gaps": self.gaps,
             "publisher_rate": self.publisher_rate,
             "publisher_lateness_ns": self.lateness,
+            "publisher_write_ns": self.writes,
         })
     }
 }
@@ -257,6 +259,7 @@ fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> R
         gaps: number(subscriber, "gaps") as u64,
         publisher_rate: number(&outcome.publisher, "rate"),
         lateness: outcome.publisher["lateness_ns"].clone(),
+        writes: outcome.publisher["write_ns"].clone(),
     })
 }
 
@@ -273,7 +276,7 @@ fn figures_line(summary: &Summary) -> String {
 fn run_line(label: &str, run: &Run) -> String {
     let late = |field: &str| us(number(&run.lateness, field) as u64);
     format!(
-        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}",
+        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}",
         figures_line(&run.summary),
         run.delivered,
         run.sent,
@@ -282,6 +285,7 @@ fn run_line(label: &str, run: &Run) -> String {
         late("p50"),
         late("p99_9"),
         late("max"),
+        us(number(&run.writes, "p50") as u64),
     )
 }
 
