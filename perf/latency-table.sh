@@ -6,7 +6,7 @@
 # block and spin, 5 runs each against the floor. Each command writes its JSON, its human report
 # and (latency) its .hgrm/.hlog/.svg files into OUT_DIR.
 #
-#   cargo build --release --bins && perf/latency-table.sh [OUT_DIR]     # about 12 minutes
+#   cargo build --release --bins && perf/latency-table.sh [OUT_DIR]     # 15 minutes on a quiet machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-latency-results}
@@ -14,8 +14,9 @@ P=${TORQ_PERF:-target/release/torq-perf}
 R=${RELAY:-target/release/market_data_relay}
 [ -x "$P" ] && [ -x "$R" ] || { echo "build them first: cargo build --release --bins" >&2; exit 2; }
 mkdir -p "$out"
+quiet=(--wait-quiet-s "${WAIT_QUIET:-120}")   # each run waits for a quiet machine (a shared one)
 latency=(latency --with-floor --target "$R" --rates 10k,100k --seconds 6 --warmup-s 1 --runs 5
-  --client-cores 1 --out "$out" --json)
+  --client-cores 1 --out "$out" --json "${quiet[@]}")
 for idle in block spin; do
   for cores in 0 0,1; do
     name=$([ "$cores" = 0 ] && echo "one-reactor-$idle" || echo "two-reactors-$idle")
@@ -26,6 +27,6 @@ for idle in block spin; do
   done
   echo "== throughput-$idle" >&2
   "$P" throughput --with-floor --target "$R" --cores 0 --client-cores 1 --idle "$idle" --policy block \
-    --subscribers 1 --frames 10000000 --runs 5 -- -l warn > "$out/throughput-$idle.txt" 2>&1
+    --subscribers 1 --frames 10000000 --runs 5 "${quiet[@]}" -- -l warn > "$out/throughput-$idle.txt" 2>&1
   grep "median ratio" "$out/throughput-$idle.txt" >&2
 done

@@ -70,6 +70,78 @@ pub fn load() -> [f64; 3] {
     [(); 3].map(|()| fields.next().unwrap_or(f64::NAN))
 }
 
+/// Clock ticks per second in `/proc` (`USER_HZ`, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// CPU time used so far: by the whole machine, stolen by the hypervisor, and by this process
+/// with its children that have been waited for (the relay and the clients of finished runs).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTimes {
+    busy_s: f64,
+    steal_s: f64,
+    own_s: f64,
+    at: std::time::Instant,
+}
+
+/// What the rest of the machine did while a run ran.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Others {
+    /// CPU seconds used by other processes (and the kernel on their behalf).
+    pub cpu_s: f64,
+    /// CPU seconds the hypervisor took from this machine's vCPUs.
+    pub steal_s: f64,
+    /// Seconds of the wall clock the figures cover.
+    pub wall_s: f64,
+}
+
+impl CpuTimes {
+    /// The counters now.
+    pub fn now() -> CpuTimes {
+        let (busy_s, steal_s) = machine_times(&read("/proc/stat")).unwrap_or((f64::NAN, f64::NAN));
+        let own_s = own_times(&read("/proc/self/stat")).unwrap_or(f64::NAN);
+        CpuTimes { busy_s, steal_s, own_s, at: std::time::Instant::now() }
+    }
+
+    /// What others used since `self` was read: the machine's busy time less this process's and
+    /// its waited-for children's, so it is exact only once every child of the interval exited.
+    pub fn others(&self) -> Others {
+        let now = CpuTimes::now();
+        Others {
+            cpu_s: ((now.busy_s - self.busy_s) - (now.own_s - self.own_s)).max(0.0),
+            steal_s: now.steal_s - self.steal_s,
+            wall_s: now.at.duration_since(self.at).as_secs_f64(),
+        }
+    }
+}
+
+/// Busy and steal seconds of all CPUs from the first line of `/proc/stat`
+/// (`cpu user nice system idle iowait irq softirq steal …`).
+fn machine_times(stat: &str) -> Option<(f64, f64)> {
+    let fields: Vec<f64> =
+        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().map_while(|f| f.parse().ok()).collect();
+    let busy = fields.first()? + fields.get(1)? + fields.get(2)? + fields.get(5)? + fields.get(6)?;
+    Some((busy / TICKS, fields.get(7).copied().unwrap_or(0.0) / TICKS))
+}
+
+/// utime + stime + cutime + cstime of `/proc/<pid>/stat`, in seconds.
+fn own_times(stat: &str) -> Option<f64> {
+    // Fields after the command (which may hold spaces) in parentheses: state is field 3, so
+    // utime (14) … cstime (17) are the 12th to 15th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<f64> = rest.split_whitespace().skip(11).take(4).map_while(|f| f.parse().ok()).collect();
+    (fields.len() == 4).then(|| fields.iter().sum::<f64>() / TICKS)
+}
+
+impl std::fmt::Display for Others {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "others used {:.2} s of CPU in {:.1} s, steal {:.2} s",
+            self.cpu_s, self.wall_s, self.steal_s
+        )
+    }
+}
+
 impl std::fmt::Display for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -88,6 +160,24 @@ impl std::fmt::Display for Machine {
     }
 }
 
+/// Waits (at most `limit`) until the rest of the machine has used less than `share` of one
+/// core over a whole second; returns what it saw in the last second and whether it waited in
+/// vain. With `limit` zero it only looks for one second.
+pub fn wait_quiet(limit: std::time::Duration, share: f64) -> (Others, bool) {
+    let start = std::time::Instant::now();
+    loop {
+        let before = CpuTimes::now();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let others = before.others();
+        if others.cpu_s < share * others.wall_s {
+            return (others, false);
+        }
+        if start.elapsed() >= limit {
+            return (others, true);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +189,16 @@ mod tests {
         assert_eq!(field(text, "model"), Some("2"), "not the `model name` line");
         assert_eq!(field(text, "cpu family"), Some("26"));
         assert_eq!(field(text, "stepping"), None);
+    }
+
+    #[test]
+    fn cpu_times_are_read_from_proc_text() {
+        let stat = "cpu  1000 50 300 90000 20 10 40 7 0 0\ncpu0 500 25 150 45000 10 5 20 3 0 0\n";
+        assert_eq!(machine_times(stat), Some((14.0, 0.07)));
+        assert_eq!(machine_times("intr 1 2 3\n"), None);
+        let own = "4242 (torq perf (x)) S 1 2 3 4 5 6 7 8 9 10 120 30 400 50 20 0 1 0";
+        assert_eq!(own_times(own), Some(6.0), "utime 120 + stime 30 + cutime 400 + cstime 50 ticks");
+        assert_eq!(own_times("4242 (x) S 1 2"), None);
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub struct Setup {
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Before each run (the floor's too), wait up to this many seconds until other processes
+    /// have used less than 5 % of a core for a whole second (a shared machine); 0: don't wait.
+    /// Each run reports the CPU others used while it ran either way.
+    #[arg(long, default_value_t = 0)]
+    pub wait_quiet_s: u64,
     /// Run the naive floor (same clients, on the first of `--cores` when that is a list,
     /// unpinned otherwise) just before each run of the target and report each run's ratio to
     /// it, then the median ratio: both see the same machine conditions, which on a shared
@@ -103,6 +108,22 @@ impl Setup {
             relay_args: Vec::new(),
             ..self.clone()
         }
+    }
+
+    /// Waits for a quiet machine as `--wait-quiet-s` says; false when it gave up waiting.
+    pub fn wait_quiet(&self, label: &str) -> bool {
+        if self.wait_quiet_s == 0 {
+            return true;
+        }
+        let limit = Duration::from_secs(self.wait_quiet_s);
+        let (others, gave_up) = crate::machine::wait_quiet(limit, 0.05);
+        if gave_up {
+            eprintln!(
+                "{label}: the machine is still busy after {} s ({others}); running anyway",
+                self.wait_quiet_s
+            );
+        }
+        !gave_up
     }
 
     /// The core the floor runs on (`none` when unpinned).
@@ -241,13 +262,16 @@ fn throughput_run(setup: &Setup, args: &ThroughputArgs, label: &str) -> Result<R
         subscriber_args: Vec::new(),
         on_progress: &mut |_| {},
     };
+    setup.wait_quiet(label);
+    let cpu = crate::machine::CpuTimes::now();
     let outcome = run_once(setup, clients)?;
+    let others = cpu.others();
     let sent = number(&outcome.publisher, "frames");
     let publisher = number(&outcome.publisher, "rate");
     let mut received = 0.0;
     let mut longest = 0.0f64;
     let mut slowest = f64::NAN;
-    println!("{label}: publisher {} frames/s", mega(publisher));
+    println!("{label}: publisher {} frames/s; {others}", mega(publisher));
     for (i, subscriber) in outcome.subscribers.iter().enumerate() {
         let (frames, rate) = (number(subscriber, "frames"), number(subscriber, "rate"));
         received += frames;

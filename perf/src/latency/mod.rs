@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::machine::Machine;
+use crate::machine::{CpuTimes, Machine, Others};
 use crate::relay::{Clients, Setup, median, number, run_once};
 use hdr::{Logged, NS_PER_US, Summary};
 
@@ -94,6 +94,10 @@ struct Run {
     /// How late the publisher wrote its frames, and how long its writes took (its own JSON).
     lateness: Value,
     writes: Value,
+    /// What other processes used while the run ran.
+    others: Others,
+    /// Whether the wait for a quiet machine before the run gave up.
+    not_quiet: bool,
 }
 
 impl Run {
@@ -106,6 +110,10 @@ impl Run {
             "publisher_rate": self.publisher_rate,
             "publisher_lateness_ns": self.lateness,
             "publisher_write_ns": self.writes,
+            "others_cpu_s": self.others.cpu_s,
+            "steal_s": self.others.steal_s,
+            "wall_s": self.others.wall_s,
+            "started_on_a_busy_machine": self.not_quiet,
         })
     }
 }
@@ -214,7 +222,9 @@ pub fn latency(args: &LatencyArgs) -> Result<(), String> {
 
 /// One run of `setup` at `rate`: the clients' reports and the subscriber's interval log.
 fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> Result<Run, String> {
+    let not_quiet = !setup.wait_quiet(label);
     let hlog = crate::relay::fresh_dir()?.join("subscriber.hlog");
+    let cpu = CpuTimes::now();
     let terminal = std::io::stderr().is_terminal();
     let mut on_progress = |value: &Value| {
         let p = &value["progress"];
@@ -241,6 +251,7 @@ fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> R
         on_progress: &mut on_progress,
     };
     let outcome = run_once(setup, clients);
+    let others = cpu.others();
     if terminal {
         eprint!("\r\x1b[K");
     }
@@ -260,6 +271,8 @@ fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> R
         publisher_rate: number(&outcome.publisher, "rate"),
         lateness: outcome.publisher["lateness_ns"].clone(),
         writes: outcome.publisher["write_ns"].clone(),
+        others,
+        not_quiet,
     })
 }
 
@@ -276,7 +289,7 @@ fn figures_line(summary: &Summary) -> String {
 fn run_line(label: &str, run: &Run) -> String {
     let late = |field: &str| us(number(&run.lateness, field) as u64);
     format!(
-        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}",
+        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; {}{}",
         figures_line(&run.summary),
         run.delivered,
         run.sent,
@@ -286,6 +299,8 @@ fn run_line(label: &str, run: &Run) -> String {
         late("p99_9"),
         late("max"),
         us(number(&run.writes, "p50") as u64),
+        run.others,
+        if run.not_quiet { " (started busy)" } else { "" },
     )
 }
 
