@@ -259,6 +259,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
         "bytes": sent * args.size as u64,
         "elapsed_s": elapsed,
         "rate": sent as f64 / elapsed,
+        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
     });
     if args.rate.is_some() {
         // How late each frame was written (the clock read before the write − its intended
@@ -397,6 +398,7 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         "end": format!("{stop:?}").to_lowercase(),
         "notices": counts.notices,
         "relay_dropped": counts.relay_dropped,
+        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
     });
     if args.latency {
         let base_ns = recorder.base_ns().unwrap_or(0);

@@ -125,11 +125,23 @@ fn machine_times(stat: &str) -> Option<(f64, f64)> {
 
 /// utime + stime + cutime + cstime of `/proc/<pid>/stat`, in seconds.
 fn own_times(stat: &str) -> Option<f64> {
+    stat_times(stat, 4)
+}
+
+/// The sum of the first `count` of utime, stime, cutime, cstime in `/proc/<pid>/stat` text.
+fn stat_times(stat: &str, count: usize) -> Option<f64> {
     // Fields after the command (which may hold spaces) in parentheses: state is field 3, so
     // utime (14) … cstime (17) are the 12th to 15th after it.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<f64> = rest.split_whitespace().skip(11).take(4).map_while(|f| f.parse().ok()).collect();
-    (fields.len() == 4).then(|| fields.iter().sum::<f64>() / TICKS)
+    let fields: Vec<f64> =
+        rest.split_whitespace().skip(11).take(count).map_while(|f| f.parse().ok()).collect();
+    (fields.len() == count).then(|| fields.iter().sum::<f64>() / TICKS)
+}
+
+/// CPU seconds (user + system) process `pid` has used so far; it may have exited as long as
+/// it was not waited for yet. `None` when unreadable.
+pub fn process_cpu_s(pid: u32) -> Option<f64> {
+    stat_times(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, 2)
 }
 
 impl std::fmt::Display for Others {
@@ -199,6 +211,8 @@ mod tests {
         let own = "4242 (torq perf (x)) S 1 2 3 4 5 6 7 8 9 10 120 30 400 50 20 0 1 0";
         assert_eq!(own_times(own), Some(6.0), "utime 120 + stime 30 + cutime 400 + cstime 50 ticks");
         assert_eq!(own_times("4242 (x) S 1 2"), None);
+        assert_eq!(stat_times(own, 2), Some(1.5), "utime + stime alone");
+        assert!(process_cpu_s(std::process::id()).is_some_and(|s| s >= 0.0));
     }
 
     #[test]

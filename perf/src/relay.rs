@@ -195,6 +195,8 @@ struct Rates {
 pub struct Outcome {
     pub publisher: Value,
     pub subscribers: Vec<Value>,
+    /// CPU seconds the relay used in the run (read just before it was stopped).
+    pub relay_cpu_s: Option<f64>,
 }
 
 /// The clients of one run.
@@ -413,13 +415,16 @@ pub fn run_once(setup: &Setup, clients: Clients<'_>) -> Result<Outcome, String> 
         }
     }
     // The naive relay exits by itself once the publisher has gone; a relay binary is told to.
-    let status = stop(run.relay.as_mut().expect("started"), setup.target != "naive");
+    let relay = run.relay.as_mut().expect("started");
+    let relay_cpu_s = crate::machine::process_cpu_s(relay.id());
+    let status = stop(relay, setup.target != "naive");
     if !status.is_some_and(|status| status.success()) {
         eprintln!("torq-perf: the relay exited with {status:?}");
     }
     Ok(Outcome {
         publisher: publisher.unwrap_or_default(),
         subscribers: results.into_iter().flatten().collect(),
+        relay_cpu_s,
     })
 }
 

@@ -147,6 +147,9 @@ fn the_scenario_reports_every_figure_against_the_floor_and_writes_its_files() {
             assert!(figures[0] > 0 && figures.windows(2).all(|w| w[0] <= w[1]), "{latency}");
             assert!(run["publisher_lateness_ns"]["p50"].as_u64().is_some(), "{run}");
             assert!(run["publisher_write_ns"]["count"].as_u64().unwrap() > 0, "{run}");
+            for who in ["relay", "publisher", "subscriber"] {
+                assert!(run[format!("{who}_cpu_s")].as_f64().is_some_and(|s| s >= 0.0), "{who}: {run}");
+            }
         }
         assert!(entry["to_floor"]["median"]["p50_ratio"].as_f64().unwrap() > 0.0, "{entry}");
 

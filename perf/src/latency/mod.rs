@@ -96,6 +96,8 @@ struct Run {
     writes: Value,
     /// What other processes used while the run ran.
     others: Others,
+    /// CPU seconds of the relay, the publisher and the subscriber in the run.
+    cpu_s: [f64; 3],
     /// Whether the wait for a quiet machine before the run gave up.
     not_quiet: bool,
 }
@@ -110,6 +112,9 @@ impl Run {
             "publisher_rate": self.publisher_rate,
             "publisher_lateness_ns": self.lateness,
             "publisher_write_ns": self.writes,
+            "relay_cpu_s": self.cpu_s[0],
+            "publisher_cpu_s": self.cpu_s[1],
+            "subscriber_cpu_s": self.cpu_s[2],
             "others_cpu_s": self.others.cpu_s,
             "steal_s": self.others.steal_s,
             "wall_s": self.others.wall_s,
@@ -272,6 +277,11 @@ fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> R
         lateness: outcome.publisher["lateness_ns"].clone(),
         writes: outcome.publisher["write_ns"].clone(),
         others,
+        cpu_s: [
+            outcome.relay_cpu_s.unwrap_or(f64::NAN),
+            number(&outcome.publisher, "cpu_s"),
+            number(subscriber, "cpu_s"),
+        ],
         not_quiet,
     })
 }
@@ -289,7 +299,7 @@ fn figures_line(summary: &Summary) -> String {
 fn run_line(label: &str, run: &Run) -> String {
     let late = |field: &str| us(number(&run.lateness, field) as u64);
     format!(
-        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; {}{}",
+        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; CPU s: relay {:.2}, publisher {:.2}, subscriber {:.2}; {}{}",
         figures_line(&run.summary),
         run.delivered,
         run.sent,
@@ -299,6 +309,9 @@ fn run_line(label: &str, run: &Run) -> String {
         late("p99_9"),
         late("max"),
         us(number(&run.writes, "p50") as u64),
+        run.cpu_s[0],
+        run.cpu_s[1],
+        run.cpu_s[2],
         run.others,
         if run.not_quiet { " (started busy)" } else { "" },
     )
