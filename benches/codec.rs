@@ -5,7 +5,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use torq::protocol::{Crc, VenueId};
 
-#[path = "../perf/codec.rs"]
+#[path = "../perf/src/codec.rs"]
 mod codec;
 
 fn benches(c: &mut Criterion) {

@@ -29,7 +29,7 @@ done
 for cores in none:1 none:2; do
   for bin in $A $B; do
     echo "== latency cores=$cores binary=$bin" | tee -a "$out"
-    "$P" latency --with-floor --target "$bin" --cores "$cores" --rate 10000 --frames 50000 --runs 5 \
+    "$P" latency --with-floor --target "$bin" --cores "$cores" --rates 10k --seconds 6 --runs 5 \
       -- -l warn >> "$out" 2>&1
     grep "median to the floor" "$out" | tail -1
   done

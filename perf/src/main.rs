@@ -4,16 +4,16 @@
 //! ```text
 //! cargo run --release --bin torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
 //! torq-perf throughput --target naive|RELAY-BINARY --subscribers N --frames N [--runs N] [-- RELAY ARGS]
-//! torq-perf latency --target naive|RELAY-BINARY --rate 10000 --frames N [--runs N] [-- RELAY ARGS]
+//! torq-perf latency --target naive|RELAY-BINARY --rates 10k,100k [--seconds 6] [--out DIR] [-- RELAY ARGS]
 //! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
 //! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--crc]
-//! torq-perf subscribe --socket PATH --frames N [--latency] [--ack] [--idle-ms MS]
+//! torq-perf subscribe --socket PATH --frames N [--latency [--hlog FILE]] [--ack] [--idle-ms MS]
 //! torq-perf soak --minutes N [--json] [--relay PATH] [--md-rate R] [--signal-rate R] [--execution-rate R]
 //! ```
 //!
 //! `throughput` and `latency` start the relay and the clients as separate processes (the
-//! other subcommands), see `perf/relay.rs`; `soak` runs `relay_dev all` under churning load
-//! and judges its resources over time, see `perf/soak/mod.rs`.
+//! other subcommands), see `perf/src/relay.rs` and `perf/src/latency/`; `soak` runs `relay_dev all` under churning load
+//! and judges its resources over time, see `perf/src/soak/mod.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ use torq::protocol::{Crc, VenueId};
 
 mod clients;
 mod codec;
+mod latency;
+mod machine;
 mod naive;
 mod relay;
 mod soak;
@@ -61,9 +63,12 @@ enum Scenario {
     /// (`--target naive` for the floor, or a relay binary) and N subscriber processes; prints
     /// per-subscriber and aggregate frames/s and drops, per run and as medians.
     Throughput(relay::ThroughputArgs),
-    /// Relay latency: one publisher paced at `--rate` and one subscriber recording receive
-    /// time − send time; prints p50, p90, p99, p99.9 and max in µs, per run and as medians.
-    Latency(relay::LatencyArgs),
+    /// Relay latency: one publisher, open loop at each of `--rates`, each frame stamped with
+    /// its intended send time, and one subscriber recording receive time − intended time
+    /// after a warm-up; prints p50 … p99.99 and max in µs, delivered against sent and gaps,
+    /// per run and as medians (against the floor with `--with-floor`); `--out DIR` writes
+    /// `.hgrm`, `.hlog` and `.svg` files.
+    Latency(latency::LatencyArgs),
     /// The floor: one thread copying the bytes of the first connection that sends any (the
     /// publisher) to every other connection, 64 KiB reads, no framing; exits when the
     /// publisher disconnects.
@@ -90,7 +95,7 @@ fn main() {
             Ok(())
         }
         Scenario::Throughput(args) => relay::throughput(&args),
-        Scenario::Latency(args) => relay::latency(&args),
+        Scenario::Latency(args) => latency::latency(&args),
         Scenario::NaiveRelay(args) => naive::run(&args),
         Scenario::Publish(args) => clients::publish(&args),
         Scenario::Subscribe(args) => clients::subscribe(&args),

@@ -2,17 +2,19 @@
 //! (debug binaries) passes with every execution frame delivered, and a relay that does not
 //! run fails it.
 
+mod util;
+
 use std::process::Command;
 
 use serde_json::Value;
 
 const TORQ_PERF: &str = env!("CARGO_BIN_EXE_torq-perf");
-const RELAY_DEV: &str = env!("CARGO_BIN_EXE_relay_dev");
 
 #[test]
 fn a_short_soak_of_the_three_relays_passes() {
     let output = Command::new(TORQ_PERF)
-        .args(["soak", "--minutes", "0.1", "--json", "--relay", RELAY_DEV, "--seed", "7"])
+        .args(["soak", "--minutes", "0.1", "--json", "--seed", "7", "--relay"])
+        .arg(util::library_binary("relay_dev"))
         .args(["--md-rate", "5000", "--signal-rate", "500", "--execution-rate", "1000"])
         .output()
         .unwrap();

@@ -4,13 +4,12 @@
 //! hello, then sends frames of one fixed size: a routing TLV first (a Trade for market data, a
 //! SignalIdentity for signal, an OrderRequest for execution) and a vendor TLV (type 200)
 //! padding the frame to `--size`. The subscriber counts frames, gaps and drop notices and
-//! prints one JSON line. The soak's clients (`perf/soak`) share the frame template and write
+//! prints one JSON line. The soak's clients (`perf/src/soak`) share the frame template and write
 //! raw bytes when they must misbehave.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hdrhistogram::Histogram;
 use serde_json::json;
 use torq::client::{Event, Notice, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 use torq::protocol::{
@@ -68,8 +67,10 @@ pub struct PublishArgs {
     /// execution: at least 84).
     #[arg(long, default_value_t = 128)]
     size: usize,
-    /// Frames per second, sent one at a time with the send time (ns since the Unix epoch) in
-    /// the header's timestamp; without it, as fast as the socket takes them, 1024 at a time
+    /// Frames per second, open loop: frame i is due at start + i / rate and carries that
+    /// *intended* time (ns since the Unix epoch) in its header's timestamp, however late it
+    /// goes; every frame due by now is written at once, so a stall delays the frames behind it
+    /// instead of the schedule. Without it, as fast as the socket takes them, 1024 at a time
     /// (`Publisher::send_frames`: stamped in place, one clock reading, no copy).
     #[arg(long)]
     rate: Option<f64>,
@@ -96,6 +97,15 @@ pub struct SubscribeArgs {
     /// Record receive time − header timestamp of every frame and print its percentiles (ns).
     #[arg(long)]
     latency: bool,
+    /// With `--latency`: frames with a sequence up to this are warm-up, not recorded.
+    #[arg(long, default_value_t = 0)]
+    warmup_frames: u64,
+    /// With `--latency`: write one histogram per second to this interval log (`.hlog`).
+    #[arg(long)]
+    hlog: Option<PathBuf>,
+    /// With `--latency`: print a `{"progress":…}` line each second.
+    #[arg(long)]
+    progress: bool,
     /// Stop when no byte has arrived for this long after the first frame (0: never).
     #[arg(long, default_value_t = 0)]
     idle_ms: u64,
@@ -201,19 +211,30 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     let socket = args.socket.display();
     let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();
+    let mut lateness = crate::latency::hdr::histogram();
+    let mut writes = crate::latency::hdr::histogram();
     let sent = (|| {
         let mut sent = 0u64;
         match args.rate {
             Some(rate) => {
+                // Sleeps end when asked, not up to 50 µs later (the default timer slack).
+                _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
                 let period_ns = 1e9 / rate;
+                let first = epoch_ns() + 1_000_000;
+                let due = |i: u64| first + (i as f64 * period_ns) as u64;
                 while sent < args.frames {
-                    let due = start + Duration::from_nanos((sent as f64 * period_ns) as u64);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
+                    let now = epoch_ns();
+                    if now < due(sent) {
+                        sleep_until(due(sent));
+                        continue;
                     }
-                    publisher.offer(&frame)?;
+                    while sent < args.frames && due(sent) <= now {
+                        publisher.offer_at(&frame, due(sent))?;
+                        lateness.saturating_record((now - due(sent)).max(1));
+                        sent += 1;
+                    }
                     publisher.flush()?;
-                    sent += 1;
+                    writes.saturating_record(epoch_ns().saturating_sub(now).max(1));
                 }
             }
             None => {
@@ -232,15 +253,33 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     })()
     .map_err(|e| format!("publish to {socket}: {e}"))?;
     let elapsed = start.elapsed().as_secs_f64();
-    let line = json!({
+    let mut line = json!({
         "role": "publisher",
         "frames": sent,
         "bytes": sent * args.size as u64,
         "elapsed_s": elapsed,
         "rate": sent as f64 / elapsed,
+        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
     });
+    if args.rate.is_some() {
+        // How late each frame was written (the clock read before the write − its intended
+        // time; warm-up included): the publisher's own share of the latency measured.
+        line["lateness_ns"] = json!(crate::latency::hdr::Summary::of(&lateness));
+        // How long each wake-up took from its clock reading to the write's return: queuing
+        // the due frames and the write system call (which wakes the relay's thread).
+        line["write_ns"] = json!(crate::latency::hdr::Summary::of(&writes));
+    }
     println!("{line}");
     Ok(())
+}
+
+/// Sleeps until `epoch_ns` (ns since the Unix epoch) on the realtime clock, the clock the
+/// timestamps are read from.
+fn sleep_until(epoch_ns: u64) {
+    use rustix::thread::{ClockId, Timespec, clock_nanosleep_absolute};
+    let at =
+        Timespec { tv_sec: (epoch_ns / 1_000_000_000) as i64, tv_nsec: (epoch_ns % 1_000_000_000) as i64 };
+    _ = clock_nanosleep_absolute(ClockId::Realtime, &at); // EINTR: the caller checks the time
 }
 
 /// Why a subscriber stopped.
@@ -265,20 +304,31 @@ struct Counts {
 /// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack`), then one
 /// JSON line: frames, bytes, elapsed_s (first to last frame), rate, gaps (sequence
 /// discontinuities), end (`frames`, `eof` or `idle`), the relay's drop notices and, with
-/// `--latency`, latency_ns {p50, p90, p99, p99_9, max, count}. Frames come through the client
-/// library.
+/// `--latency`, latency_ns {count, p50, p90, p99, p99_9, p99_99, max, mean} of the frames after
+/// the warm-up. Frames come through the client library.
 pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
     let socket = args.socket.display();
     let options = if args.ack { SubscriberOptions::new() } else { SubscriberOptions::legacy() };
     let mut subscriber = Subscriber::connect(&args.socket, options).map_err(|e| e.to_string())?;
     ready();
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
+    let mut recorder = crate::latency::hdr::Recorder::default();
+    let mut closed_a_second = false;
     let mut counts = Counts::default();
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
     let idle = if args.idle_ms > 0 { Duration::from_millis(args.idle_ms) } else { Duration::from_secs(3600) };
     let stop = loop {
+        if closed_a_second && args.progress {
+            closed_a_second = false;
+            if let Some(interval) = recorder.last_closed() {
+                let h = &interval.histogram;
+                let progress = json!({"progress": {"second": interval.start_s, "frames": counts.frames,
+                    "p99_9": h.value_at_quantile(0.999), "max": h.max()}});
+                println!("{progress}");
+                _ = std::io::Write::flush(&mut std::io::stdout());
+            }
+        }
         if counts.frames >= args.frames {
             break End::Frames;
         }
@@ -291,40 +341,46 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         }
         let wanted = args.frames;
         let latency = args.latency;
-        let handled = subscriber
-            .poll(
-                |event| match event {
-                    // A hello (the naive relay forwards it).
-                    Event::Frame(frame) if frame.payload().is_empty() => {}
-                    Event::Frame(frame) if counts.frames < wanted => {
-                        let header = frame.header();
-                        // Later gaps come as events from the library; a late first frame here.
-                        if counts.frames == 0 && header.sequence() != 1 {
-                            counts.gaps += 1;
-                        }
-                        if latency {
-                            histogram.saturating_record(epoch_ns().saturating_sub(header.timestamp()).max(1));
-                        }
-                        counts.frames += 1;
-                        counts.bytes += frame.bytes().len() as u64;
+        let warmup = args.warmup_frames;
+        let handled = subscriber.poll(
+            |event| match event {
+                // A hello (the naive relay forwards it).
+                Event::Frame(frame) if frame.payload().is_empty() => {}
+                Event::Frame(frame) if counts.frames < wanted => {
+                    let header = frame.header();
+                    let sequence = header.sequence();
+                    // Later gaps come as events from the library; a late first frame here.
+                    if counts.frames == 0 && sequence != 1 {
+                        counts.gaps += 1;
                     }
-                    Event::Gap { .. } => counts.gaps += 1,
-                    Event::Notice(notice) => {
-                        counts.notices += 1;
-                        match notice {
-                            Notice::Dropped { count, .. } => counts.relay_dropped += count,
-                            Notice::Merged { dropped, .. } => counts.relay_dropped += dropped,
-                            Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
-                                counts.refused = Some(text);
-                            }
-                            _ => {}
-                        }
+                    if latency && sequence > warmup {
+                        closed_a_second |= recorder.record(header.timestamp(), epoch_ns());
                     }
-                    _ => {}
-                },
-                4096,
-            )
-            .map_err(|e| format!("subscribe to {socket}: {e}"))?;
+                    counts.frames += 1;
+                    counts.bytes += frame.bytes().len() as u64;
+                }
+                Event::Gap { .. } => counts.gaps += 1,
+                Event::Notice(notice) => {
+                    counts.notices += 1;
+                    match notice {
+                        Notice::Dropped { count, .. } => counts.relay_dropped += count,
+                        Notice::Merged { dropped, .. } => counts.relay_dropped += dropped,
+                        Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
+                            counts.refused = Some(text);
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            },
+            4096,
+        );
+        let handled = match handled {
+            Ok(handled) => handled,
+            // The frames before the end of stream were handled (and counted) first.
+            Err(torq::client::Error::Closed { .. }) => break End::Eof,
+            Err(e) => return Err(format!("subscribe to {socket}: {e}")),
+        };
         if let Some(text) = counts.refused.take() {
             return Err(format!("{socket}: the relay refused: {text}"));
         }
@@ -344,13 +400,29 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         "end": format!("{stop:?}").to_lowercase(),
         "notices": counts.notices,
         "relay_dropped": counts.relay_dropped,
+        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
     });
     if args.latency {
-        let q = |q: f64| histogram.value_at_quantile(q);
-        line["latency_ns"] = json!({
-            "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p99_9": q(0.999),
-            "max": histogram.max(), "count": histogram.len(),
-        });
+        let base_ns = recorder.base_ns().unwrap_or(0);
+        let intervals = recorder.finish();
+        let total = crate::latency::hdr::total(intervals.iter().map(|i| &i.histogram));
+        line["latency_ns"] = json!(crate::latency::hdr::Summary::of(&total));
+        if let Some(path) = &args.hlog {
+            let logged: Vec<_> = intervals
+                .into_iter()
+                .map(|i| crate::latency::hdr::Logged {
+                    tag: None,
+                    start_s: i.start_s as f64,
+                    histogram: i.histogram,
+                })
+                .collect();
+            let comment = format!("torq-perf subscribe: receive time - intended send time, ns; {socket}");
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?,
+            );
+            crate::latency::hdr::write_interval_log(&mut file, base_ns, &[comment], &logged)?;
+            std::io::Write::flush(&mut file).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
     }
     println!("{line}");
     Ok(())

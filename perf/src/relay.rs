@@ -1,6 +1,6 @@
-//! `torq-perf throughput` and `torq-perf latency`: run a relay (the naive floor or a relay
-//! binary), subscriber processes and one publisher process over a fresh socket, and report
-//! what the subscribers received.
+//! `torq-perf throughput`, and the runs `torq-perf latency` (`perf/src/latency/`) is made of:
+//! run a relay (the naive floor or a relay binary), subscriber processes and one publisher
+//! process over a fresh socket, and report what the subscribers received.
 //!
 //! One run: start the relay; wait (bounded) until its socket accepts a connection; start the
 //! subscribers and wait for each to print `ready`; run the publisher; collect each process's
@@ -30,18 +30,22 @@ pub struct Setup {
     /// `naive` (the floor: `torq-perf naive-relay`) or the path of a relay binary, started as
     /// `<binary> --socket <tmp path> --cores <cores> --slow-consumer <policy> [ARGS after --]`.
     #[arg(long, default_value = "naive")]
-    target: String,
+    pub target: String,
     /// The relay's cores, passed as `--cores` (`none`, `none:2`, `0`, `0,1`); the naive relay
-    /// pins itself to the first core of a list.
-    #[arg(long, default_value = "none")]
-    cores: String,
+    /// (the floor too, with `--with-floor`) pins itself to the first core of a list.
+    #[arg(long, visible_alias = "relay-cores", default_value = "none")]
+    pub cores: String,
+    /// What the relay's idle reactors do, passed as `--idle` (`block`, `spin`, `backoff`) to a
+    /// relay binary, never to the floor; the relay's own default when absent.
+    #[arg(long)]
+    pub idle: Option<String>,
     /// Slow-consumer policy passed to a relay binary (`block`, `drop`, `disconnect`).
     #[arg(long, default_value = "block")]
     policy: String,
     /// Cores for the clients, `none` or a list: the publisher takes the first, subscriber i
     /// the (i+1)-th, wrapping around.
     #[arg(long, default_value = "none")]
-    client_cores: String,
+    pub client_cores: String,
     /// Domain of the published frames.
     #[arg(long, value_enum, default_value_t = Domain::MarketData)]
     domain: Domain,
@@ -50,25 +54,31 @@ pub struct Setup {
     crc: bool,
     /// Bytes per frame.
     #[arg(long, default_value_t = 128)]
-    size: usize,
+    pub size: usize,
     /// Subscribers send a Subscribe and count as ready once the relay acknowledges it (notice
     /// 1); by default they are legacy subscribers, ready once connected.
     #[arg(long)]
     ack: bool,
     /// Repeat the whole scenario this many times; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
+    pub runs: u32,
     /// A subscriber stops after this long without a byte (once frames have arrived).
     #[arg(long, default_value_t = 2000)]
     idle_ms: u64,
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
-    /// Run the naive floor (same clients, `--cores none`) just before each run of the target
-    /// and report each run's ratio to it, then the median ratio: both see the same machine
-    /// conditions, which on a shared machine move more than the difference measured.
+    /// Before each run (the floor's too), wait up to this many seconds until other processes
+    /// have used less than 5 % of a core for a whole second (a shared machine); 0: don't wait.
+    /// Each run reports the CPU others used while it ran either way.
+    #[arg(long, default_value_t = 0)]
+    pub wait_quiet_s: u64,
+    /// Run the naive floor (same clients, on the first of `--cores` when that is a list,
+    /// unpinned otherwise) just before each run of the target and report each run's ratio to
+    /// it, then the median ratio: both see the same machine conditions, which on a shared
+    /// machine move more than the difference measured.
     #[arg(long)]
-    with_floor: bool,
+    pub with_floor: bool,
     /// Further arguments for the relay binary (after `--`); `{dir}` stands for the run's fresh
     /// temporary directory (e.g. `-- --audit-file {dir}/audit.log -l warn`).
     #[arg(last = true)]
@@ -88,29 +98,89 @@ pub struct ThroughputArgs {
     frames: u64,
 }
 
-/// `torq-perf latency`.
-#[derive(Debug, clap::Args)]
-pub struct LatencyArgs {
-    #[command(flatten)]
-    setup: Setup,
-    /// Frames per second the publisher sends, one at a time.
-    #[arg(long, default_value_t = 10_000.0)]
-    rate: f64,
-    /// Frames the publisher sends.
-    #[arg(long, default_value_t = 50_000)]
-    frames: u64,
-}
-
 impl Setup {
-    /// The naive floor with the same clients.
-    fn floor(&self) -> Setup {
+    /// The naive floor with the same clients, on the relay's first core when it is pinned.
+    pub fn floor(&self) -> Setup {
         Setup {
             target: "naive".to_string(),
-            cores: "none".to_string(),
+            idle: None,
             with_floor: false,
             relay_args: Vec::new(),
             ..self.clone()
         }
+    }
+
+    /// Waits for a quiet machine as `--wait-quiet-s` says; false when it gave up waiting.
+    pub fn wait_quiet(&self, label: &str) -> bool {
+        if self.wait_quiet_s == 0 {
+            return true;
+        }
+        let limit = Duration::from_secs(self.wait_quiet_s);
+        let (others, gave_up) = crate::machine::wait_quiet(limit, 0.05);
+        if gave_up {
+            eprintln!(
+                "{label}: the machine is still busy after {} s ({others}); running anyway",
+                self.wait_quiet_s
+            );
+        }
+        !gave_up
+    }
+
+    /// The core the floor runs on (`none` when unpinned).
+    fn floor_core(&self) -> &str {
+        self.cores.split(',').next().filter(|core| !core.starts_with("none")).unwrap_or("none")
+    }
+
+    /// The client cores, `--client-cores` split.
+    fn client_core(&self, i: usize) -> &str {
+        let cores: Vec<&str> = self.client_cores.split(',').collect();
+        cores[i % cores.len()]
+    }
+
+    /// What runs where, for a report: the relay (or floor), the publisher, the subscribers.
+    pub fn placement(&self, subscribers: usize) -> serde_json::Value {
+        let relay = if self.target == "naive" {
+            serde_json::json!({"binary": "torq-perf naive-relay", "core": self.floor_core()})
+        } else {
+            serde_json::json!({"binary": self.target, "cores": self.cores,
+                "idle": self.idle.as_deref().unwrap_or("(the relay's default)"), "args": self.relay_args})
+        };
+        let mut placement = serde_json::json!({
+            "relay": relay,
+            "publisher_core": self.client_core(0),
+            "subscriber_cores": (0..subscribers).map(|i| self.client_core(i + 1)).collect::<Vec<_>>(),
+        });
+        if self.with_floor {
+            placement["floor_core"] = self.floor_core().into();
+        }
+        placement
+    }
+
+    /// [`Setup::placement`] as one line.
+    pub fn placement_line(&self, subscribers: usize) -> String {
+        let relay = if self.target == "naive" {
+            format!("the floor (torq-perf naive-relay) on core {}", self.floor_core())
+        } else {
+            format!(
+                "{} --cores {} --idle {} {}",
+                self.target,
+                self.cores,
+                self.idle.as_deref().unwrap_or("(default)"),
+                self.relay_args.join(" ")
+            )
+        };
+        let subscribers: Vec<&str> = (0..subscribers).map(|i| self.client_core(i + 1)).collect();
+        let floor = if self.with_floor {
+            format!("; the floor on core {}", self.floor_core())
+        } else {
+            String::new()
+        };
+        format!(
+            "placement: relay {}{floor}; publisher on core {}; subscriber(s) on core {}",
+            relay.trim_end(),
+            self.client_core(0),
+            subscribers.join(",")
+        )
     }
 }
 
@@ -122,9 +192,24 @@ struct Rates {
 }
 
 /// The JSON lines of one run.
-struct Outcome {
-    publisher: Value,
-    subscribers: Vec<Value>,
+pub struct Outcome {
+    pub publisher: Value,
+    pub subscribers: Vec<Value>,
+    /// CPU seconds the relay used in the run (read just before it was stopped).
+    pub relay_cpu_s: Option<f64>,
+}
+
+/// The clients of one run.
+pub struct Clients<'a> {
+    pub subscribers: usize,
+    pub frames: u64,
+    /// Frames per second (open loop), or as fast as possible; subscribers record latency
+    /// when set.
+    pub rate: Option<f64>,
+    /// More arguments for every subscriber.
+    pub subscriber_args: Vec<String>,
+    /// Called with each `{"progress":…}` line a subscriber prints.
+    pub on_progress: &'a mut dyn FnMut(&Value),
 }
 
 pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
@@ -132,6 +217,8 @@ pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
     let floor = setup.with_floor.then(|| setup.floor());
     let (mut aggregates, mut slowest, mut publishers, mut ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    println!("{}", crate::machine::Machine::describe());
+    println!("{}", setup.placement_line(args.subscribers));
     println!(
         "{} → {} subscriber(s), {} frames of {} B",
         setup.target, args.subscribers, args.frames, setup.size
@@ -170,13 +257,23 @@ pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
 
 /// One throughput run of `setup`, printed under `label`.
 fn throughput_run(setup: &Setup, args: &ThroughputArgs, label: &str) -> Result<Rates, String> {
-    let outcome = run_once(setup, args.subscribers, args.frames, None)?;
+    let clients = Clients {
+        subscribers: args.subscribers,
+        frames: args.frames,
+        rate: None,
+        subscriber_args: Vec::new(),
+        on_progress: &mut |_| {},
+    };
+    setup.wait_quiet(label);
+    let cpu = crate::machine::CpuTimes::now();
+    let outcome = run_once(setup, clients)?;
+    let others = cpu.others();
     let sent = number(&outcome.publisher, "frames");
     let publisher = number(&outcome.publisher, "rate");
     let mut received = 0.0;
     let mut longest = 0.0f64;
     let mut slowest = f64::NAN;
-    println!("{label}: publisher {} frames/s", mega(publisher));
+    println!("{label}: publisher {} frames/s; {others}", mega(publisher));
     for (i, subscriber) in outcome.subscribers.iter().enumerate() {
         let (frames, rate) = (number(subscriber, "frames"), number(subscriber, "rate"));
         received += frames;
@@ -195,61 +292,7 @@ fn throughput_run(setup: &Setup, args: &ThroughputArgs, label: &str) -> Result<R
     Ok(Rates { aggregate, slowest, publisher })
 }
 
-pub fn latency(args: &LatencyArgs) -> Result<(), String> {
-    const FIELDS: [&str; 5] = ["p50", "p90", "p99", "p99_9", "max"];
-    let setup = &args.setup;
-    let floor = setup.with_floor.then(|| setup.floor());
-    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); FIELDS.len()];
-    let (mut p50_ratios, mut p50_excess, mut tail_ratios) = (Vec::new(), Vec::new(), Vec::new());
-    println!("{} → 1 subscriber, {} frames at {} frames/s (µs)", setup.target, args.frames, args.rate);
-    let percentiles = |setup: &Setup, label: &str| -> Result<Vec<f64>, String> {
-        let outcome = run_once(setup, 1, args.frames, Some(args.rate))?;
-        let subscriber = &outcome.subscribers[0];
-        let latency = &subscriber["latency_ns"];
-        let values: Vec<f64> = FIELDS.iter().map(|field| number(latency, field) / 1e3).collect();
-        let shown: Vec<String> = FIELDS.iter().zip(&values).map(|(f, v)| format!("{f} {v:.1}")).collect();
-        let dropped = number(&outcome.publisher, "frames") - number(subscriber, "frames");
-        println!("{label}: {} (dropped {dropped})", shown.join(", "));
-        Ok(values)
-    };
-    for run in 1..=setup.runs {
-        let floor_values = match &floor {
-            Some(floor) => {
-                Some(percentiles(floor, &format!("run {run}, floor")).map_err(|e| format!("floor: {e}"))?)
-            }
-            None => None,
-        };
-        let values = percentiles(setup, &format!("run {run}"))?;
-        if let Some(floor_values) = floor_values {
-            p50_ratios.push(values[0] / floor_values[0]);
-            p50_excess.push(values[0] - floor_values[0]);
-            tail_ratios.push(values[3] / floor_values[3]);
-            println!(
-                "  to the floor: p50 {:.2}x ({:+.1} µs), p99.9 {:.2}x",
-                values[0] / floor_values[0],
-                values[0] - floor_values[0],
-                values[3] / floor_values[3]
-            );
-        }
-        for (column, value) in columns.iter_mut().zip(values) {
-            column.push(value);
-        }
-    }
-    let shown: Vec<String> =
-        FIELDS.iter().zip(&mut columns).map(|(f, column)| format!("{f} {:.1}", median(column))).collect();
-    println!("median of {} runs (µs): {}", setup.runs, shown.join(", "));
-    if !p50_ratios.is_empty() {
-        println!(
-            "median to the floor: p50 {:.2}x ({:+.1} µs), p99.9 {:.2}x",
-            median(&mut p50_ratios),
-            median(&mut p50_excess),
-            median(&mut tail_ratios)
-        );
-    }
-    Ok(())
-}
-
-fn number(value: &Value, field: &str) -> f64 {
+pub fn number(value: &Value, field: &str) -> f64 {
     value[field].as_f64().unwrap_or(f64::NAN)
 }
 
@@ -257,7 +300,7 @@ fn mega(rate: f64) -> String {
     format!("{:.2} M", rate / 1e6)
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -291,7 +334,8 @@ impl Drop for Run {
     }
 }
 
-fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -> Result<Outcome, String> {
+pub fn run_once(setup: &Setup, clients: Clients<'_>) -> Result<Outcome, String> {
+    let Clients { subscribers, frames, rate, subscriber_args, on_progress } = clients;
     let deadline = Instant::now() + Duration::from_secs(setup.timeout_s);
     let dir = fresh_dir()?;
     let socket = dir.join("relay.sock");
@@ -300,8 +344,7 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
     wait_for_socket(&socket, relay, Instant::now() + Duration::from_secs(10))?;
 
     let (lines, received) = crossbeam_channel::unbounded();
-    let client_cores: Vec<&str> = setup.client_cores.split(',').collect();
-    let core = |i: usize| client_cores[i % client_cores.len()];
+    let core = |i: usize| setup.client_core(i);
     let common = |command: &mut Command, core: &str| {
         command.arg("--socket").arg(&socket).args(["--frames", &frames.to_string(), "--core", core]);
     };
@@ -310,6 +353,7 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
         command.arg("subscribe").args(["--idle-ms", &setup.idle_ms.to_string()]);
         common(&mut command, core(i + 1));
         command.args(rate.map(|_| "--latency")).args(setup.ack.then_some("--ack"));
+        command.args(&subscriber_args);
         run.clients.push(spawn(command, Who::Subscriber(i), &lines)?);
     }
     for _ in 0..subscribers {
@@ -357,6 +401,10 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
         };
         let value: Value =
             serde_json::from_str(&line).map_err(|e| format!("{who:?} printed {line:?}: {e}"))?;
+        if value.get("progress").is_some() {
+            on_progress(&value);
+            continue;
+        }
         match who {
             Who::Publisher => {
                 publisher = Some(value);
@@ -367,13 +415,16 @@ fn run_once(setup: &Setup, subscribers: usize, frames: u64, rate: Option<f64>) -
         }
     }
     // The naive relay exits by itself once the publisher has gone; a relay binary is told to.
-    let status = stop(run.relay.as_mut().expect("started"), setup.target != "naive");
+    let relay = run.relay.as_mut().expect("started");
+    let relay_cpu_s = crate::machine::process_cpu_s(relay.id());
+    let status = stop(relay, setup.target != "naive");
     if !status.is_some_and(|status| status.success()) {
         eprintln!("torq-perf: the relay exited with {status:?}");
     }
     Ok(Outcome {
         publisher: publisher.unwrap_or_default(),
         subscribers: results.into_iter().flatten().collect(),
+        relay_cpu_s,
     })
 }
 
@@ -392,12 +443,14 @@ pub(crate) fn fresh_dir() -> Result<PathBuf, String> {
 fn start_relay(setup: &Setup, socket: &Path) -> Result<Child, String> {
     let mut command = if setup.target == "naive" {
         let mut command = Command::new(current_exe()?);
-        let core = setup.cores.split(',').next().filter(|core| !core.starts_with("none")).unwrap_or("none");
-        command.arg("naive-relay").args(["--core", core]);
+        command.arg("naive-relay").args(["--core", setup.floor_core()]);
         command
     } else {
         let mut command = Command::new(&setup.target);
         command.args(["--cores", &setup.cores, "--slow-consumer", &setup.policy]);
+        if let Some(idle) = &setup.idle {
+            command.args(["--idle", idle]);
+        }
         command
     };
     let dir = socket.parent().unwrap_or(Path::new(".")).display().to_string();
