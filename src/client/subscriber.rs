@@ -154,11 +154,12 @@ impl Notice {
     }
 }
 
-/// What a [`Subscriber`] receives.
-#[derive(Debug, Clone)]
-pub enum Event<'a> {
-    /// A data frame (or a Heartbeat), borrowed from the subscriber's buffer.
-    Frame(Frame<'a>),
+/// What a [`Subscriber`] receives: `F` is the frame — a [`Frame`] borrowed from its buffer,
+/// or the frame's bytes in an [`OwnedEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<F> {
+    /// A data frame (or a Heartbeat).
+    Frame(F),
     /// A notice from the relay.
     Notice(Notice),
     /// The next frame from `source` skips sequences: `expected` was due, `received` comes.
@@ -180,41 +181,21 @@ pub enum Event<'a> {
     },
 }
 
-impl Event<'_> {
+/// An [`Event`] that owns its frame's bytes (to hand to another thread).
+pub type OwnedEvent = Event<Vec<u8>>;
+
+impl Event<Frame<'_>> {
     /// An owned copy (to hand to another thread).
     pub fn to_owned(&self) -> OwnedEvent {
         match self {
-            Event::Frame(frame) => OwnedEvent::Frame(frame.bytes().to_vec()),
-            Event::Notice(notice) => OwnedEvent::Notice(notice.clone()),
+            Event::Frame(frame) => Event::Frame(frame.bytes().to_vec()),
+            Event::Notice(notice) => Event::Notice(notice.clone()),
             Event::Gap { source, expected, received } => {
-                OwnedEvent::Gap { source: *source, expected: *expected, received: *received }
+                Event::Gap { source: *source, expected: *expected, received: *received }
             }
-            Event::Reconnected { attempts } => OwnedEvent::Reconnected { attempts: *attempts },
+            Event::Reconnected { attempts } => Event::Reconnected { attempts: *attempts },
         }
     }
-}
-
-/// An [`Event`] that owns its frame's bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnedEvent {
-    /// A frame's bytes.
-    Frame(Vec<u8>),
-    /// See [`Event::Notice`].
-    Notice(Notice),
-    /// See [`Event::Gap`].
-    Gap {
-        /// The frame's source.
-        source: u8,
-        /// The sequence due.
-        expected: u64,
-        /// The sequence received.
-        received: u64,
-    },
-    /// See [`Event::Reconnected`].
-    Reconnected {
-        /// Connection attempts it took.
-        attempts: u32,
-    },
 }
 
 /// A connection that receives frames from a relay.
@@ -263,7 +244,7 @@ impl Subscriber {
     ///
     /// [`Error::Closed`] when the relay went away (and no reconnection was asked for, or it
     /// gave up); [`Error::Framing`] when its stream broke; [`Error::Io`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Event<'_>>, Error> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Event<Frame<'_>>>, Error> {
         if !self.wait(timeout)? {
             return Ok(None);
         }
@@ -294,7 +275,7 @@ impl Subscriber {
     /// # Errors
     ///
     /// As [`Subscriber::recv_timeout`].
-    pub fn poll(&mut self, mut handler: impl FnMut(Event<'_>), limit: usize) -> Result<usize, Error> {
+    pub fn poll(&mut self, mut handler: impl FnMut(Event<Frame<'_>>), limit: usize) -> Result<usize, Error> {
         let mut handled = 0;
         while handled < limit {
             self.reader.consume(std::mem::take(&mut self.taken));
@@ -359,7 +340,7 @@ impl Subscriber {
     }
 
     /// The next event from what is buffered (call after `has_event` said so).
-    fn next_event(&mut self) -> Result<Option<Event<'_>>, Error> {
+    fn next_event(&mut self) -> Result<Option<Event<Frame<'_>>>, Error> {
         self.reader.consume(std::mem::take(&mut self.taken));
         if let Some(attempts) = self.reconnected.take() {
             return Ok(Some(Event::Reconnected { attempts }));
@@ -421,7 +402,7 @@ fn classify<'a>(
     frame: Frame<'a>,
     last: &mut [Option<u64>; 256],
     gap_reported: &mut bool,
-) -> (Event<'a>, bool) {
+) -> (Event<Frame<'a>>, bool) {
     let header = frame.header();
     if header.domain_byte() == RelayDomain::System.raw() {
         return match notice_of(&frame) {

@@ -400,7 +400,7 @@ fn run(
 ) -> Result<(), Error> {
     let mut failure = None;
     loop {
-        let mut on_event = |event: Event<'_>| match event {
+        let mut on_event = |event: Event<Frame<'_>>| match event {
             Event::Frame(frame) => {
                 lane.record(&frame);
                 match handle(&mut publisher, frame) {
