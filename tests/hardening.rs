@@ -188,7 +188,9 @@ fn the_metrics_endpoint_holds_one_connection_whatever_clients_do() {
     let idle: Vec<_> = (0..12).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
     let during = fds_and_threads(relay.child.id());
-    assert!(during.0 <= before.0 + 1, "descriptors {before:?} -> {during:?}");
+    // One metrics connection at a time (plus, at most, the start's readiness probe, which the
+    // relay may not have closed yet); an unbounded server would hold two per idle connection.
+    assert!(during.0 <= before.0 + 2, "descriptors {before:?} -> {during:?}");
     assert_eq!(during.1, before.1, "threads {before:?} -> {during:?}");
     // Each idle one is dropped after its deadline; a real request is then answered.
     let reply = get(port, "/metrics");
