@@ -555,7 +555,10 @@ impl<L: RelayLogic> Reactor<L> {
         // connection of its relay until a write succeeds (retried every second).
         let Some(relay) = self.shard.connection(token).map(|c| c.relay) else { return false };
         if self.audit.failing(relay, &self.shard.relays()[relay].metrics) {
-            self.audit.waiting.push(token);
+            // Once per connection: readiness events go on arriving while it is not read.
+            if !self.audit.waiting.contains(&token) {
+                self.audit.waiting.push(token);
+            }
             return false;
         }
         if self.pending.iter().any(|p| !p.is_empty()) {
