@@ -36,6 +36,7 @@ use crate::relay::{current_exe, fresh_dir, stop, wait_for_socket};
 
 mod load;
 mod probe;
+mod rng;
 mod trend;
 mod verdict;
 
