@@ -4,7 +4,7 @@
 
 use std::io::{self, Cursor, Read};
 
-use super::decode::RawFrames;
+use super::decode::{RawFrames, read_up_to};
 use super::pcapng;
 
 /// The two formats.
@@ -36,15 +36,7 @@ impl<R: Read> Capture<R> {
     /// What reading `input` returns.
     pub fn open(mut input: R) -> io::Result<Capture<R>> {
         let mut prefix = [0u8; 4];
-        let mut got = 0;
-        while got < prefix.len() {
-            match input.read(&mut prefix[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let got = read_up_to(&mut input, &mut prefix)?;
         let format = if prefix[..got] == pcapng::SECTION_HEADER_BYTES { Format::Pcapng } else { Format::Raw };
         let rewound = Cursor::new(prefix[..got].to_vec()).chain(input);
         Ok(match format {

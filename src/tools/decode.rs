@@ -308,7 +308,7 @@ impl<R: Read> RawFrames<R> {
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match input.read(&mut buf[got..]) {
