@@ -53,20 +53,23 @@ fn an_audit_file_that_cannot_be_written_fails_closed() {
 
 #[test]
 fn two_relays_cannot_share_an_audit_file() {
-    let first = Relay::start(EXECUTION, &["--audit-file", "/tmp/torq-it-shared-audit.log"]);
-    let dir = temp_dir("second");
+    let dir = temp_dir("shared-audit");
+    let audit = dir.join("audit.log");
+    let audit = audit.to_str().unwrap();
+    // The first relay's socket is ready only once its audit file is locked.
+    let first = Relay::start(EXECUTION, &["--audit-file", audit]);
     let socket = dir.join("second.sock");
     let mut second = std::process::Command::new(EXECUTION)
-        .args(["--socket", socket.to_str().unwrap(), "--audit-file", "/tmp/torq-it-shared-audit.log"])
+        .args(["--socket", socket.to_str().unwrap(), "--audit-file", audit])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     assert_eq!(wait_child(&mut second).code(), Some(1), "the second relay must refuse to start");
     let mut stderr = String::new();
     second.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(stderr.contains("/tmp/torq-it-shared-audit.log"), "the error names the file: {stderr}");
+    assert!(stderr.contains(audit), "the error names the file: {stderr}");
+    assert!(!socket.exists(), "a relay that cannot audit never shows its socket");
     drop(first);
-    let _ = std::fs::remove_file("/tmp/torq-it-shared-audit.log");
 }
 
 /// Publishes `frames` on its own thread, ignoring write errors (the relay may stop or die).

@@ -129,6 +129,23 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
             engine.idle
         );
     }
+    // The audit files are opened (and locked) before any socket exists: a relay that cannot
+    // keep its audit trail never shows clients a socket.
+    let mut audit_files = Vec::new();
+    let mut to_sync = Vec::new();
+    for (logic, relay) in &relays {
+        // The socket's directory first: the audit file often lives there.
+        socket::prepare_parent(&relay.socket, relay.parent_mode)?;
+        let file = match (&relay.audit_file, logic.audits(&relay.levels)) {
+            (Some(path), true) => Some(Arc::new(
+                audit::open(path)
+                    .map_err(|source| StartError::Audit { path: path.display().to_string(), source })?,
+            )),
+            _ => None,
+        };
+        to_sync.extend(file.as_ref().map(|f| (Arc::clone(f), relay.audit_fsync)));
+        audit_files.push(file);
+    }
     // Catch SIGINT, SIGTERM and SIGHUP before the sockets exist, so a stop is never a kill.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let mut guards = Vec::new();
@@ -147,21 +164,7 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
         listeners.push((listener, index));
         guards.push(guard);
     }
-    let mut audit_files = Vec::new();
-    let mut to_sync = Vec::new();
-    let mut contexts = Vec::new();
-    for (logic, relay) in relays {
-        let file = match (&relay.audit_file, logic.audits(&relay.levels)) {
-            (Some(path), true) => Some(Arc::new(
-                audit::open(path)
-                    .map_err(|source| StartError::Audit { path: path.display().to_string(), source })?,
-            )),
-            _ => None,
-        };
-        to_sync.extend(file.as_ref().map(|f| (Arc::clone(f), relay.audit_fsync)));
-        audit_files.push(file);
-        contexts.push(RelayContext::new(logic, relay));
-    }
+    let contexts: Vec<_> = relays.into_iter().map(|(logic, relay)| RelayContext::new(logic, relay)).collect();
     let syncer = Syncer::start(to_sync)?;
     let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
     let reactors = Reactors::new(&engine, contexts.into(), audit_files)?;

@@ -291,15 +291,10 @@ fn cleanup(path: &Path, dev: u64, ino: u64) -> Result<bool, SocketError> {
     }
 }
 
-/// Prepares `path` and binds a non-blocking listener on it; see the module docs for the steps.
-///
-/// `socket_mode` must be within `0o777` and `parent_mode` within `0o7777`
-/// ([`DEFAULT_SOCKET_MODE`], [`DEFAULT_PARENT_MODE`]). Temporarily changes the process-wide
-/// umask: call it before other threads start creating files.
-pub fn bind(path: &Path, socket_mode: u32, parent_mode: u32) -> Result<BoundSocket, SocketError> {
-    if socket_mode & !0o777 != 0 {
-        return Err(SocketError::InvalidMode { what: "socket", mode: socket_mode, allowed: 0o777 });
-    }
+/// Creates the missing parent directory of the socket `path` with `parent_mode`, or checks an
+/// existing one (step 1 of [`bind`], which repeats it); lets start-up create the directory
+/// before it opens other files there (the audit file) and before the socket exists.
+pub fn prepare_parent(path: &Path, parent_mode: u32) -> Result<(), SocketError> {
     if parent_mode & !0o7777 != 0 {
         return Err(SocketError::InvalidMode {
             what: "parent directory",
@@ -314,9 +309,20 @@ pub fn bind(path: &Path, socket_mode: u32, parent_mode: u32) -> Result<BoundSock
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    ensure_parent(parent, parent_mode)
+}
 
+/// Prepares `path` and binds a non-blocking listener on it; see the module docs for the steps.
+///
+/// `socket_mode` must be within `0o777` and `parent_mode` within `0o7777`
+/// ([`DEFAULT_SOCKET_MODE`], [`DEFAULT_PARENT_MODE`]). Temporarily changes the process-wide
+/// umask: call it before other threads start creating files.
+pub fn bind(path: &Path, socket_mode: u32, parent_mode: u32) -> Result<BoundSocket, SocketError> {
+    if socket_mode & !0o777 != 0 {
+        return Err(SocketError::InvalidMode { what: "socket", mode: socket_mode, allowed: 0o777 });
+    }
     // 1. Parent directory.
-    ensure_parent(parent, parent_mode)?;
+    prepare_parent(path, parent_mode)?;
 
     // 2. Lock.
     let lock_path = lock_path_for(path);
