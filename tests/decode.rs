@@ -70,7 +70,7 @@ fn legacy_hello_and_trade() {
     assert_eq!(
         lines[0],
         json!({
-            "offset": 0, "domain_byte": 1, "version": 1, "source": 2, "flags": 0, "sequence": 0,
+            "offset": 0, "domain_byte": 1, "version": 1, "source": 2, "flags": 0, "bridged": false, "sequence": 0,
             "timestamp": 0, "payload_size": 0, "checksum": 0, "checksum_ok": null, "tlvs": []
         })
     );
@@ -78,7 +78,7 @@ fn legacy_hello_and_trade() {
     assert_eq!(
         lines[1],
         json!({
-            "offset": 32, "domain_byte": 0, "version": 1, "source": 3, "flags": 0, "sequence": 7,
+            "offset": 32, "domain_byte": 0, "version": 1, "source": 3, "flags": 0, "bridged": false, "sequence": 7,
             "timestamp": 1_700_000_000_123_456_789u64, "payload_size": 42, "checksum": crc, "checksum_ok": true,
             "tlvs": [{"type": 1, "len": 40, "name": "Trade", "value": {
                 "asset_id": 0x4254_432F_5553_4400u64, "price": 4_500_000_000_000i64, "volume": 12_345_678,

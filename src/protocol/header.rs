@@ -21,6 +21,10 @@ pub const MAGIC: u32 = 0xDEAD_BEEF;
 pub const VERSION: u8 = 1;
 /// Bytes in a header.
 pub const HEADER_SIZE: usize = 32;
+
+/// `flags` bit 0, *bridged*: the frame entered this host through a bridge from another host
+/// (PROTOCOL.md §3). Set by the importing bridge; a bridge never exports a frame that has it.
+pub const FLAG_BRIDGED: u8 = 1;
 /// Header bytes covered by the checksum (the checksum field itself is skipped).
 pub(super) const CHECKED_HEADER: usize = 28;
 
@@ -94,9 +98,13 @@ impl Header {
     pub fn source(&self) -> u8 {
         self.source
     }
-    /// The flags byte (no bit defined in version 1).
+    /// The flags byte ([`FLAG_BRIDGED`] is bit 0; bits 1–7 undefined).
     pub fn flags(&self) -> u8 {
         self.flags
+    }
+    /// Whether [`FLAG_BRIDGED`] is set.
+    pub fn is_bridged(&self) -> bool {
+        self.flags & FLAG_BRIDGED != 0
     }
     /// The publisher's sequence number.
     pub fn sequence(&self) -> u64 {
@@ -143,6 +151,19 @@ impl Header {
     pub fn set_checksum(&mut self, checksum: u32) {
         self.checksum.set(checksum);
     }
+}
+
+/// Marks a whole frame as bridged: sets [`FLAG_BRIDGED`] and, when the frame carries a
+/// checksum (non-zero), computes it again over the changed header. `None` when `frame` is
+/// shorter than a header.
+pub fn mark_bridged(frame: &mut [u8]) -> Option<()> {
+    let header = Header::view_mut(frame)?;
+    header.flags |= FLAG_BRIDGED;
+    if header.checksum() != 0 {
+        let sum = checksum(frame);
+        Header::view_mut(frame)?.set_checksum(sum);
+    }
+    Some(())
 }
 
 /// The framer's answer for a byte slice that did not fail.
@@ -289,6 +310,26 @@ mod tests {
         bytes[24..28].copy_from_slice(&(1065u32 - 32).to_le_bytes());
         assert_eq!(frame(&bytes, 1065), Ok(Framing::Incomplete(1065)));
         assert!(frame(&bytes, 1064).is_err());
+    }
+
+    #[test]
+    fn mark_bridged_sets_bit_0_and_keeps_a_checksum_valid() {
+        let mut frame = [0u8; 40];
+        frame[..HEADER_SIZE].copy_from_slice(Header::new(RelayDomain::Execution, 3, 7, 9, 8).as_bytes());
+        frame[HEADER_SIZE..].copy_from_slice(&[1, 6, 0, 0, 0, 0, 0, 0]);
+        let sum = checksum(&frame);
+        Header::view_mut(&mut frame).unwrap().set_checksum(sum);
+        mark_bridged(&mut frame).unwrap();
+        let header = Header::view(&frame).unwrap();
+        assert!(header.is_bridged());
+        assert_ne!(header.checksum(), sum, "the flag is covered by the checksum");
+        assert_eq!(header.checksum(), checksum(&frame));
+        // A frame without a checksum keeps none.
+        let mut plain = [0u8; 40];
+        plain[..HEADER_SIZE].copy_from_slice(Header::new(RelayDomain::MarketData, 3, 7, 9, 8).as_bytes());
+        mark_bridged(&mut plain).unwrap();
+        assert_eq!((Header::view(&plain).unwrap().flags(), Header::view(&plain).unwrap().checksum()), (1, 0));
+        assert!(mark_bridged(&mut [0u8; 31]).is_none());
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub use control::{
     routing_key,
 };
 pub use error::{Error, SubscribeError, SymbolError};
-pub use header::{Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum, frame};
+pub use header::{
+    FLAG_BRIDGED, Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum, frame, mark_bridged,
+};
 pub use ids::{AssetType, InstrumentId, SourceType, Symbol, VenueId, symbol_asset_id};
 pub use payload::{
     ArbitrageSignal, FieldError, FieldValue, Fill, Heartbeat, Level, OrderBook, OrderBookHead, OrderCancel,

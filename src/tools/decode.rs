@@ -108,6 +108,7 @@ impl Render {
             "version": header.version(),
             "source": header.source(),
             "flags": header.flags(),
+            "bridged": header.is_bridged(),
             "sequence": header.sequence(),
             "timestamp": header.timestamp(),
             "payload_size": header.payload_size(),

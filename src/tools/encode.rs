@@ -12,10 +12,10 @@
 use serde_json::{Map, Value as Json};
 
 use crate::protocol::{
-    ArbitrageSignal, FieldError, FieldValue, Fill, Filter, Framing, HEADER_SIZE, Heartbeat, InstrumentId,
-    Level, MAGIC, OrderBook, OrderBookHead, OrderCancel, OrderModify, OrderRequest, OrderStatus, Payload,
-    Quote, RelayNotice, Role, SignalIdentity, Subscribe, Tlv, Trade, VERSION, Value, checksum, frame,
-    registry,
+    ArbitrageSignal, FLAG_BRIDGED, FieldError, FieldValue, Fill, Filter, Framing, HEADER_SIZE, Heartbeat,
+    InstrumentId, Level, MAGIC, OrderBook, OrderBookHead, OrderCancel, OrderModify, OrderRequest,
+    OrderStatus, Payload, Quote, RelayNotice, Role, SignalIdentity, Subscribe, Tlv, Trade, VERSION, Value,
+    checksum, frame, registry,
 };
 
 use super::decode::value_json;
@@ -48,6 +48,7 @@ const FRAME_KEYS: &[&str] = &[
     "version",
     "source",
     "flags",
+    "bridged",
     "sequence",
     "timestamp",
     "payload_size",
@@ -95,7 +96,13 @@ impl Encoder {
         let source = unsigned(required(line, "source", "")?, "source", 255)? as u8;
         let version =
             line.get("version").map_or(Ok(u64::from(VERSION)), |v| unsigned(v, "version", 255))? as u8;
-        let flags = line.get("flags").map_or(Ok(0), |v| unsigned(v, "flags", 255))? as u8;
+        let mut flags = line.get("flags").map_or(Ok(0), |v| unsigned(v, "flags", 255))? as u8;
+        match line.get("bridged").map(Json::as_bool) {
+            None => {}
+            Some(Some(true)) => flags |= FLAG_BRIDGED,
+            Some(Some(false)) => flags &= !FLAG_BRIDGED,
+            Some(None) => return fail("bridged", "expected true or false"),
+        }
         let Some(tlvs) = required(line, "tlvs", "")?.as_array() else {
             return fail("tlvs", "expected an array of TLV objects");
         };
