@@ -118,8 +118,13 @@ impl Default for Reconnect {
 
 impl Reconnect {
     /// Tries `connect` with back-off until it succeeds or the attempts run out; returns what it
-    /// made and the number of attempts.
-    fn run<T>(&self, mut connect: impl FnMut() -> Result<T, Error>) -> Result<(T, u32), Error> {
+    /// made and the number of attempts (the clients use it when a connection is lost; call it
+    /// to wait for a relay that is not there yet).
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's error, once the attempts run out.
+    pub fn run<T>(&self, mut connect: impl FnMut() -> Result<T, Error>) -> Result<(T, u32), Error> {
         let mut wait = self.initial;
         let mut attempt = 0;
         loop {

@@ -51,7 +51,7 @@ impl FilterArgs {
 }
 
 /// `LO` or `LO-HI`, each 0..=255, LO ≤ HI.
-fn parse_type_range(text: &str) -> Result<Filter, String> {
+pub fn parse_type_range(text: &str) -> Result<Filter, String> {
     let number = |part: &str| {
         part.trim().parse::<u8>().map_err(|_| format!("{part:?} is not a TLV type number (0..=255)"))
     };
@@ -66,7 +66,7 @@ fn parse_type_range(text: &str) -> Result<Filter, String> {
 }
 
 /// `VENUE:ASSET:ID`.
-fn parse_instrument(text: &str) -> Result<Filter, String> {
+pub fn parse_instrument(text: &str) -> Result<Filter, String> {
     let mut parts = text.splitn(3, ':');
     let (Some(venue), Some(asset), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!(

@@ -1,0 +1,241 @@
+//! Export: a thread reads the local relay through the client library (the relay stays
+//! synchronous, the bridge's tokio side never blocks it), hands each frame not already bridged
+//! to the NATS side through a bounded queue, and a task publishes it.
+//!
+//! Market data and signals: when the queue is full the reader drops and counts, so a slow NATS
+//! never stalls the relay. Execution: the reader waits (the relay pauses its publishers, as for
+//! any slow lossless subscriber), and the publisher keeps every frame until JetStream has
+//! stored it, sending again in order after a failure (the message id de-duplicates).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use log::{debug, error, info, warn};
+use tokio::sync::mpsc;
+use torq::client::{Event, Notice, Reconnect, Subscriber, SubscriberOptions};
+use torq::protocol::Filter;
+
+use crate::config::{Config, Domain};
+use crate::metrics::{Metrics, add};
+use crate::subject::{export_subject, message_id, stream_name};
+
+/// A frame on its way to NATS.
+#[derive(Debug)]
+pub struct Outgoing {
+    subject: String,
+    /// The JetStream message id (execution only).
+    id: Option<String>,
+    frame: Bytes,
+}
+
+/// Starts the thread that reads the local relay; it ends when `stop` is set or the NATS side
+/// is gone.
+pub fn spawn_reader(
+    config: &Config,
+    filters: Vec<Filter>,
+    metrics: Arc<Metrics>,
+    out: mpsc::Sender<Outgoing>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (relay, node, domain) = (config.relay.clone(), config.node.clone(), config.domain);
+    let options = filters
+        .into_iter()
+        .fold(SubscriberOptions::new().reconnect(Reconnect::default()), SubscriberOptions::filter);
+    std::thread::Builder::new().name("export-relay".into()).spawn(move || {
+        let reconnect = Reconnect::default();
+        while !stop.load(Ordering::Relaxed) && !out.is_closed() {
+            let subscriber = reconnect.run(|| {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(torq::client::Error::Closed { path: relay.clone() });
+                }
+                Subscriber::connect(&relay, options.clone()).inspect_err(|e| debug!("export: {e}"))
+            });
+            let Ok((mut subscriber, attempts)) = subscriber else { return };
+            if attempts > 1 {
+                add(&metrics.relay_reconnects, 1);
+            }
+            info!("export: subscribed to the relay at {}", relay.display());
+            if let Err(e) = read(&mut subscriber, &node, domain, &metrics, &out, &stop) {
+                error!("export: {e}; connecting again");
+                add(&metrics.relay_reconnects, 1);
+            }
+        }
+    })
+}
+
+/// Reads frames until `stop`, the NATS side going away, or an error.
+fn read(
+    subscriber: &mut Subscriber,
+    node: &str,
+    domain: Domain,
+    metrics: &Metrics,
+    out: &mpsc::Sender<Outgoing>,
+    stop: &AtomicBool,
+) -> Result<(), torq::client::Error> {
+    let lossless = domain == Domain::Execution;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(event) = subscriber.recv_timeout(Duration::from_millis(100))? else {
+            if out.is_closed() {
+                return Ok(());
+            }
+            continue;
+        };
+        match event {
+            Event::Frame(frame) => {
+                let header = frame.header();
+                if header.is_bridged() {
+                    add(&metrics.export_skipped_bridged, 1);
+                    continue;
+                }
+                add(&metrics.exported_in, 1);
+                let outgoing = Outgoing {
+                    subject: export_subject(node, domain, frame.bytes()),
+                    id: lossless.then(|| message_id(node, header)),
+                    frame: Bytes::copy_from_slice(frame.bytes()),
+                };
+                if lossless {
+                    if out.blocking_send(outgoing).is_err() {
+                        return Ok(());
+                    }
+                } else {
+                    match out.try_send(outgoing) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => add(&metrics.dropped, 1),
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+                    }
+                }
+            }
+            Event::Notice(Notice::Dropped { count, .. }) => add(&metrics.relay_dropped, count),
+            Event::Notice(Notice::Merged { dropped, .. }) => add(&metrics.relay_dropped, dropped),
+            Event::Notice(Notice::Stopping) => info!("export: the local relay is stopping"),
+            Event::Notice(notice) => debug!("export: notice from the relay: {notice:?}"),
+            Event::Reconnected { attempts } => {
+                add(&metrics.relay_reconnects, 1);
+                warn!(
+                    "export: connected to the relay again after {attempts} attempt(s); what it forwarded \
+                     meanwhile was not exported"
+                );
+            }
+            Event::Gap { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Publishes market data or signals on core NATS until the reader is gone.
+pub async fn publish_core(
+    client: async_nats::Client,
+    mut frames: mpsc::Receiver<Outgoing>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(outgoing) = frames.recv().await {
+        match client.publish(outgoing.subject, outgoing.frame).await {
+            Ok(()) => add(&metrics.exported_out, 1),
+            Err(e) => {
+                add(&metrics.dropped, 1);
+                debug!("export: publish failed: {e}");
+            }
+        }
+    }
+    let _ = client.flush().await;
+}
+
+/// Creates (or finds) this node's execution stream.
+///
+/// # Errors
+///
+/// When JetStream refuses (not enabled on the server, or a stream of that name with other
+/// settings).
+pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<(), async_nats::Error> {
+    let name = stream_name(&config.node);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("torq.{}.{}.>", config.node, Domain::Execution.token())],
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: config.replicas,
+        max_age: config.max_age,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await?;
+    info!("export: JetStream stream {name} ready ({} replica(s))", config.replicas);
+    Ok(())
+}
+
+/// Publishes execution frames to JetStream, at most `window` waiting for their acknowledgement,
+/// in order: each publish expects the previous frame's id to be the stream's last, so a frame
+/// lost with a connection makes the ones after it fail too, and all are sent again from the
+/// first unacknowledged one (those already stored come back as duplicates).
+pub async fn publish_jetstream(
+    js: jetstream::Context,
+    mut frames: mpsc::Receiver<Outgoing>,
+    metrics: Arc<Metrics>,
+    window: usize,
+) {
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
+    let mut acks = FuturesOrdered::new();
+    let mut open = true;
+    let mut backoff = Duration::from_millis(50);
+    while open || !pending.is_empty() {
+        tokio::select! {
+            biased;
+            Some(result) = acks.next(), if !acks.is_empty() => match result {
+                Ok(_) => {
+                    pending.pop_front();
+                    add(&metrics.exported_out, 1);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    warn!("export: JetStream did not store a frame ({e}); sending {} again from it", pending.len());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    acks = FuturesOrdered::new();
+                    add(&metrics.republished, pending.len() as u64);
+                    let mut previous = None;
+                    for outgoing in &pending {
+                        acks.push_back(send(&js, outgoing, previous));
+                        previous = outgoing.id.as_deref();
+                    }
+                }
+            },
+            next = frames.recv(), if open && pending.len() < window => match next {
+                Some(outgoing) => {
+                    let previous = pending.back().and_then(|p: &Outgoing| p.id.as_deref());
+                    // The first frame after a start or a failure expects nothing.
+                    let previous = if acks.is_empty() { None } else { previous };
+                    acks.push_back(send(&js, &outgoing, previous));
+                    pending.push_back(outgoing);
+                }
+                None => open = false,
+            },
+        }
+    }
+}
+
+type Ack = Result<jetstream::publish::PublishAck, async_nats::Error>;
+
+/// One publish with its id, expecting `previous` as the stream's last message id.
+fn send(
+    js: &jetstream::Context,
+    outgoing: &Outgoing,
+    previous: Option<&str>,
+) -> impl Future<Output = Ack> + use<> {
+    let mut message = PublishMessage::build().payload(outgoing.frame.clone());
+    if let Some(id) = &outgoing.id {
+        message = message.message_id(id);
+    }
+    if let Some(previous) = previous {
+        message = message.expected_last_message_id(previous);
+    }
+    let (js, subject) = (js.clone(), outgoing.subject.clone());
+    async move {
+        let ack: PublishAckFuture = js.send_publish(subject, message).await?;
+        Ok(ack.await?)
+    }
+}

@@ -1,0 +1,226 @@
+//! `torq-bridge`: carries one relay's frames to and from the relays of other hosts over NATS.
+//! See `torq-bridge --help` and the README's "Across hosts".
+
+mod config;
+mod export;
+mod import;
+mod metrics;
+mod state;
+mod subject;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use log::{error, info, warn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use config::{Args, Config, Domain, Import};
+use metrics::{Metrics, add};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match args.resolve() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = torq::cli::init_logging(config.log_level.filter(), false, None) {
+        eprintln!("error: cannot start logging: {e}");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the bridge's runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(Arc::new(config))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+async fn run(config: Arc<Config>) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::default());
+    let urls = config.nats.join(",");
+    let events = Arc::clone(&metrics);
+    let connected_once = Arc::new(AtomicBool::new(false));
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let (metrics, connected_once) = (Arc::clone(&events), Arc::clone(&connected_once));
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        if connected_once.swap(true, Ordering::Relaxed) {
+                            add(&metrics.nats_reconnects, 1);
+                            info!("connected to NATS again");
+                        } else {
+                            info!("connected to NATS");
+                        }
+                    }
+                    async_nats::Event::Disconnected => warn!("lost the connection to NATS; reconnecting"),
+                    other => warn!("NATS: {other}"),
+                }
+            }
+        })
+        .connect(urls.as_str())
+        .await
+        .map_err(|e| format!("cannot use the NATS server(s) {urls}: {e}"))?;
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .max_ack_inflight(config.queue.min(4096))
+        .backpressure_on_inflight(true)
+        .build(client.clone());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reader = None;
+    let mut exporter = None;
+    if let Some(filters) = &config.export {
+        let (sender, receiver) = mpsc::channel(config.queue);
+        if config.domain == Domain::Execution {
+            // Bounded retries: JetStream may still be electing a leader at start.
+            let mut tries = 0;
+            while let Err(e) = export::ensure_stream(&js, &config).await {
+                tries += 1;
+                if tries == 30 {
+                    return Err(format!(
+                        "cannot create the stream {} on {urls}: {e} (is JetStream enabled: nats-server -js?)",
+                        subject::stream_name(&config.node)
+                    ));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            exporter = Some(tokio::spawn(export::publish_jetstream(
+                js.clone(),
+                receiver,
+                Arc::clone(&metrics),
+                config.queue.min(4096),
+            )));
+        } else {
+            exporter =
+                Some(tokio::spawn(export::publish_core(client.clone(), receiver, Arc::clone(&metrics))));
+        }
+        reader = Some(
+            export::spawn_reader(&config, filters.clone(), Arc::clone(&metrics), sender, Arc::clone(&stop))
+                .map_err(|e| format!("cannot start the export thread: {e}"))?,
+        );
+        info!("exporting {} from {} as node {}", config.domain.token(), config.relay.display(), config.node);
+    }
+
+    let mut writer = None;
+    let mut importers = Vec::new();
+    if let Some(import) = &config.import {
+        let (sender, receiver) = mpsc::channel(config.queue);
+        let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
+        writer = Some(
+            import::spawn_writer(&config, Arc::clone(&metrics), receiver, ack_sender)
+                .map_err(|e| format!("cannot start the import thread: {e}"))?,
+        );
+        importers.push(tokio::spawn(import::acknowledge(ack_receiver)));
+        let nodes: Vec<Option<String>> = match import {
+            Import::All => vec![None],
+            Import::Nodes(nodes) => nodes.iter().cloned().map(Some).collect(),
+        };
+        for node in nodes {
+            let (config, metrics, sender) = (Arc::clone(&config), Arc::clone(&metrics), sender.clone());
+            importers.push(match (config.domain, node) {
+                (Domain::Execution, None) => {
+                    tokio::spawn(import::import_all_jetstream(js.clone(), config, metrics, sender))
+                }
+                (Domain::Execution, Some(node)) => {
+                    tokio::spawn(import::import_jetstream(js.clone(), config, node, metrics, sender))
+                }
+                (_, node) => tokio::spawn(import::import_core(client.clone(), config, node, metrics, sender)),
+            });
+        }
+        info!("importing {} into {} as node {}", config.domain.token(), config.relay.display(), config.node);
+    }
+
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
+        tokio::spawn(serve_metrics(listener, Arc::clone(&config), Arc::clone(&metrics)));
+        info!("metrics on http://{addr}/metrics");
+    }
+    if !config.metrics_interval.is_zero() {
+        let (metrics, every) = (Arc::clone(&metrics), config.metrics_interval);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                info!("{}", metrics.stats_line());
+            }
+        });
+    }
+
+    wait_for_stop().await;
+    info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    for task in importers {
+        task.abort();
+    }
+    if let Some(reader) = reader {
+        let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    }
+    if let Some(exporter) = exporter
+        && tokio::time::timeout(Duration::from_secs(5), exporter).await.is_err()
+    {
+        warn!("stopped with execution frames not yet stored by JetStream");
+    }
+    if let Some(writer) = writer {
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+    let _ = client.flush().await;
+    info!("{}", metrics.stats_line());
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// Prometheus text for every request, one connection at a time, each bounded to a second.
+async fn serve_metrics(listener: tokio::net::TcpListener, config: Arc<Config>, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let body = metrics.prometheus(&config.node, config.domain.token());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        })
+        .await;
+    }
+}

@@ -1,0 +1,94 @@
+//! NATS subjects (`torq.<node>.<domain>.<type>.<source>`), and the per-(node, source) sequence
+//! tracking that counts frames lost between hosts.
+
+use std::collections::HashMap;
+
+use torq::protocol::{HEADER_SIZE, Header, routing_key};
+
+use crate::config::Domain;
+
+/// The subject a frame is exported on: its first TLV's type (0 when it has none) and its source.
+pub fn export_subject(node: &str, domain: Domain, frame: &[u8]) -> String {
+    let tlv_type = frame.get(HEADER_SIZE..).and_then(routing_key).map_or(0, |key| key.tlv_type);
+    let source = Header::view(frame).map_or(0, Header::source);
+    format!("torq.{node}.{}.{tlv_type}.{source}", domain.token())
+}
+
+/// The subjects that import `node` (`None`: every node) of `domain`.
+pub fn import_subject(node: Option<&str>, domain: Domain) -> String {
+    format!("torq.{}.{}.>", node.unwrap_or("*"), domain.token())
+}
+
+/// The node a subject came from.
+pub fn node_of(subject: &str) -> Option<&str> {
+    let mut tokens = subject.split('.');
+    (tokens.next() == Some("torq")).then(|| tokens.next()).flatten()
+}
+
+/// The JetStream stream that holds `node`'s execution frames.
+pub fn stream_name(node: &str) -> String {
+    format!("TORQ_{node}_EXECUTION")
+}
+
+/// The JetStream message id of a frame: node, source, sequence and the publisher's timestamp
+/// (a publisher that starts again starts its sequences again; its timestamps move on).
+pub fn message_id(node: &str, header: &Header) -> String {
+    format!("{node}.{}.{}.{}", header.source(), header.sequence(), header.timestamp())
+}
+
+/// Sequences seen per (node, source), counting the ones skipped.
+#[derive(Debug, Default)]
+pub struct Gaps {
+    next: HashMap<(String, u8), u64>,
+}
+
+impl Gaps {
+    /// Records a frame; returns how many frames before it were never seen (0 when it is the one
+    /// due, or when its publisher started again from a lower sequence).
+    pub fn record(&mut self, node: &str, header: &Header) -> u64 {
+        let sequence = header.sequence();
+        let key = (node.to_string(), header.source());
+        let missed = match self.next.get(&key) {
+            Some(&due) if sequence > due => sequence - due,
+            _ => 0,
+        };
+        self.next.insert(key, sequence + 1);
+        missed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torq::protocol::RelayDomain;
+    use zerocopy::IntoBytes;
+
+    fn frame(source: u8, sequence: u64, payload: &[u8]) -> Vec<u8> {
+        let header = Header::new(RelayDomain::MarketData, source, sequence, 5, payload.len() as u32);
+        [header.as_bytes(), payload].concat()
+    }
+
+    #[test]
+    fn subjects_name_node_domain_type_and_source() {
+        let subject = export_subject("ny4", Domain::MarketData, &frame(4, 1, &[1, 2, 0, 0]));
+        assert_eq!(subject, "torq.ny4.market_data.1.4");
+        assert_eq!(node_of(&subject), Some("ny4"));
+        assert_eq!(export_subject("a", Domain::Signal, &frame(9, 1, &[])), "torq.a.signal.0.9");
+        assert_eq!(import_subject(None, Domain::Execution), "torq.*.execution.>");
+        assert_eq!(import_subject(Some("b"), Domain::Signal), "torq.b.signal.>");
+        assert_eq!(node_of("other.b.signal"), None);
+    }
+
+    #[test]
+    fn gaps_count_per_node_and_source() {
+        let mut gaps = Gaps::default();
+        let at = |source, sequence| *Header::view(&frame(source, sequence, &[])).unwrap();
+        assert_eq!(gaps.record("a", &at(1, 1)), 0);
+        assert_eq!(gaps.record("a", &at(1, 2)), 0);
+        assert_eq!(gaps.record("a", &at(1, 5)), 2);
+        assert_eq!(gaps.record("b", &at(1, 9)), 0, "another node has its own sequences");
+        assert_eq!(gaps.record("a", &at(2, 7)), 0, "another source too");
+        assert_eq!(gaps.record("a", &at(1, 1)), 0, "a publisher that starts again is not a gap");
+        assert_eq!(gaps.record("a", &at(1, 3)), 1);
+    }
+}
