@@ -8,6 +8,7 @@
 //! stored it, sending again in order after a failure (the message id de-duplicates).
 
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -171,7 +172,8 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<(
 /// Publishes execution frames to JetStream, at most `window` waiting for their acknowledgement,
 /// in order: each publish expects the previous frame's id to be the stream's last, so a frame
 /// lost with a connection makes the ones after it fail too, and all are sent again from the
-/// first unacknowledged one (those already stored come back as duplicates).
+/// first unacknowledged one (those already stored come back as duplicates). Publishes are
+/// handed to the client one after the other, here, so they leave in the order of the relay.
 pub async fn publish_jetstream(
     js: jetstream::Context,
     mut frames: mpsc::Receiver<Outgoing>,
@@ -181,35 +183,53 @@ pub async fn publish_jetstream(
     let mut pending: VecDeque<Outgoing> = VecDeque::new();
     let mut acks = FuturesOrdered::new();
     let mut open = true;
-    let mut backoff = Duration::from_millis(50);
+    let mut failed = false;
+    let mut backoff = Duration::from_millis(20);
     while open || !pending.is_empty() {
+        if failed {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            add(&metrics.republished, pending.len() as u64);
+            acks = FuturesOrdered::new();
+            failed = false;
+            let mut previous = None;
+            for outgoing in &pending {
+                match send(&js, outgoing, previous).await {
+                    Ok(ack) => acks.push_back(ack.into_future()),
+                    Err(e) => {
+                        debug!("export: sending again failed: {e}");
+                        failed = true;
+                        break;
+                    }
+                }
+                previous = outgoing.id.as_deref();
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             Some(result) = acks.next(), if !acks.is_empty() => match result {
                 Ok(_) => {
                     pending.pop_front();
                     add(&metrics.exported_out, 1);
-                    backoff = Duration::from_millis(50);
+                    backoff = Duration::from_millis(20);
                 }
                 Err(e) => {
                     warn!("export: JetStream did not store a frame ({e}); sending {} again from it", pending.len());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    acks = FuturesOrdered::new();
-                    add(&metrics.republished, pending.len() as u64);
-                    let mut previous = None;
-                    for outgoing in &pending {
-                        acks.push_back(send(&js, outgoing, previous));
-                        previous = outgoing.id.as_deref();
-                    }
+                    failed = true;
                 }
             },
             next = frames.recv(), if open && pending.len() < window => match next {
                 Some(outgoing) => {
-                    let previous = pending.back().and_then(|p: &Outgoing| p.id.as_deref());
-                    // The first frame after a start or a failure expects nothing.
-                    let previous = if acks.is_empty() { None } else { previous };
-                    acks.push_back(send(&js, &outgoing, previous));
+                    // The first frame after a start, a pause or a failure expects nothing.
+                    let previous = if acks.is_empty() { None } else { pending.back().and_then(|p| p.id.as_deref()) };
+                    match send(&js, &outgoing, previous).await {
+                        Ok(ack) => acks.push_back(ack.into_future()),
+                        Err(e) => {
+                            warn!("export: cannot publish to JetStream ({e}); sending {} again", pending.len() + 1);
+                            failed = true;
+                        }
+                    }
                     pending.push_back(outgoing);
                 }
                 None => open = false,
@@ -218,14 +238,13 @@ pub async fn publish_jetstream(
     }
 }
 
-type Ack = Result<jetstream::publish::PublishAck, async_nats::Error>;
-
-/// One publish with its id, expecting `previous` as the stream's last message id.
-fn send(
+/// Hands one publish to the client, with its id, expecting `previous` as the stream's last
+/// message id; the acknowledgement comes later.
+async fn send(
     js: &jetstream::Context,
     outgoing: &Outgoing,
     previous: Option<&str>,
-) -> impl Future<Output = Ack> + use<> {
+) -> Result<PublishAckFuture, jetstream::context::PublishError> {
     let mut message = PublishMessage::build().payload(outgoing.frame.clone());
     if let Some(id) = &outgoing.id {
         message = message.message_id(id);
@@ -233,9 +252,5 @@ fn send(
     if let Some(previous) = previous {
         message = message.expected_last_message_id(previous);
     }
-    let (js, subject) = (js.clone(), outgoing.subject.clone());
-    async move {
-        let ack: PublishAckFuture = js.send_publish(subject, message).await?;
-        Ok(ack.await?)
-    }
+    js.send_publish(outgoing.subject.clone(), message).await
 }

@@ -55,6 +55,11 @@ fn main() -> ExitCode {
 async fn run(config: Arc<Config>) -> Result<(), String> {
     let metrics = Arc::new(Metrics::default());
     let urls = config.nats.join(",");
+    let servers = config
+        .nats
+        .iter()
+        .map(|url| url.parse::<async_nats::ServerAddr>().map_err(|e| format!("--nats {url:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let events = Arc::clone(&metrics);
     let connected_once = Arc::new(AtomicBool::new(false));
     let client = async_nats::ConnectOptions::new()
@@ -78,12 +83,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                 }
             }
         })
-        .connect(urls.as_str())
+        .connect(servers)
         .await
         .map_err(|e| format!("cannot use the NATS server(s) {urls}: {e}"))?;
     let js = async_nats::jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
-        .max_ack_inflight(config.queue.min(4096))
+        .max_ack_inflight(2 * config.queue.min(4096))
         .backpressure_on_inflight(true)
         .build(client.clone());
 

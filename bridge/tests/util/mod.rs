@@ -1,0 +1,294 @@
+//! Real processes for the bridge's tests: NATS servers, `relay_dev all` "hosts", bridges, and
+//! clients of the relays through the client library.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use torq::client::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+use torq::protocol::RelayDomain;
+
+/// How long anything may take to come up.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A fresh temporary directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "torq-bridge-it-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process with its log in a file; killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(program: &Path, args: &[String], log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc { child, log }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (bounded).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < WAIT, "the process did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `nats-server` binary; the tests need it and fail, saying so, without it.
+pub fn nats_server_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.is_file())
+        .expect(
+            "nats-server not found in PATH or /usr/sbin: the bridge's tests run real NATS servers; \
+             install it (`apt-get install nats-server`, as .ci/run does)",
+        )
+}
+
+/// A NATS server with JetStream on a loopback port.
+pub struct Nats {
+    pub proc: Proc,
+    pub port: u16,
+    pub args: Vec<String>,
+    pub dir: PathBuf,
+}
+
+impl Nats {
+    /// A single server.
+    pub fn start(dir: &Path) -> Nats {
+        let port = free_port();
+        let args = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-js".into(),
+            "-sd".into(),
+            dir.join("store").display().to_string(),
+        ];
+        Nats::run(dir, port, args)
+    }
+
+    /// Server `index` of a cluster whose route ports are `routes`.
+    pub fn cluster_member(dir: &Path, index: usize, client_port: u16, routes: &[u16]) -> Nats {
+        let peers: Vec<String> = routes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        let args = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            client_port.to_string(),
+            "-js".into(),
+            "-sd".into(),
+            dir.join(format!("store-{index}")).display().to_string(),
+            "--name".into(),
+            format!("n{index}"),
+            "--cluster_name".into(),
+            "torq".into(),
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{}", routes[index]),
+            "--routes".into(),
+            peers.join(","),
+        ];
+        Nats::run(dir, client_port, args)
+    }
+
+    fn run(dir: &Path, port: u16, args: Vec<String>) -> Nats {
+        let proc = Proc::spawn(&nats_server_binary(), &args, dir.join(format!("nats-{port}.log")));
+        let nats = Nats { proc, port, args, dir: dir.to_path_buf() };
+        nats.wait_ready();
+        nats
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < WAIT, "nats-server did not listen: {}", self.proc.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGTERM) and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.proc.terminate();
+        self.proc = Proc::spawn(
+            &nats_server_binary(),
+            &self.args,
+            self.dir.join(format!("nats-{}-again.log", self.port)),
+        );
+        self.wait_ready();
+    }
+}
+
+/// The workspace's `target/<profile>` directory (the test binary lives in its `deps`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// `relay_dev`, built by `cargo test --workspace`; built here when only this crate is tested.
+pub fn relay_dev_binary() -> PathBuf {
+    let path = target_dir().join("relay_dev");
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status =
+            Command::new(cargo).args(["build", "-p", "torq", "--bin", "relay_dev"]).status().unwrap();
+        assert!(status.success() && path.is_file(), "cannot build relay_dev for the bridge's tests");
+    }
+    path
+}
+
+/// One "host": `relay_dev all` in a directory of its own.
+pub struct Host {
+    pub dir: PathBuf,
+    pub relay: Proc,
+}
+
+impl Host {
+    pub fn start(tag: &str) -> Host {
+        let dir = temp_dir(tag);
+        let args =
+            vec!["all".into(), "--socket".into(), dir.display().to_string(), "-l".into(), "warn".into()];
+        let relay = Proc::spawn(&relay_dev_binary(), &args, dir.join("relay.log"));
+        let host = Host { dir, relay };
+        let start = Instant::now();
+        for domain in [RelayDomain::MarketData, RelayDomain::Execution] {
+            while std::os::unix::net::UnixStream::connect(host.socket(domain)).is_err() {
+                assert!(start.elapsed() < WAIT, "the relay did not start: {}", host.relay.log());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        host
+    }
+
+    pub fn socket(&self, domain: RelayDomain) -> PathBuf {
+        self.dir.join(match domain {
+            RelayDomain::MarketData => "market_data.sock",
+            RelayDomain::Signal => "signals.sock",
+            _ => "execution.sock",
+        })
+    }
+
+    /// A bridge for `domain` on this host.
+    pub fn bridge(&self, domain: RelayDomain, node: &str, nats: &str, extra: &[&str]) -> Proc {
+        let name = match domain {
+            RelayDomain::MarketData => "market-data",
+            RelayDomain::Signal => "signal",
+            _ => "execution",
+        };
+        let mut args: Vec<String> = [
+            "--relay",
+            self.socket(domain).to_str().unwrap(),
+            "--domain",
+            name,
+            "--node",
+            node,
+            "--nats",
+            nats,
+            "-l",
+            "debug",
+            "--metrics-interval",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = self.dir.join(format!("bridge-{node}-{name}-{}.log", Instant::now().elapsed().as_nanos()));
+        Proc::spawn(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, log)
+    }
+
+    pub fn publisher(&self, domain: RelayDomain, source: u8) -> Publisher {
+        Publisher::connect(self.socket(domain), PublisherOptions::new(domain, source)).unwrap()
+    }
+
+    pub fn subscriber(&self, domain: RelayDomain) -> Subscriber {
+        Subscriber::connect(self.socket(domain), SubscriberOptions::new()).unwrap()
+    }
+}
+
+/// Publishes one frame of 128 bytes (a TLV of type 200) and flushes.
+pub fn publish(publisher: &mut Publisher, count: usize) {
+    for _ in 0..count {
+        publisher.publish(|frame| frame.tlv(200, &[7; 94]).map(|_| ())).unwrap();
+    }
+    publisher.flush().unwrap();
+}
+
+/// A received frame: (source, sequence, bridged).
+pub type Seen = (u8, u64, bool);
+
+/// The sequences of `source` among `seen`, asserting they are bridged as `bridged` says.
+pub fn sequences(seen: &[Seen], source: u8, bridged: bool) -> Vec<u64> {
+    seen.iter()
+        .filter(|(s, _, _)| *s == source)
+        .map(|(_, sequence, b)| {
+            assert_eq!(*b, bridged, "source {source} sequence {sequence}: bridged flag");
+            *sequence
+        })
+        .collect()
+}
