@@ -51,11 +51,16 @@ pub fn spawn_reader(
     std::thread::Builder::new().name("export-relay".into()).spawn(move || {
         let reconnect = Reconnect::default();
         while !stop.load(Ordering::Relaxed) && !out.is_closed() {
+            let mut told = false;
             let subscriber = reconnect.run(|| {
                 if stop.load(Ordering::Relaxed) {
                     return Err(torq::client::Error::Closed { path: relay.clone() });
                 }
-                Subscriber::connect(&relay, options.clone()).inspect_err(|e| debug!("export: {e}"))
+                Subscriber::connect(&relay, options.clone()).inspect_err(|e| {
+                    if !std::mem::replace(&mut told, true) {
+                        warn!("export: waiting for the relay: {e}");
+                    }
+                })
             });
             let Ok((mut subscriber, attempts)) = subscriber else { return };
             if attempts > 1 {

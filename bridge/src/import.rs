@@ -121,8 +121,15 @@ impl Sink {
     fn connect(relay: &PathBuf, domain: Domain, metrics: &Metrics) -> Sink {
         let mut options = PublisherOptions::new(domain.relay(), 0);
         options.reconnect = Some(Reconnect::default());
+        let mut told = false;
         let (publisher, attempts) = Reconnect::default()
-            .run(|| Publisher::connect(relay, options.clone()).inspect_err(|e| debug!("import: {e}")))
+            .run(|| {
+                Publisher::connect(relay, options.clone()).inspect_err(|e| {
+                    if !std::mem::replace(&mut told, true) {
+                        warn!("import: waiting for the relay: {e}");
+                    }
+                })
+            })
             .expect("Reconnect::default() tries for ever");
         if attempts > 1 {
             add(&metrics.relay_reconnects, 1);

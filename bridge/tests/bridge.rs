@@ -104,7 +104,10 @@ fn market_data_crosses_in_order_both_ways_and_nothing_loops() {
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("md-a"), Host::start("md-b"));
     let bridge_a = a.bridge(MarketData, "a", &nats.url(), &["--export", "--import", "b"]);
-    let bridge_b = b.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "all"]);
+    let metrics = free_port();
+    let address = format!("127.0.0.1:{metrics}");
+    let bridge_b =
+        b.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "all", "--metrics", &address]);
     let logs = || logs(&[&bridge_a, &bridge_b]);
     let (on_a, on_b) = (Collector::start(&a, MarketData), Collector::start(&b, MarketData));
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
@@ -120,6 +123,33 @@ fn market_data_crosses_in_order_both_ways_and_nothing_loops() {
         assert_eq!(side.sequences(local, false), all);
         assert_eq!(side.sequences(remote, true), all);
     }
+    // B's counters: what it wrote into its relay is what came from A; it exported its own
+    // frames and never the bridged ones its relay forwarded.
+    let text = scrape(&address);
+    let value = |name: &str| -> u64 {
+        let line = format!("torq_bridge_{name}{{node=\"b\",domain=\"market_data\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let from_a = (on_b.count(4) + on_b.count(90)) as u64;
+    assert_eq!(value("imported_out_total"), from_a);
+    // (A probe may have crossed before B's export subscription was in place.)
+    assert!(value("export_skipped_bridged_total") >= 2000, "{text}");
+    assert!(value("exported_in_total") >= (on_a.count(5) + on_a.count(91)) as u64, "{text}");
+    assert_eq!(value("lost_total"), 0);
+}
+
+/// One GET of the Prometheus text.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
 }
 
 #[test]
