@@ -65,6 +65,11 @@ pub struct Args {
     /// restarted bridge skips what NATS delivers again [default: the relay socket's directory].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Execution import: the local relay's audit file, read after a restart to tell which frames
+    /// the last bridge wrote before it was stopped [default: execution.audit beside the socket,
+    /// the relay's own default].
+    #[arg(long, value_name = "FILE")]
+    pub audit_file: Option<PathBuf>,
     /// Execution export: replicas of this node's stream when the bridge creates it (3 on a
     /// three-server cluster) [default: 1].
     #[arg(long, value_name = "N")]
@@ -141,6 +146,7 @@ struct File {
     #[serde(default)]
     instruments: Vec<String>,
     state_dir: Option<PathBuf>,
+    audit_file: Option<PathBuf>,
     replicas: Option<usize>,
     max_age: Option<u64>,
     queue: Option<usize>,
@@ -175,6 +181,8 @@ pub struct Config {
     pub import: Option<Import>,
     /// Where the execution import keeps its cursor.
     pub state_dir: PathBuf,
+    /// The local relay's audit file.
+    pub audit_file: PathBuf,
     /// Stream replicas.
     pub replicas: usize,
     /// Stream age limit.
@@ -282,12 +290,11 @@ impl Args {
                 "the bridge has nothing to do: give --export, --import NODE, or both",
             ));
         }
-        let state_dir = match self.state_dir.clone().or(file.state_dir) {
-            Some(dir) => dir,
-            None => {
-                relay.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
-            }
-        };
+        let beside =
+            relay.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let state_dir = self.state_dir.clone().or(file.state_dir).unwrap_or_else(|| beside.clone());
+        let audit_file =
+            self.audit_file.clone().or(file.audit_file).unwrap_or_else(|| beside.join("execution.audit"));
         let replicas = self.replicas.or(file.replicas).unwrap_or(1);
         if !(1..=5).contains(&replicas) {
             return Err(invalid("--replicas", format!("{replicas}: JetStream keeps 1 to 5 replicas")));
@@ -319,6 +326,7 @@ impl Args {
             export,
             import,
             state_dir,
+            audit_file,
             replicas,
             max_age: Duration::from_secs(max_age),
             queue,
@@ -389,6 +397,7 @@ mod tests {
                 .unwrap();
         assert_eq!(config.nats, vec![DEFAULT_NATS.to_string()]);
         assert_eq!(config.state_dir, PathBuf::from("/run/torq"));
+        assert_eq!(config.audit_file, PathBuf::from("/run/torq/execution.audit"));
         assert_eq!(config.import, Some(Import::Nodes(vec!["b".into()])));
         assert!(config.export.is_none());
         assert_eq!((config.replicas, config.queue), (1, 65_536));
@@ -409,6 +418,16 @@ mod tests {
             "--replicas"
         );
         assert_eq!(error(&["--domain", "signal", "--node", "a", "--export"]), "--relay");
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/bridge.toml");
+        let config = args(&["-c", path.to_str().unwrap()]).resolve().unwrap();
+        assert_eq!((config.domain, config.node.as_str()), (Domain::Execution, "a"));
+        assert_eq!(config.import, Some(Import::Nodes(vec!["b".into()])));
+        assert_eq!(config.export, Some(vec![]));
+        assert_eq!(config.log_level, LogLevel::Info);
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! flags bit 0 (bridged) set, one publisher connection per imported node (sequences are per
 //! connection and source, PROTOCOL.md §6).
 //!
-//! Execution frames are delivered strictly in stream order: the thread records the stream
-//! sequence of what it has written ([`Cursor`]) before the frames are acknowledged; a frame at
-//! or below the cursor is a redelivery and is skipped; a frame past the one due means the
-//! consumer moved on without us, and it is made again from the frame due.
+//! Execution frames are delivered strictly in stream order and once: the thread records in the
+//! [`Cursor`] what it is about to write, writes it, records that it is in, and only then
+//! acknowledges; a frame at or below the cursor is a redelivery and is skipped; a frame past the
+//! one due means the consumer moved on without us, and it is made again from the frame due. A
+//! bridge started after a kill in the middle asks the relay's audit trail which of the frames
+//! being written the relay accepted, and skips those.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,9 +24,10 @@ use tokio::sync::mpsc;
 use torq::client::{Publisher, PublisherOptions, Reconnect};
 use torq::protocol::{Header, mark_bridged};
 
+use crate::audit::{self, Key};
 use crate::config::{Config, Domain};
 use crate::metrics::{Metrics, add};
-use crate::state::Cursor;
+use crate::state::{Cursor, InDoubt};
 use crate::subject::{Gaps, import_subject, node_of, stream_name};
 
 /// A frame on its way into the local relay.
@@ -32,13 +35,26 @@ use crate::subject::{Gaps, import_subject, node_of, stream_name};
 pub struct Incoming {
     node: Arc<str>,
     frame: Bytes,
-    /// Execution: the message (acknowledged once written), its stream sequence and the cursor.
-    jetstream: Option<(jetstream::Message, u64, Arc<Mutex<Cursor>>)>,
+    /// Execution: the message (acknowledged once written), its stream sequence, the cursor, and
+    /// whether the relay already holds it (written by a bridge killed before recording it).
+    jetstream: Option<Delivery>,
 }
 
+/// An execution frame's place in its stream.
+#[derive(Debug)]
+struct Delivery {
+    message: jetstream::Message,
+    sequence: u64,
+    cursor: Arc<Mutex<Cursor>>,
+    in_relay: bool,
+}
+
+/// The cursors of one batch and the last delivery of each.
+type Written = Vec<(Arc<Mutex<Cursor>>, u64, jetstream::Message)>;
+
 /// Starts the thread that writes imported frames into the local relay; it ends when every
-/// sender is gone. Acknowledgements go out through `acks` once the frames are written and
-/// the cursor moved.
+/// sender is gone. Per batch: the cursors say what is being written, the frames are written
+/// and flushed, the cursors say it is in, and the acknowledgements go out through `acks`.
 pub fn spawn_writer(
     config: &Config,
     metrics: Arc<Metrics>,
@@ -46,15 +62,59 @@ pub fn spawn_writer(
     acks: mpsc::UnboundedSender<jetstream::Message>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (relay, domain) = (config.relay.clone(), config.domain);
+    // Fault injection for the tests: abort after writing this many batches, before recording
+    // them (what a kill -9 at the worst moment does).
+    let abort_after: Option<u64> =
+        std::env::var("TORQ_BRIDGE_ABORT_AFTER_WRITES").ok().and_then(|n| n.parse().ok());
     std::thread::Builder::new().name("import-relay".into()).spawn(move || {
         let mut sinks: HashMap<Arc<str>, Sink> = HashMap::new();
         let mut scratch = Vec::new();
-        let mut written: Vec<(Arc<Mutex<Cursor>>, u64, jetstream::Message)> = Vec::new();
+        let mut batch: Vec<Incoming> = Vec::new();
+        let mut written: Written = Vec::new();
+        let mut batches = 0u64;
         while let Some(first) = frames.blocking_recv() {
-            let mut next = Some(first);
+            batch.push(first);
+            while batch.len() < 4096 {
+                match frames.try_recv() {
+                    Ok(incoming) => batch.push(incoming),
+                    Err(_) => break,
+                }
+            }
+            // 1. The cursors say what is being written. Frames the relay holds already (a prefix
+            // of what a killed bridge was writing) are recorded as in first, so that a second
+            // kill does not take them for this process's.
+            let mut intents: Vec<(&Arc<Mutex<Cursor>>, u64)> = Vec::new();
+            for delivery in batch.iter().filter_map(|i| i.jetstream.as_ref()) {
+                match intents.iter_mut().find(|(cursor, _)| Arc::ptr_eq(cursor, &delivery.cursor)) {
+                    Some(intent) => intent.1 = delivery.sequence,
+                    None if delivery.in_relay => {
+                        if let Err(e) =
+                            delivery.cursor.lock().expect("cursor lock").advance(delivery.sequence)
+                        {
+                            error!("import: {e}");
+                        }
+                    }
+                    None => intents.push((&delivery.cursor, delivery.sequence)),
+                }
+            }
+            for (cursor, upto) in intents {
+                if let Err(e) = cursor.lock().expect("cursor lock").begin(upto, now_ns()) {
+                    error!("import: {e}: a restart could write these frames twice");
+                }
+            }
+            // 2. The frames.
             let mut count = 0u64;
-            // Everything waiting now goes in one batch, then one flush.
-            while let Some(incoming) = next {
+            for incoming in batch.drain(..) {
+                if let Some(delivery) = incoming.jetstream {
+                    let (cursor, sequence) = (delivery.cursor, delivery.sequence);
+                    match written.iter_mut().find(|(c, ..)| Arc::ptr_eq(c, &cursor)) {
+                        Some(last) => *last = (cursor, sequence, delivery.message),
+                        None => written.push((cursor, sequence, delivery.message)),
+                    }
+                    if delivery.in_relay {
+                        continue;
+                    }
+                }
                 scratch.clear();
                 scratch.extend_from_slice(&incoming.frame);
                 let Some(header) = Header::view(&scratch).copied() else {
@@ -63,7 +123,6 @@ pub fn spawn_writer(
                         incoming.node,
                         scratch.len()
                     );
-                    next = frames.try_recv().ok();
                     continue;
                 };
                 let _ = mark_bridged(&mut scratch);
@@ -76,31 +135,34 @@ pub fn spawn_writer(
                 if let Err(e) = sink.write(&scratch, &header, &incoming.node, &relay, domain, &metrics) {
                     error!("import: cannot write to the relay at {}: {e}", relay.display());
                 }
-                if let Some((message, sequence, cursor)) = incoming.jetstream {
-                    match written.last_mut() {
-                        Some(last) if Arc::ptr_eq(&last.0, &cursor) => *last = (cursor, sequence, message),
-                        _ => written.push((cursor, sequence, message)),
-                    }
-                }
-                let lag = torq_now().saturating_sub(header.timestamp());
-                metrics.lag_ns.store(lag, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .lag_ns
+                    .store(now_ns().saturating_sub(header.timestamp()), std::sync::atomic::Ordering::Relaxed);
                 count += 1;
-                next = if count < 4096 { frames.try_recv().ok() } else { None };
             }
             for sink in sinks.values_mut() {
                 if let Err(e) = sink.publisher.flush() {
                     error!("import: cannot write to the relay at {}: {e}", relay.display());
                 }
+                let reconnections = sink.publisher.reconnections();
+                add(
+                    &metrics.relay_reconnects,
+                    reconnections - std::mem::replace(&mut sink.reconnections, reconnections),
+                );
             }
             add(&metrics.imported_out, count);
+            batches += 1;
+            if abort_after == Some(batches) {
+                std::process::abort();
+            }
+            // 3. The cursors say it is in; then, and only then, the acknowledgements.
             for (cursor, sequence, message) in written.drain(..) {
-                let moved = cursor
-                    .lock()
-                    .map_err(|_| ())
-                    .and_then(|mut c| c.advance(sequence).map_err(|e| error!("import: {e}")));
-                // Not acknowledged unless recorded: NATS delivers it again, and it is skipped then.
-                if moved.is_ok() {
-                    let _ = acks.send(message);
+                match cursor.lock().expect("cursor lock").advance(sequence) {
+                    Ok(()) => {
+                        let _ = acks.send(message);
+                    }
+                    // Not acknowledged: NATS delivers it again, and the cursor decides then.
+                    Err(e) => error!("import: {e}"),
                 }
             }
         }
@@ -115,6 +177,8 @@ struct Sink {
     publisher: Publisher,
     /// The last sequence written per source on this connection.
     last: Box<[Option<u64>; 256]>,
+    /// The publisher's reconnections already counted.
+    reconnections: u64,
 }
 
 impl Sink {
@@ -134,7 +198,7 @@ impl Sink {
         if attempts > 1 {
             add(&metrics.relay_reconnects, 1);
         }
-        Sink { publisher, last: Box::new([None; 256]) }
+        Sink { publisher, last: Box::new([None; 256]), reconnections: 0 }
     }
 
     /// Queues one frame; a source whose sequence goes back (its publisher started again) gets a
@@ -161,7 +225,7 @@ impl Sink {
     }
 }
 
-fn torq_now() -> u64 {
+fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
@@ -288,6 +352,11 @@ pub async fn import_jetstream(
         Err(_) => 0,
     };
     let mut handed = recorded.max(acknowledged);
+    let in_doubt = cursor.lock().expect("cursor lock").in_doubt();
+    let in_relay = match in_doubt {
+        Some(doubt) if doubt.after == handed => settle(&stream, &config, &from, doubt, &metrics).await,
+        _ => HashSet::new(),
+    };
     loop {
         let mut messages = match consume(&stream, &durable, handed + 1).await {
             Ok(messages) => messages,
@@ -335,14 +404,67 @@ pub async fn import_jetstream(
             handed = sequence;
             add(&metrics.imported_in, 1);
             let frame = message.payload.clone();
+            let in_relay = in_relay.contains(&sequence);
+            let cursor = Arc::clone(&cursor);
             let incoming = Incoming {
                 node: Arc::clone(&node),
                 frame,
-                jetstream: Some((message, sequence, Arc::clone(&cursor))),
+                jetstream: Some(Delivery { message, sequence, cursor, in_relay }),
             };
             if frames.send(incoming).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// The stream sequences, among those a killed bridge was writing, that the relay's audit trail
+/// shows it accepted from that bridge (they are skipped, the others written).
+async fn settle(
+    stream: &jetstream::stream::Stream,
+    config: &Config,
+    from: &str,
+    doubt: InDoubt,
+    metrics: &Metrics,
+) -> HashSet<u64> {
+    let (first, last) = (doubt.after + 1, doubt.upto);
+    info!(
+        "import: node {from}: the last bridge (pid {}) stopped while writing stream sequences {first}..={last}; \
+         asking the relay's audit trail {} which of them it holds",
+        doubt.pid,
+        config.audit_file.display()
+    );
+    let mut keys: HashMap<Key, u64> = HashMap::new();
+    for sequence in first..=last {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => {
+                if let Some(header) = Header::view(&message.payload) {
+                    keys.insert((header.source(), header.sequence(), message.payload.len() as u32), sequence);
+                }
+            }
+            Err(e) => warn!("import: node {from}: stream sequence {sequence}: {e}"),
+        }
+    }
+    let wanted: HashSet<Key> = keys.keys().copied().collect();
+    match audit::settle(&config.audit_file, doubt.pid, doubt.since_ns, &wanted).await {
+        Ok(found) => {
+            let in_relay: HashSet<u64> = found.iter().filter_map(|key| keys.get(key).copied()).collect();
+            add(&metrics.duplicates_skipped, in_relay.len() as u64);
+            info!(
+                "import: node {from}: {} of the {} frames are in the relay already and are skipped",
+                in_relay.len(),
+                last - first + 1
+            );
+            in_relay
+        }
+        Err(e) => {
+            error!(
+                "import: node {from}: cannot read the relay's audit trail {} ({e}; give --audit-file): the {} \
+                 frames are written again, and any the relay already had are duplicated",
+                config.audit_file.display(),
+                last - first + 1
+            );
+            HashSet::new()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `torq-bridge`: carries one relay's frames to and from the relays of other hosts over NATS.
 //! See `torq-bridge --help` and the README's "Across hosts".
 
+mod audit;
 mod config;
 mod export;
 mod import;

@@ -126,19 +126,22 @@ fn market_data_crosses_in_order_both_ways_and_nothing_loops() {
     // B's counters: what it wrote into its relay is what came from A; it exported its own
     // frames and never the bridged ones its relay forwarded.
     let text = scrape(&address);
-    let value = |name: &str| -> u64 {
-        let line = format!("torq_bridge_{name}{{node=\"b\",domain=\"market_data\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {text}"))
-    };
+    let value = |name: &str| counter(&text, "b", "market_data", name);
     let from_a = (on_b.count(4) + on_b.count(90)) as u64;
     assert_eq!(value("imported_out_total"), from_a);
     // (A probe may have crossed before B's export subscription was in place.)
     assert!(value("export_skipped_bridged_total") >= 2000, "{text}");
     assert!(value("exported_in_total") >= (on_a.count(5) + on_a.count(91)) as u64, "{text}");
     assert_eq!(value("lost_total"), 0);
+}
+
+/// A bridge's counter in Prometheus text.
+fn counter(text: &str, node: &str, domain: &str, name: &str) -> u64 {
+    let line = format!("torq_bridge_{name}{{node=\"{node}\",domain=\"{domain}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// One GET of the Prometheus text.
@@ -191,6 +194,35 @@ fn execution_is_delivered_once_across_kill_9_of_either_bridge_and_a_nats_restart
 }
 
 #[test]
+fn an_importer_killed_between_writing_and_recording_writes_nothing_twice() {
+    let dir = temp_dir("in-doubt");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("in-doubt-a"), Host::start("in-doubt-b"));
+    let url = nats.url();
+    let export = a.bridge(Execution, "a", &url, &["--export"]);
+    // The worst moment for a kill: its 10th batch is in the relay, its cursor does not say so.
+    let mut import =
+        b.bridge_with(Execution, "b", &url, &["--import", "a"], &[("TORQ_BRIDGE_ABORT_AFTER_WRITES", "10")]);
+    let on_b = Collector::start(&b, Execution);
+    on_b.until_bridged(&mut a.publisher(Execution, 90), 90, &|| logs(&[&export, &import]));
+    let publishing = publish_paced(a.publisher(Execution, 4), 3000);
+    let start = Instant::now();
+    while import.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < WAIT, "the importer did not stop at its 10th batch\n{}", import.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let metrics = format!("127.0.0.1:{}", free_port());
+    import = b.bridge(Execution, "b", &url, &["--import", "a", "--metrics", &metrics]);
+    publishing.join().unwrap();
+    on_b.wait_for(4, 3000, Duration::from_secs(60), &|| logs(&[&export, &import]));
+    assert_eq!(on_b.sequences(4, true), (1..=3000).collect::<Vec<u64>>(), "every frame once, in order");
+    // The batch the first importer wrote was found in the relay's audit trail and skipped.
+    let text = scrape(&metrics);
+    let skipped = counter(&text, "b", "execution", "duplicates_skipped_total");
+    assert!(skipped >= 1, "{text}\n{}", import.log());
+}
+
+#[test]
 fn execution_stays_lossless_when_one_server_of_a_three_server_cluster_dies() {
     let dir = temp_dir("cluster");
     let (clients, routes): (Vec<u16>, Vec<u16>) = (0..3).map(|_| (free_port(), free_port())).unzip();
@@ -209,4 +241,60 @@ fn execution_stays_lossless_when_one_server_of_a_three_server_cluster_dies() {
     publish_paced(publisher, 2000).join().unwrap();
     on_b.wait_for(4, 6000, Duration::from_secs(90), &|| logs(&[&export, &import]));
     assert_eq!(on_b.sequences(4, true), (1..=6000).collect::<Vec<u64>>(), "every frame once, in order");
+}
+
+#[test]
+fn a_stalled_nats_never_stalls_the_local_market_data_relay() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let dir = temp_dir("stalled");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("stalled-a"), Host::start("stalled-b"));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let export =
+        a.bridge(MarketData, "a", &nats.url(), &["--export", "--queue", "1000", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a"]);
+    let logs = || logs(&[&export, &import]);
+    let (on_a, on_b) = (Collector::start(&a, MarketData), Collector::start(&b, MarketData));
+    let mut probe = a.publisher(MarketData, 90);
+    on_b.until_bridged(&mut probe, 90, &logs);
+
+    // NATS stops reading: its socket buffers, the client's and the bridge's queue fill up.
+    let server = Pid::from_child(&nats.proc.child);
+    kill_process(server, Signal::STOP).unwrap();
+    let mut publisher = a.publisher(MarketData, 4);
+    for _ in 0..300 {
+        publish(&mut publisher, 1000);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The local subscriber got every frame: the relay went on at its pace.
+    on_a.wait_for(4, 300_000, Duration::from_secs(30), &logs);
+    assert_eq!(on_a.sequences(4, false), (1..=300_000).collect::<Vec<u64>>());
+    let text = scrape(&metrics);
+    let value = |name: &str| counter(&text, "a", "market_data", name);
+    assert!(value("dropped_total") + value("relay_dropped_total") > 0, "the bridge dropped nothing: {text}");
+
+    // NATS back: frames cross again.
+    kill_process(server, Signal::CONT).unwrap();
+    on_b.until_bridged(&mut probe, 90, &logs);
+}
+
+#[test]
+fn bridges_connect_again_to_relays_that_restart() {
+    let dir = temp_dir("restart");
+    let nats = Nats::start(&dir);
+    let (mut a, mut b) = (Host::start("restart-a"), Host::start("restart-b"));
+    let (metrics_a, metrics_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics", &metrics_a]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics_b]);
+    let logs = || logs(&[&export, &import]);
+    let on_b = Collector::start(&b, MarketData);
+    on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
+
+    drop(on_b);
+    b.restart_relay();
+    a.restart_relay();
+    let on_b = Collector::start(&b, MarketData);
+    on_b.until_bridged(&mut a.publisher(MarketData, 91), 91, &logs);
+    assert!(counter(&scrape(&metrics_a), "a", "market_data", "relay_reconnects_total") >= 1);
+    assert!(counter(&scrape(&metrics_b), "b", "market_data", "relay_reconnects_total") >= 1);
 }

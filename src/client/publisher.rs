@@ -55,6 +55,8 @@ pub struct Publisher {
     written: usize,
     /// The last sequence used, per source.
     sequences: Box<[u64; 256]>,
+    /// Connections made again since the first.
+    reconnections: u64,
 }
 
 impl Publisher {
@@ -69,7 +71,16 @@ impl Publisher {
         let path = path.as_ref().to_path_buf();
         let stream = open(&path, &options)?;
         let buf = vec![0; options.send_buffer.max(HEADER_SIZE)];
-        Ok(Publisher { path, options, stream, buf, len: 0, written: 0, sequences: Box::new([0; 256]) })
+        Ok(Publisher {
+            path,
+            options,
+            stream,
+            buf,
+            len: 0,
+            written: 0,
+            sequences: Box::new([0; 256]),
+            reconnections: 0,
+        })
     }
 
     /// Builds one frame in place in the send buffer: `build` adds its TLVs; the next sequence
@@ -353,6 +364,12 @@ impl Publisher {
         }
     }
 
+    /// How many times the publisher connected again after losing the relay (with
+    /// [`PublisherOptions::reconnect`]).
+    pub fn reconnections(&self) -> u64 {
+        self.reconnections
+    }
+
     /// Bytes waiting in the send buffer.
     pub fn pending(&self) -> usize {
         self.len - self.written
@@ -377,6 +394,7 @@ impl Publisher {
         let (stream, attempts) = reconnect.run(|| open(&self.path, &self.options))?;
         log::info!("publisher: reconnected to {} after {attempts} attempts", self.path.display());
         self.stream = stream;
+        self.reconnections += 1;
         // A partly written frame cannot be completed on a new connection: start at a frame.
         self.written = frame_start(&self.buf[..self.len], self.written);
         Ok(())

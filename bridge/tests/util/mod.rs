@@ -41,9 +41,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(program: &Path, args: &[String], log: PathBuf) -> Proc {
+        Proc::spawn_with(program, args, log, &[])
+    }
+
+    pub fn spawn_with(program: &Path, args: &[String], log: PathBuf, env: &[(&str, &str)]) -> Proc {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .stdin(Stdio::null())
@@ -215,14 +220,27 @@ impl Host {
             vec!["all".into(), "--socket".into(), dir.display().to_string(), "-l".into(), "warn".into()];
         let relay = Proc::spawn(&relay_dev_binary(), &args, dir.join("relay.log"));
         let host = Host { dir, relay };
+        host.wait_ready();
+        host
+    }
+
+    /// Stops the relay (SIGTERM) and starts it again on the same sockets.
+    pub fn restart_relay(&mut self) {
+        self.relay.terminate();
+        let args =
+            vec!["all".into(), "--socket".into(), self.dir.display().to_string(), "-l".into(), "warn".into()];
+        self.relay = Proc::spawn(&relay_dev_binary(), &args, self.dir.join("relay-again.log"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
         let start = Instant::now();
         for domain in [RelayDomain::MarketData, RelayDomain::Execution] {
-            while std::os::unix::net::UnixStream::connect(host.socket(domain)).is_err() {
-                assert!(start.elapsed() < WAIT, "the relay did not start: {}", host.relay.log());
+            while std::os::unix::net::UnixStream::connect(self.socket(domain)).is_err() {
+                assert!(start.elapsed() < WAIT, "the relay did not start: {}", self.relay.log());
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        host
     }
 
     pub fn socket(&self, domain: RelayDomain) -> PathBuf {
@@ -235,6 +253,18 @@ impl Host {
 
     /// A bridge for `domain` on this host.
     pub fn bridge(&self, domain: RelayDomain, node: &str, nats: &str, extra: &[&str]) -> Proc {
+        self.bridge_with(domain, node, nats, extra, &[])
+    }
+
+    /// A bridge with environment variables.
+    pub fn bridge_with(
+        &self,
+        domain: RelayDomain,
+        node: &str,
+        nats: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let name = match domain {
             RelayDomain::MarketData => "market-data",
             RelayDomain::Signal => "signal",
@@ -258,8 +288,9 @@ impl Host {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = self.dir.join(format!("bridge-{node}-{name}-{}.log", Instant::now().elapsed().as_nanos()));
-        Proc::spawn(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, log)
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let log = self.dir.join(format!("bridge-{node}-{name}-{}.log", NEXT.fetch_add(1, Ordering::Relaxed)));
+        Proc::spawn_with(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, log, env)
     }
 
     pub fn publisher(&self, domain: RelayDomain, source: u8) -> Publisher {
