@@ -63,12 +63,16 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let events = Arc::clone(&metrics);
     let connected_once = Arc::new(AtomicBool::new(false));
+    // Connection errors repeat at every retry: one warning per 10 s, the rest at debug.
+    let last_warning = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let named = urls.clone();
     let client = async_nats::ConnectOptions::new()
         .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .event_callback(move |event| {
             let (metrics, connected_once) = (Arc::clone(&events), Arc::clone(&connected_once));
+            let (last_warning, urls) = (Arc::clone(&last_warning), named.clone());
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -80,6 +84,15 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                         }
                     }
                     async_nats::Event::Disconnected => warn!("lost the connection to NATS; reconnecting"),
+                    async_nats::Event::ClientError(e) => {
+                        let mut last = last_warning.lock().expect("warning lock");
+                        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                            *last = Some(std::time::Instant::now());
+                            warn!("cannot reach NATS at {urls} ({e}); trying again (is nats-server running there?)");
+                        } else {
+                            log::debug!("NATS: {e}");
+                        }
+                    }
                     other => warn!("NATS: {other}"),
                 }
             }
@@ -105,7 +118,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                 tries += 1;
                 if tries == 30 {
                     return Err(format!(
-                        "cannot create the stream {} on {urls}: {e} (is JetStream enabled: nats-server -js?)",
+                        "cannot create the stream {} on {urls} within 30 s: {e} (is the server reachable, with \
+                         JetStream enabled: nats-server -js?)",
                         subject::stream_name(&config.node)
                     ));
                 }
