@@ -298,3 +298,20 @@ fn bridges_connect_again_to_relays_that_restart() {
     assert!(counter(&scrape(&metrics_a), "a", "market_data", "relay_reconnects_total") >= 1);
     assert!(counter(&scrape(&metrics_b), "b", "market_data", "relay_reconnects_total") >= 1);
 }
+
+#[test]
+fn signals_cross_with_a_checksum_the_relay_accepts() {
+    use torq::protocol::RelayDomain::Signal;
+    let dir = temp_dir("signal");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("signal-a"), Host::start("signal-b"));
+    let export = a.bridge(Signal, "a", &nats.url(), &["--export"]);
+    let import = b.bridge(Signal, "b", &nats.url(), &["--import", "a"]);
+    let logs = || logs(&[&export, &import, &b.relay]);
+    let on_b = Collector::start(&b, Signal);
+    on_b.until_bridged(&mut a.publisher(Signal, 90), 90, &logs);
+    publish(&mut a.publisher(Signal, 4), 500);
+    // The Signal relay verifies checksums: setting the bridged flag computed it again.
+    on_b.wait_for(4, 500, WAIT, &logs);
+    assert_eq!(on_b.sequences(4, true), (1..=500).collect::<Vec<u64>>());
+}
