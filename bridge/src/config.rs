@@ -77,6 +77,10 @@ pub struct Args {
     /// Execution export: how long this node's stream keeps frames, in seconds [default: 86400].
     #[arg(long, value_name = "SECONDS")]
     pub max_age: Option<u64>,
+    /// Import: the local relay's max_message_size; a larger message from NATS is skipped
+    /// (counted as invalid) [default: 131072, the relays' default].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
     /// Frames waiting between the relay side and the NATS side, each way; market data and
     /// signals over the bound are dropped and counted, execution waits [default: 65536].
     #[arg(long, value_name = "FRAMES")]
@@ -149,6 +153,7 @@ struct File {
     audit_file: Option<PathBuf>,
     replicas: Option<usize>,
     max_age: Option<u64>,
+    max_message_size: Option<usize>,
     queue: Option<usize>,
     metrics: Option<SocketAddr>,
     metrics_interval: Option<u64>,
@@ -187,6 +192,8 @@ pub struct Config {
     pub replicas: usize,
     /// Stream age limit.
     pub max_age: Duration,
+    /// The local relay's largest frame.
+    pub max_message_size: usize,
     /// Frames between the two sides.
     pub queue: usize,
     /// Prometheus address.
@@ -303,6 +310,13 @@ impl Args {
         if max_age == 0 {
             return Err(invalid("--max-age", "0 would keep frames for ever; give seconds (default 86400)"));
         }
+        let max_message_size = self.max_message_size.or(file.max_message_size).unwrap_or(131_072);
+        if max_message_size < 32 {
+            return Err(invalid(
+                "--max-message-size",
+                format!("{max_message_size} bytes cannot hold a header (32)"),
+            ));
+        }
         let queue = self.queue.or(file.queue).unwrap_or(65_536);
         if queue == 0 {
             return Err(invalid("--queue", "0 frames: give at least 1 (default 65536)"));
@@ -329,6 +343,7 @@ impl Args {
             audit_file,
             replicas,
             max_age: Duration::from_secs(max_age),
+            max_message_size,
             queue,
             metrics: self.metrics.or(file.metrics),
             metrics_interval: Duration::from_secs(

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
 use torq::client::{Publisher, PublisherOptions, Reconnect};
-use torq::protocol::{Header, mark_bridged};
+use torq::protocol::{Framing, Header, frame, mark_bridged};
 
 use crate::audit::{self, Key};
 use crate::config::{Config, Domain};
@@ -61,7 +61,7 @@ pub fn spawn_writer(
     mut frames: mpsc::Receiver<Incoming>,
     acks: mpsc::UnboundedSender<jetstream::Message>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (relay, domain) = (config.relay.clone(), config.domain);
+    let (relay, domain, max_message_size) = (config.relay.clone(), config.domain, config.max_message_size);
     // Fault injection for the tests: abort after writing this many batches, before recording
     // them (what a kill -9 at the worst moment does).
     let abort_after: Option<u64> =
@@ -117,12 +117,9 @@ pub fn spawn_writer(
                 }
                 scratch.clear();
                 scratch.extend_from_slice(&incoming.frame);
-                let Some(header) = Header::view(&scratch).copied() else {
-                    warn!(
-                        "import: a message from node {} is not a frame ({} bytes); skipped",
-                        incoming.node,
-                        scratch.len()
-                    );
+                let Some(header) = one_frame(&scratch, max_message_size).copied() else {
+                    add(&metrics.invalid, 1);
+                    debug!("import: a message from node {} is not one whole frame; skipped", incoming.node);
                     continue;
                 };
                 let _ = mark_bridged(&mut scratch);
@@ -225,6 +222,16 @@ impl Sink {
     }
 }
 
+/// The header of `bytes` when they are exactly one frame the relay takes (magic, version, a
+/// size within `max_message_size` that is the message's): anything else from NATS is skipped,
+/// as the relay would close the connection on it.
+fn one_frame(bytes: &[u8], max_message_size: usize) -> Option<&Header> {
+    match frame(bytes, max_message_size) {
+        Ok(Framing::Frame(len)) if len == bytes.len() => Header::view(bytes),
+        _ => None,
+    }
+}
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -263,8 +270,9 @@ pub async fn import_core(
         if from == config.node {
             continue;
         }
-        let Some(header) = Header::view(&message.payload) else {
-            warn!("import: a message on {} is not a frame; skipped", message.subject);
+        let Some(header) = one_frame(&message.payload, config.max_message_size) else {
+            add(&metrics.invalid, 1);
+            debug!("import: a message on {} is not one whole frame; skipped", message.subject);
             continue;
         };
         add(&metrics.imported_in, 1);
@@ -492,4 +500,22 @@ async fn consume(
         })
         .await?;
     Ok(consumer.messages().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torq::protocol::RelayDomain;
+    use zerocopy::IntoBytes;
+
+    #[test]
+    fn only_one_whole_frame_within_the_size_is_imported() {
+        let header = Header::new(RelayDomain::Execution, 4, 1, 2, 8);
+        let one = [header.as_bytes(), &[200, 6, 0, 0, 0, 0, 0, 0]].concat();
+        assert_eq!(one_frame(&one, 1024).map(Header::sequence), Some(1));
+        assert!(one_frame(&one[..39], 1024).is_none(), "truncated");
+        assert!(one_frame(&[one.clone(), one.clone()].concat(), 1024).is_none(), "two frames");
+        assert!(one_frame(&one, 39).is_none(), "over the relay's size");
+        assert!(one_frame(&[0u8; 40], 1024).is_none(), "no magic");
+    }
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub dropped: AtomicU64,
     /// Frames the relay dropped before the bridge could read them (notice 4).
     pub relay_dropped: AtomicU64,
+    /// Messages from NATS that are not one whole frame the relay takes (skipped).
+    pub invalid: AtomicU64,
     /// Frames lost between hosts: sequence gaps per (node, source) on import.
     pub lost: AtomicU64,
     /// Execution frames JetStream delivered again and the bridge skipped.
@@ -39,7 +41,7 @@ pub struct Metrics {
 type Line<'a> = (&'static str, &'static str, &'a AtomicU64);
 
 impl Metrics {
-    fn lines(&self) -> [Line<'_>; 13] {
+    fn lines(&self) -> [Line<'_>; 14] {
         [
             ("exported_in_total", "Frames read from the local relay for export", &self.exported_in),
             (
@@ -56,6 +58,7 @@ impl Metrics {
             ("imported_out_total", "Frames written to the local relay", &self.imported_out),
             ("dropped_total", "Frames the bridge dropped (market data, signals)", &self.dropped),
             ("relay_dropped_total", "Frames the relay dropped for the exporting bridge", &self.relay_dropped),
+            ("invalid_total", "Messages from NATS that are not one whole frame (skipped)", &self.invalid),
             ("lost_total", "Frames lost between hosts (sequence gaps per node and source)", &self.lost),
             (
                 "duplicates_skipped_total",
@@ -127,7 +130,7 @@ mod tests {
             text.contains("torq_bridge_lag_seconds{node=\"a\",domain=\"market_data\"} 0.0015\n"),
             "{text}"
         );
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 13);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 14);
         assert_eq!(metrics.stats_line(), "stats: dropped=3 lag_us=1500");
     }
 }

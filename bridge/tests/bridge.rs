@@ -315,3 +315,48 @@ fn signals_cross_with_a_checksum_the_relay_accepts() {
     on_b.wait_for(4, 500, WAIT, &logs);
     assert_eq!(on_b.sequences(4, true), (1..=500).collect::<Vec<u64>>());
 }
+
+/// Publishes `payload` on `subject` through a bare NATS protocol connection.
+fn nats_publish_raw(port: u16, subject: &str, payload: &[u8]) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap(); // INFO
+    let mut out = stream;
+    out.write_all(format!("CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n", payload.len()).as_bytes())
+        .unwrap();
+    out.write_all(payload).unwrap();
+    out.write_all(b"\r\nPING\r\n").unwrap();
+    while !line.starts_with("PONG") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "NATS closed the connection");
+    }
+}
+
+#[test]
+fn what_is_not_one_frame_is_skipped_and_harms_nothing() {
+    let dir = temp_dir("hostile");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("hostile-a"), Host::start("hostile-b"));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let logs = || logs(&[&export, &import]);
+    let on_b = Collector::start(&b, MarketData);
+    let mut probe = a.publisher(MarketData, 90);
+    on_b.until_bridged(&mut probe, 90, &logs);
+
+    // Anyone who may publish on NATS can send these as node a: garbage, two frames in one
+    // message, a frame cut short.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&[0xEF, 0xBE, 0xAD, 0xDE, 0, 1, 4, 0]);
+    frame.extend_from_slice(&[0; 24]);
+    for payload in [&b"hello"[..], &[frame.clone(), frame.clone()].concat(), &frame[..20]] {
+        nats_publish_raw(nats.port, "torq.a.market_data.200.4", payload);
+    }
+    let before = on_b.count(90);
+    on_b.until_bridged(&mut probe, 90, &logs);
+    assert!(on_b.count(90) > before, "frames still cross");
+    assert_eq!(counter(&scrape(&metrics), "b", "market_data", "invalid_total"), 3);
+}
