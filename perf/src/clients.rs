@@ -74,6 +74,10 @@ pub struct PublishArgs {
     /// (`Publisher::send_frames`: stamped in place, one clock reading, no copy).
     #[arg(long)]
     rate: Option<f64>,
+    /// Without `--rate`: stop after this many seconds, or after `--frames`, whichever comes
+    /// first.
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Which relay the frames are for.
     #[arg(long, value_enum, default_value_t = Domain::MarketData)]
     domain: Domain,
@@ -250,7 +254,8 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
                 // Batches of 1024 frames built once, stamped in place and sent without a
                 // copy, with one clock reading each, as the hand-written client wrote them.
                 let mut batch = frame.repeat(1024);
-                while sent < args.frames {
+                let stop = args.seconds.map(|s| start + Duration::from_secs_f64(s));
+                while sent < args.frames && stop.is_none_or(|stop| Instant::now() < stop) {
                     let count = (args.frames - sent).min(1024);
                     publisher.send_frames(&mut batch[..count as usize * args.size], epoch_ns())?;
                     sent += count;

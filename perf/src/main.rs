@@ -8,12 +8,14 @@
 //! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
 //! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--crc]
 //! torq-perf subscribe --socket PATH --frames N [--latency [--hlog FILE]] [--ack] [--idle-ms MS]
+//! torq-perf nats-publish --url URL --frames N [--rate R]  # the bridge's floor, over NATS
+//! torq-perf nats-subscribe --url URL --frames N [--latency [--hlog FILE]]
 //! torq-perf soak --minutes N [--json] [--relay PATH] [--md-rate R] [--signal-rate R] [--execution-rate R]
 //! ```
 //!
 //! `throughput` and `latency` start the relay and the clients as separate processes (the
-//! other subcommands), see `perf/src/relay.rs` and `perf/src/latency/`; `soak` runs `relay_dev all` under churning load
-//! and judges its resources over time, see `perf/src/soak/mod.rs`.
+//! other subcommands), see `perf/src/relay.rs` and `perf/src/latency/`; `soak` runs `relay_dev all` under churning load and judges its
+//! resources over time, see `perf/src/soak/mod.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ mod codec;
 mod latency;
 mod machine;
 mod naive;
+mod nats;
 mod relay;
 mod soak;
 
@@ -78,6 +81,12 @@ enum Scenario {
     /// Client process: prints `ready` once connected, counts frames (and latencies); prints
     /// one JSON line.
     Subscribe(clients::SubscribeArgs),
+    /// Client process of the bridge's floor: publishes `--frames` frames on a NATS subject (as
+    /// `publish` does on a relay); prints one JSON line.
+    NatsPublish(nats::NatsPublishArgs),
+    /// Client process of the bridge's floor: subscribes to a NATS subject, prints `ready` once
+    /// the server has the subscription, counts frames (and latencies); prints one JSON line.
+    NatsSubscribe(nats::NatsSubscribeArgs),
     /// Soak: the three relays of `relay_dev all` under mixed load with churning clients for
     /// `--minutes`; samples the relay's RSS, open fds, threads and queue depths every second
     /// and exits 1 when one trends upward or an execution frame is missing.
@@ -99,6 +108,8 @@ fn main() {
         Scenario::NaiveRelay(args) => naive::run(&args),
         Scenario::Publish(args) => clients::publish(&args),
         Scenario::Subscribe(args) => clients::subscribe(&args),
+        Scenario::NatsPublish(args) => nats::publish(&args),
+        Scenario::NatsSubscribe(args) => nats::subscribe(&args),
         Scenario::Soak(args) => soak::soak(&args),
     };
     if let Err(message) = result {
