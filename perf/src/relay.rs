@@ -357,6 +357,7 @@ impl Drop for Children {
                 _ = child.kill();
             }
             _ = child.wait();
+            crate::reaper::forget(child.id());
         }
     }
 }
@@ -557,6 +558,7 @@ fn spawn(mut command: Command, who: Who, lines: &Sender<Line>) -> Result<Child, 
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("start {who:?}: {e}"))?;
+    crate::reaper::register(child.id());
     let stdout = child.stdout.take().expect("piped");
     let lines = lines.clone();
     std::thread::spawn(move || {

@@ -282,6 +282,7 @@ pub(crate) fn measure_with(
     run: impl FnOnce(Vec<String>, &mut dyn FnMut(&Value)) -> Result<Hop, String>,
 ) -> Result<Run, String> {
     let dir = crate::relay::fresh_dir()?;
+    crate::reaper::register_dir(&dir);
     let hlog = dir.join("subscriber.hlog");
     let cpu = CpuTimes::now();
     let terminal = std::io::stderr().is_terminal();
@@ -310,6 +311,7 @@ pub(crate) fn measure_with(
     }
     let text = std::fs::read(&hlog);
     _ = std::fs::remove_dir_all(&dir);
+    crate::reaper::forget_dir(&dir);
     let hop = outcome?;
     let text = text.map_err(|e| format!("the subscriber's interval log {}: {e}", hlog.display()))?;
     let (base_ns, intervals) = hdr::read_interval_log(&text)?;
