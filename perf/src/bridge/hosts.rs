@@ -114,8 +114,8 @@ fn relay_domain(domain: Domain) -> RelayDomain {
 /// Where the scenario's processes run: a core number or `none` each.
 #[derive(Debug, Clone)]
 pub struct Placement {
-    /// Both relays' `--cores`.
-    pub relay_cores: String,
+    /// Relay a's and relay b's `--cores`.
+    pub relay_cores: [String; 2],
     /// Both relays' `--idle`, when given.
     pub idle: Option<String>,
     pub nats: String,
@@ -130,12 +130,13 @@ impl Placement {
     pub fn line(&self, binaries: &Binaries) -> String {
         let name = |path: &Path| path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
         format!(
-            "placement: nats-server on core {}; relays a and b ({} --cores {} --idle {}); torq-bridge a (export) \
-             on core {}, b (import) on core {}; publishers on core {}, subscribers on core {} (the floor's \
-             clients too)",
+            "placement: nats-server on core {}; relays a and b ({} --cores {} and {} --idle {}); torq-bridge a \
+             (export) on core {}, b (import) on core {}; publishers on core {}, subscribers on core {} (the \
+             floor's clients too)",
             self.nats,
             name(&binaries.relay),
-            self.relay_cores,
+            self.relay_cores[0],
+            self.relay_cores[1],
             self.idle.as_deref().unwrap_or("(default)"),
             self.bridges[0],
             self.bridges[1],
@@ -308,7 +309,7 @@ impl Cluster {
             let host = socket.parent().expect("in the host's directory");
             std::fs::create_dir_all(host).map_err(|e| format!("create {}: {e}", host.display()))?;
             let mut relay = Command::new(&binaries.relay);
-            relay.arg("--socket").arg(socket).args(["--cores", &placement.relay_cores, "-l", "warn"]);
+            relay.arg("--socket").arg(socket).args(["--cores", &placement.relay_cores[i], "-l", "warn"]);
             if let Some(idle) = &placement.idle {
                 relay.args(["--idle", idle]);
             }

@@ -71,7 +71,8 @@ pub struct BridgeArgs {
     /// Bytes per frame.
     #[arg(long, default_value_t = 128)]
     size: usize,
-    /// Both relays' `--cores` (`none`, `none:1`, `0`, `0,1`).
+    /// Both relays' `--cores` (`none`, `none:1`, `0`, `0,1`), or relay a's and relay b's
+    /// separated by `/` (`0/1`).
     #[arg(long, visible_alias = "cores", default_value = "none")]
     relay_cores: String,
     /// Both relays' `--idle` (`block`, `spin`, `backoff`); the relay's default when absent.
@@ -112,10 +113,10 @@ pub struct BridgeArgs {
     /// Print one JSON object on stdout (the human report goes to stderr).
     #[arg(long)]
     json: bool,
-    /// In the bridge's latency runs, also measure the way there: a subscriber on relay a and
-    /// one on NATS (the export subjects), so the time splits into publisher → relay a, relay a →
-    /// NATS (bridge a) and NATS → subscriber (bridge b, relay b). They add load: relay a and
-    /// NATS then serve two subscribers each.
+    /// In the bridge's latency runs, also measure the way there: a subscriber on relay a (on
+    /// bridge a's core) and one on NATS for the export subjects (on bridge b's core), so the
+    /// time splits into publisher → relay a, relay a → NATS (bridge a) and NATS → subscriber
+    /// (bridge b, relay b). They add load: relay a and NATS then serve two subscribers each.
     #[arg(long)]
     taps: bool,
     /// Keep the directory of the processes' logs (NATS, relays, bridges) and print where it is.
@@ -236,7 +237,10 @@ pub fn bridge(args: &BridgeArgs) -> Result<(), String> {
     let binaries = Binaries::find(args.domain, args.bin_dir.as_deref(), args.nats_server.as_deref())?;
     let clients = pair(&args.client_cores, "--client-cores")?;
     let placement = Placement {
-        relay_cores: args.relay_cores.clone(),
+        relay_cores: match args.relay_cores.split_once('/') {
+            Some((a, b)) => [a.to_string(), b.to_string()],
+            None => [args.relay_cores.clone(), args.relay_cores.clone()],
+        },
         idle: args.idle.clone(),
         nats: args.nats_core.clone(),
         bridges: pair(&args.bridge_cores, "--bridge-cores")?,
@@ -457,8 +461,8 @@ impl Scenario<'_> {
     fn placement_line(&self) -> String {
         let p = self.placement;
         format!(
-            "nats-server core {}, relays --cores {}, bridges cores {},{}, publisher core {}, subscriber core {}",
-            p.nats, p.relay_cores, p.bridges[0], p.bridges[1], p.publisher, p.subscriber
+            "nats-server core {}, relays --cores {}/{}, bridges cores {},{}, publisher core {}, subscriber core {}",
+            p.nats, p.relay_cores[0], p.relay_cores[1], p.bridges[0], p.bridges[1], p.publisher, p.subscriber
         )
     }
 
@@ -565,7 +569,8 @@ impl Scenario<'_> {
         Ok((run, hops))
     }
 
-    /// The subscribers of `--taps`: on relay a, and on NATS for bridge a's subjects.
+    /// The subscribers of `--taps`: on relay a, and on NATS for bridge a's subjects, each on the
+    /// core of the receiver it stands for (bridge a, bridge b).
     fn taps(&self, frames: u64, warmup: u64) -> Result<[Command; 2], String> {
         let (args, cluster) = (self.args, self.cluster);
         let exe = current_exe()?;
@@ -574,15 +579,9 @@ impl Scenario<'_> {
         let mut on_nats = Command::new(&exe);
         let subject = format!("torq.a.{}.>", hosts::subject_token(args.domain));
         on_nats.args(["nats-subscribe", "--url", &cluster.url, "--subject", &subject]);
-        for tap in [&mut on_a, &mut on_nats] {
+        for (tap, core) in [&mut on_a, &mut on_nats].into_iter().zip(&self.placement.bridges) {
             tap.args(["--frames", &frames.to_string(), "--idle-ms", &args.idle_ms.to_string()]);
-            tap.args([
-                "--core",
-                &self.placement.subscriber,
-                "--latency",
-                "--warmup-frames",
-                &warmup.to_string(),
-            ]);
+            tap.args(["--core", core, "--latency", "--warmup-frames", &warmup.to_string()]);
         }
         Ok([on_a, on_nats])
     }
