@@ -74,6 +74,10 @@ pub struct PublishArgs {
     /// (`Publisher::send_frames`: stamped in place, one clock reading, no copy).
     #[arg(long)]
     rate: Option<f64>,
+    /// Without `--rate`: stop after this many seconds, or after `--frames`, whichever comes
+    /// first.
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Which relay the frames are for.
     #[arg(long, value_enum, default_value_t = Domain::MarketData)]
     domain: Domain,
@@ -91,24 +95,8 @@ pub struct SubscribeArgs {
     /// The relay's socket.
     #[arg(long)]
     socket: PathBuf,
-    /// Stop after this many data frames (or at end of stream, or after `--idle-ms`).
-    #[arg(long)]
-    frames: u64,
-    /// Record receive time − header timestamp of every frame and print its percentiles (ns).
-    #[arg(long)]
-    latency: bool,
-    /// With `--latency`: frames with a sequence up to this are warm-up, not recorded.
-    #[arg(long, default_value_t = 0)]
-    warmup_frames: u64,
-    /// With `--latency`: write one histogram per second to this interval log (`.hlog`).
-    #[arg(long)]
-    hlog: Option<PathBuf>,
-    /// With `--latency`: print a `{"progress":…}` line each second.
-    #[arg(long)]
-    progress: bool,
-    /// Stop when no byte has arrived for this long after the first frame (0: never).
-    #[arg(long, default_value_t = 0)]
-    idle_ms: u64,
+    #[command(flatten)]
+    count: CountArgs,
     /// Send a Subscribe (role subscribe, notices on, no filter) and print `ready` only once the
     /// relay acknowledges it; without it the subscriber sends nothing (a legacy subscriber) and
     /// prints `ready` as soon as it is connected.
@@ -117,6 +105,31 @@ pub struct SubscribeArgs {
     /// Core to pin this process to, or `none`.
     #[arg(long, default_value = "none")]
     core: String,
+}
+
+/// What a subscriber counts and records, and when it stops: the flags `torq-perf subscribe`
+/// and `torq-perf nats-subscribe` share.
+#[derive(Debug, clap::Args)]
+pub struct CountArgs {
+    /// Stop after this many data frames (or at end of stream, or after `--idle-ms`).
+    #[arg(long)]
+    pub frames: u64,
+    /// Record receive time − header timestamp of every frame and print its percentiles (ns).
+    #[arg(long)]
+    pub latency: bool,
+    /// With `--latency`: frames with a sequence up to this are warm-up, not recorded.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_frames: u64,
+    /// With `--latency`: write one histogram per second to this interval log (`.hlog`).
+    #[arg(long)]
+    pub hlog: Option<PathBuf>,
+    /// Print a `{"progress":…}` line each second: with `--latency` when a second of
+    /// measurement closes (its p99.9 and max), otherwise each second from the first frame.
+    #[arg(long)]
+    pub progress: bool,
+    /// Stop when no byte has arrived for this long after the first frame (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub idle_ms: u64,
 }
 
 /// Nanoseconds since the Unix epoch: the one clock every process on the machine shares.
@@ -241,7 +254,8 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
                 // Batches of 1024 frames built once, stamped in place and sent without a
                 // copy, with one clock reading each, as the hand-written client wrote them.
                 let mut batch = frame.repeat(1024);
-                while sent < args.frames {
+                let stop = args.seconds.map(|s| start + Duration::from_secs_f64(s));
+                while sent < args.frames && stop.is_none_or(|stop| Instant::now() < stop) {
                     let count = (args.frames - sent).min(1024);
                     publisher.send_frames(&mut batch[..count as usize * args.size], epoch_ns())?;
                     sent += count;
@@ -275,7 +289,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
 
 /// Sleeps until `epoch_ns` (ns since the Unix epoch) on the realtime clock, the clock the
 /// timestamps are read from.
-fn sleep_until(epoch_ns: u64) {
+pub fn sleep_until(epoch_ns: u64) {
     use rustix::thread::{ClockId, Timespec, clock_nanosleep_absolute};
     let at =
         Timespec { tv_sec: (epoch_ns / 1_000_000_000) as i64, tv_nsec: (epoch_ns % 1_000_000_000) as i64 };
@@ -284,7 +298,7 @@ fn sleep_until(epoch_ns: u64) {
 
 /// Why a subscriber stopped.
 #[derive(Debug, Clone, Copy)]
-enum End {
+pub enum End {
     Frames,
     Eof,
     Idle,
@@ -292,75 +306,179 @@ enum End {
 
 /// What a subscriber counted.
 #[derive(Debug, Default)]
-struct Counts {
-    frames: u64,
-    bytes: u64,
-    gaps: u64,
-    notices: u64,
-    relay_dropped: u64,
-    refused: Option<String>,
+pub struct Counts {
+    pub frames: u64,
+    pub bytes: u64,
+    pub gaps: u64,
+    pub notices: u64,
+    pub relay_dropped: u64,
+    pub refused: Option<String>,
+}
+
+/// A subscriber's counts, latency histograms and progress lines, whatever its frames come
+/// through (a relay, NATS).
+#[derive(Debug)]
+pub struct Tally<'a> {
+    args: &'a CountArgs,
+    pub counts: Counts,
+    recorder: crate::latency::hdr::Recorder,
+    closed_a_second: bool,
+    first: Option<Instant>,
+    last: Instant,
+    /// Without `--latency`: when the next progress line is due.
+    next_progress: Option<Instant>,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(args: &'a CountArgs) -> Tally<'a> {
+        Tally {
+            args,
+            counts: Counts::default(),
+            recorder: crate::latency::hdr::Recorder::default(),
+            closed_a_second: false,
+            first: None,
+            last: Instant::now(),
+            next_progress: None,
+        }
+    }
+
+    /// Whether every frame wanted has come.
+    pub fn done(&self) -> bool {
+        self.counts.frames >= self.args.frames
+    }
+
+    /// How long to wait for the next frame: `--idle-ms` once frames have come, else an hour.
+    pub fn patience(&self) -> Duration {
+        match (self.first, self.args.idle_ms) {
+            (Some(_), ms) if ms > 0 => Duration::from_millis(ms),
+            _ => Duration::from_secs(3600),
+        }
+    }
+
+    /// Counts a data frame (of `len` bytes) and records its latency; frames past the number
+    /// wanted are ignored.
+    #[inline]
+    pub fn frame(&mut self, header: &Header, len: usize) {
+        if self.done() {
+            return;
+        }
+        if self.args.latency && header.sequence() > self.args.warmup_frames {
+            self.closed_a_second |= self.recorder.record(header.timestamp(), epoch_ns());
+        }
+        self.counts.frames += 1;
+        self.counts.bytes += len as u64;
+    }
+
+    /// After a batch of events: notes the time of the last frame and prints a progress line
+    /// when one is due.
+    pub fn batch_done(&mut self, handled: usize) {
+        if handled > 0 && self.counts.frames > 0 {
+            self.last = Instant::now();
+            self.first.get_or_insert(self.last);
+        }
+        if !self.args.progress {
+            return;
+        }
+        let line = if self.args.latency {
+            if !std::mem::take(&mut self.closed_a_second) {
+                return;
+            }
+            let Some(interval) = self.recorder.last_closed() else { return };
+            let h = &interval.histogram;
+            json!({"progress": {"second": interval.start_s, "frames": self.counts.frames,
+                "p99_9": h.value_at_quantile(0.999), "max": h.max()}})
+        } else {
+            let Some(first) = self.first else { return };
+            let due = self.next_progress.get_or_insert(first + Duration::from_secs(1));
+            if self.last < *due {
+                return;
+            }
+            *due += Duration::from_secs(1);
+            json!({"progress": {"second": (self.last - first).as_secs(), "frames": self.counts.frames}})
+        };
+        println!("{line}");
+        _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+
+    /// The report, one JSON object: frames, bytes, elapsed_s (first to last frame), rate,
+    /// gaps, end, notices, relay_dropped, cpu_s and, with `--latency`, latency_ns; writes the
+    /// interval log when asked. `source` names where the frames came from (in the log).
+    pub fn report(self, end: End, source: &str) -> Result<serde_json::Value, String> {
+        let counts = &self.counts;
+        let elapsed = self.first.map_or(0.0, |first| (self.last - first).as_secs_f64());
+        let mut line = json!({
+            "role": "subscriber",
+            "frames": counts.frames,
+            "bytes": counts.bytes,
+            "elapsed_s": elapsed,
+            "rate": if elapsed > 0.0 { counts.frames as f64 / elapsed } else { 0.0 },
+            "gaps": counts.gaps,
+            "end": format!("{end:?}").to_lowercase(),
+            "notices": counts.notices,
+            "relay_dropped": counts.relay_dropped,
+            "cpu_s": crate::machine::process_cpu_s(std::process::id()),
+        });
+        if self.args.latency {
+            let base_ns = self.recorder.base_ns().unwrap_or(0);
+            let intervals = self.recorder.finish();
+            let total = crate::latency::hdr::total(intervals.iter().map(|i| &i.histogram));
+            line["latency_ns"] = json!(crate::latency::hdr::Summary::of(&total));
+            if let Some(path) = &self.args.hlog {
+                let logged: Vec<_> = intervals
+                    .into_iter()
+                    .map(|i| crate::latency::hdr::Logged {
+                        tag: None,
+                        start_s: i.start_s as f64,
+                        histogram: i.histogram,
+                    })
+                    .collect();
+                let comment = format!("torq-perf subscribe: receive time - intended send time, ns; {source}");
+                let mut file = std::io::BufWriter::new(
+                    std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?,
+                );
+                crate::latency::hdr::write_interval_log(&mut file, base_ns, &[comment], &logged)?;
+                std::io::Write::flush(&mut file).map_err(|e| format!("write {}: {e}", path.display()))?;
+            }
+        }
+        Ok(line)
+    }
 }
 
 /// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack`), then one
-/// JSON line: frames, bytes, elapsed_s (first to last frame), rate, gaps (sequence
-/// discontinuities), end (`frames`, `eof` or `idle`), the relay's drop notices and, with
-/// `--latency`, latency_ns {count, p50, p90, p99, p99_9, p99_99, max, mean} of the frames after
-/// the warm-up. Frames come through the client library.
+/// JSON line ([`Tally::report`]): frames, gaps (sequence discontinuities), why it stopped
+/// (`frames`, `eof` or `idle`), the relay's drop notices and, with `--latency`, the
+/// percentiles of the frames after the warm-up. Frames come through the client library.
 pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
     let socket = args.socket.display();
     let options = if args.ack { SubscriberOptions::new() } else { SubscriberOptions::legacy() };
     let mut subscriber = Subscriber::connect(&args.socket, options).map_err(|e| e.to_string())?;
     ready();
-    let mut recorder = crate::latency::hdr::Recorder::default();
-    let mut closed_a_second = false;
-    let mut counts = Counts::default();
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    let idle = if args.idle_ms > 0 { Duration::from_millis(args.idle_ms) } else { Duration::from_secs(3600) };
-    let stop = loop {
-        if closed_a_second && args.progress {
-            closed_a_second = false;
-            if let Some(interval) = recorder.last_closed() {
-                let h = &interval.histogram;
-                let progress = json!({"progress": {"second": interval.start_s, "frames": counts.frames,
-                    "p99_9": h.value_at_quantile(0.999), "max": h.max()}});
-                println!("{progress}");
-                _ = std::io::Write::flush(&mut std::io::stdout());
-            }
-        }
-        if counts.frames >= args.frames {
+    let mut tally = Tally::new(&args.count);
+    let end = loop {
+        if tally.done() {
             break End::Frames;
         }
-        let timeout = if first.is_some() { idle } else { Duration::from_secs(3600) };
-        match subscriber.wait(timeout) {
+        match subscriber.wait(tally.patience()) {
             Ok(true) => {}
             Ok(false) => break End::Idle,
             Err(torq::client::Error::Closed { .. }) => break End::Eof,
             Err(e) => return Err(format!("subscribe to {socket}: {e}")),
         }
-        let wanted = args.frames;
-        let latency = args.latency;
-        let warmup = args.warmup_frames;
         let handled = subscriber.poll(
             |event| match event {
                 // A hello (the naive relay forwards it).
                 Event::Frame(frame) if frame.payload().is_empty() => {}
-                Event::Frame(frame) if counts.frames < wanted => {
-                    let header = frame.header();
-                    let sequence = header.sequence();
+                Event::Frame(frame) => {
                     // Later gaps come as events from the library; a late first frame here.
-                    if counts.frames == 0 && sequence != 1 {
-                        counts.gaps += 1;
+                    if tally.counts.frames == 0 && frame.header().sequence() != 1 {
+                        tally.counts.gaps += 1;
                     }
-                    if latency && sequence > warmup {
-                        closed_a_second |= recorder.record(header.timestamp(), epoch_ns());
-                    }
-                    counts.frames += 1;
-                    counts.bytes += frame.bytes().len() as u64;
+                    tally.frame(frame.header(), frame.bytes().len());
                 }
-                Event::Gap { .. } => counts.gaps += 1,
+                Event::Gap { .. } => tally.counts.gaps += 1,
                 Event::Notice(notice) => {
+                    let counts = &mut tally.counts;
                     counts.notices += 1;
                     match notice {
                         Notice::Dropped { count, .. } => counts.relay_dropped += count,
@@ -381,54 +499,17 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
             Err(torq::client::Error::Closed { .. }) => break End::Eof,
             Err(e) => return Err(format!("subscribe to {socket}: {e}")),
         };
-        if let Some(text) = counts.refused.take() {
+        if let Some(text) = tally.counts.refused.take() {
             return Err(format!("{socket}: the relay refused: {text}"));
         }
-        if handled > 0 && counts.frames > 0 {
-            last = Instant::now();
-            first.get_or_insert(last);
-        }
+        tally.batch_done(handled);
     };
-    let elapsed = first.map_or(0.0, |first| (last - first).as_secs_f64());
-    let mut line = json!({
-        "role": "subscriber",
-        "frames": counts.frames,
-        "bytes": counts.bytes,
-        "elapsed_s": elapsed,
-        "rate": if elapsed > 0.0 { counts.frames as f64 / elapsed } else { 0.0 },
-        "gaps": counts.gaps,
-        "end": format!("{stop:?}").to_lowercase(),
-        "notices": counts.notices,
-        "relay_dropped": counts.relay_dropped,
-        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
-    });
-    if args.latency {
-        let base_ns = recorder.base_ns().unwrap_or(0);
-        let intervals = recorder.finish();
-        let total = crate::latency::hdr::total(intervals.iter().map(|i| &i.histogram));
-        line["latency_ns"] = json!(crate::latency::hdr::Summary::of(&total));
-        if let Some(path) = &args.hlog {
-            let logged: Vec<_> = intervals
-                .into_iter()
-                .map(|i| crate::latency::hdr::Logged {
-                    tag: None,
-                    start_s: i.start_s as f64,
-                    histogram: i.histogram,
-                })
-                .collect();
-            let comment = format!("torq-perf subscribe: receive time - intended send time, ns; {socket}");
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?,
-            );
-            crate::latency::hdr::write_interval_log(&mut file, base_ns, &[comment], &logged)?;
-            std::io::Write::flush(&mut file).map_err(|e| format!("write {}: {e}", path.display()))?;
-        }
-    }
-    println!("{line}");
+    println!("{}", tally.report(end, &socket.to_string())?);
     Ok(())
 }
 
-fn ready() {
+/// Says `ready` on stdout (the driver starts the publisher once every subscriber has).
+pub fn ready() {
     println!("ready");
     _ = std::io::Write::flush(&mut std::io::stdout());
 }

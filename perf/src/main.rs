@@ -5,15 +5,20 @@
 //! cargo run --release --bin torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
 //! torq-perf throughput --target naive|RELAY-BINARY --subscribers N --frames N [--runs N] [-- RELAY ARGS]
 //! torq-perf latency --target naive|RELAY-BINARY --rates 10k,100k [--seconds 6] [--out DIR] [-- RELAY ARGS]
+//! torq-perf bridge [--domain market-data|execution] [--rates 10k] [--throughput-s 3] [--taps] [--out DIR]
 //! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
 //! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--crc]
 //! torq-perf subscribe --socket PATH --frames N [--latency [--hlog FILE]] [--ack] [--idle-ms MS]
+//! torq-perf nats-publish --url URL --frames N [--rate R]  # the bridge's floor, over NATS
+//! torq-perf nats-subscribe --url URL --frames N [--latency [--hlog FILE]]
 //! torq-perf soak --minutes N [--json] [--relay PATH] [--md-rate R] [--signal-rate R] [--execution-rate R]
 //! ```
 //!
 //! `throughput` and `latency` start the relay and the clients as separate processes (the
-//! other subcommands), see `perf/src/relay.rs` and `perf/src/latency/`; `soak` runs `relay_dev all` under churning load
-//! and judges its resources over time, see `perf/src/soak/mod.rs`.
+//! other subcommands), see `perf/src/relay.rs` and `perf/src/latency/`; `bridge` runs a NATS
+//! server, two relays and two bridges and measures the hop between them, see
+//! `perf/src/bridge/mod.rs`; `soak` runs `relay_dev all` under churning load and judges its
+//! resources over time, see `perf/src/soak/mod.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -21,11 +26,14 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use torq::protocol::{Crc, VenueId};
 
+mod bridge;
 mod clients;
 mod codec;
 mod latency;
 mod machine;
 mod naive;
+mod nats;
+mod reaper;
 mod relay;
 mod soak;
 
@@ -69,6 +77,12 @@ enum Scenario {
     /// per run and as medians (against the floor with `--with-floor`); `--out DIR` writes
     /// `.hgrm`, `.hlog` and `.svg` files.
     Latency(latency::LatencyArgs),
+    /// Across hosts: publisher → relay a → torq-bridge → NATS → torq-bridge → relay b →
+    /// subscriber, with its own nats-server, two relays and two bridges; latency (open loop at
+    /// each of `--rates`, as `latency`) and throughput (frames sent as fast as possible, loss
+    /// per hop), each run against a bare NATS publish → subscribe hop measured just before it;
+    /// `--out DIR` writes `.hgrm`, `.hlog` and `.svg` files.
+    Bridge(bridge::BridgeArgs),
     /// The floor: one thread copying the bytes of the first connection that sends any (the
     /// publisher) to every other connection, 64 KiB reads, no framing; exits when the
     /// publisher disconnects.
@@ -78,6 +92,12 @@ enum Scenario {
     /// Client process: prints `ready` once connected, counts frames (and latencies); prints
     /// one JSON line.
     Subscribe(clients::SubscribeArgs),
+    /// Client process of the bridge's floor: publishes `--frames` frames on a NATS subject (as
+    /// `publish` does on a relay); prints one JSON line.
+    NatsPublish(nats::NatsPublishArgs),
+    /// Client process of the bridge's floor: subscribes to a NATS subject, prints `ready` once
+    /// the server has the subscription, counts frames (and latencies); prints one JSON line.
+    NatsSubscribe(nats::NatsSubscribeArgs),
     /// Soak: the three relays of `relay_dev all` under mixed load with churning clients for
     /// `--minutes`; samples the relay's RSS, open fds, threads and queue depths every second
     /// and exits 1 when one trends upward or an execution frame is missing.
@@ -96,9 +116,12 @@ fn main() {
         }
         Scenario::Throughput(args) => relay::throughput(&args),
         Scenario::Latency(args) => latency::latency(&args),
+        Scenario::Bridge(args) => bridge::bridge(&args),
         Scenario::NaiveRelay(args) => naive::run(&args),
         Scenario::Publish(args) => clients::publish(&args),
         Scenario::Subscribe(args) => clients::subscribe(&args),
+        Scenario::NatsPublish(args) => nats::publish(&args),
+        Scenario::NatsSubscribe(args) => nats::subscribe(&args),
         Scenario::Soak(args) => soak::soak(&args),
     };
     if let Err(message) = result {

@@ -315,16 +315,16 @@ enum Who {
 /// A line of a client's output, `None` when it closed its output.
 type Line = (Who, Option<String>);
 
-/// The processes of one run; dropping it stops whatever still runs and removes the directory.
+/// The relay of one run and its directory; dropping it stops the relay if it still runs and
+/// removes the directory.
 struct Run {
     dir: PathBuf,
     relay: Option<Child>,
-    clients: Vec<Child>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        for child in self.clients.iter_mut().chain(&mut self.relay) {
+        if let Some(child) = &mut self.relay {
             if matches!(child.try_wait(), Ok(None)) {
                 _ = child.kill();
             }
@@ -334,60 +334,142 @@ impl Drop for Run {
     }
 }
 
+/// Child processes killed (SIGKILL) and reaped when dropped, unless they exited already.
+#[derive(Debug, Default)]
+pub struct Children(pub Vec<Child>);
+
+impl Children {
+    /// Waits (at most `limit`) for every child to exit, then kills those that did not.
+    pub fn finish(mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for child in &mut self.0 {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            if matches!(child.try_wait(), Ok(None)) {
+                _ = child.kill();
+            }
+            _ = child.wait();
+            crate::reaper::forget(child.id());
+        }
+    }
+}
+
 pub fn run_once(setup: &Setup, clients: Clients<'_>) -> Result<Outcome, String> {
     let Clients { subscribers, frames, rate, subscriber_args, on_progress } = clients;
     let deadline = Instant::now() + Duration::from_secs(setup.timeout_s);
     let dir = fresh_dir()?;
     let socket = dir.join("relay.sock");
-    let mut run = Run { dir, relay: None, clients: Vec::new() };
+    let mut run = Run { dir, relay: None };
     let relay = run.relay.insert(start_relay(setup, &socket)?);
     wait_for_socket(&socket, relay, Instant::now() + Duration::from_secs(10))?;
 
-    let (lines, received) = crossbeam_channel::unbounded();
     let core = |i: usize| setup.client_core(i);
     let common = |command: &mut Command, core: &str| {
         command.arg("--socket").arg(&socket).args(["--frames", &frames.to_string(), "--core", core]);
     };
+    let mut subscriber_commands = Vec::new();
     for i in 0..subscribers {
         let mut command = Command::new(current_exe()?);
         command.arg("subscribe").args(["--idle-ms", &setup.idle_ms.to_string()]);
         common(&mut command, core(i + 1));
         command.args(rate.map(|_| "--latency")).args(setup.ack.then_some("--ack"));
         command.args(&subscriber_args);
-        run.clients.push(spawn(command, Who::Subscriber(i), &lines)?);
+        subscriber_commands.push(command);
     }
-    for _ in 0..subscribers {
+    let mut publisher = Command::new(current_exe()?);
+    publisher.arg("publish").args(["--size", &setup.size.to_string()]);
+    publisher.args(["--domain", setup.domain.name()]);
+    common(&mut publisher, core(0));
+    publisher.args(setup.crc.then_some("--crc"));
+    if let Some(rate) = rate {
+        publisher.args(["--rate", &rate.to_string()]);
+    }
+    let reports = run_clients(ClientProcesses {
+        subscribers: subscriber_commands,
+        publisher,
+        idle_ms: setup.idle_ms,
+        deadline,
+        timeout_s: setup.timeout_s,
+        on_progress,
+        // The subscribers still running have seen no end of stream: stop the relay.
+        end_streams: &mut || _ = stop(relay, true),
+    })?;
+    // The naive relay exits by itself once the publisher has gone; a relay binary is told to.
+    let relay = run.relay.as_mut().expect("started");
+    let relay_cpu_s = crate::machine::process_cpu_s(relay.id());
+    let status = stop(relay, setup.target != "naive");
+    if !status.is_some_and(|status| status.success()) {
+        eprintln!("torq-perf: the relay exited with {status:?}");
+    }
+    Ok(Outcome { publisher: reports.publisher, subscribers: reports.subscribers, relay_cpu_s })
+}
+
+/// The client processes of one measurement: subscribers that print `ready` and then one JSON
+/// report (and `{"progress":…}` lines), and a publisher started once they are all ready.
+pub struct ClientProcesses<'a> {
+    pub subscribers: Vec<Command>,
+    pub publisher: Command,
+    /// The subscribers' idle time: once the publisher has reported, they have this long (and
+    /// 10 s more) to report before their streams are ended.
+    pub idle_ms: u64,
+    /// When the whole measurement gives up.
+    pub deadline: Instant,
+    /// The deadline as the user gave it (`--timeout-s`), for the error.
+    pub timeout_s: u64,
+    /// Called with each `{"progress":…}` line a subscriber prints.
+    pub on_progress: &'a mut dyn FnMut(&Value),
+    /// Called once when subscribers are overdue: ends their streams (stops the relay they
+    /// read), so they report what they have.
+    pub end_streams: &'a mut dyn FnMut(),
+}
+
+/// The JSON reports of a measurement's clients.
+pub struct Reports {
+    pub publisher: Value,
+    pub subscribers: Vec<Value>,
+}
+
+/// Runs the clients of one measurement and collects their reports; every wait is bounded and
+/// the clients are killed if anything fails.
+pub fn run_clients(processes: ClientProcesses<'_>) -> Result<Reports, String> {
+    let ClientProcesses { subscribers, publisher, idle_ms, deadline, timeout_s, on_progress, end_streams } =
+        processes;
+    let mut children = Children::default();
+    let (lines, received) = crossbeam_channel::unbounded();
+    let count = subscribers.len();
+    for (i, command) in subscribers.into_iter().enumerate() {
+        children.0.push(spawn(command, Who::Subscriber(i), &lines)?);
+    }
+    for _ in 0..count {
         match next_line(&received, deadline.min(Instant::now() + Duration::from_secs(10)))? {
             Some((Who::Subscriber(_), Some(line))) if line == "ready" => {}
             Some((who, line)) => return Err(format!("{who:?} said {line:?} instead of `ready`")),
             None => return Err("the subscribers were not ready within 10 s".to_string()),
         }
     }
-
-    let mut command = Command::new(current_exe()?);
-    command.arg("publish").args(["--size", &setup.size.to_string()]);
-    command.args(["--domain", setup.domain.name()]);
-    common(&mut command, core(0));
-    command.args(setup.crc.then_some("--crc"));
-    if let Some(rate) = rate {
-        command.args(["--rate", &rate.to_string()]);
-    }
-    run.clients.push(spawn(command, Who::Publisher, &lines)?);
+    children.0.push(spawn(publisher, Who::Publisher, &lines)?);
     drop(lines);
 
     let mut publisher = None;
-    let mut results = vec![None; subscribers];
+    let mut results = vec![None; count];
     let mut stop_at = deadline;
-    let mut relay_stopped = false;
+    let mut streams_ended = false;
     while publisher.is_none() || results.iter().any(Option::is_none) {
         let Some((who, output)) = next_line(&received, stop_at)? else {
-            if publisher.is_none() || relay_stopped || Instant::now() >= deadline {
-                return Err(format!("run timed out (--timeout-s {})", setup.timeout_s));
+            if publisher.is_none() || streams_ended || Instant::now() >= deadline {
+                return Err(format!("run timed out (--timeout-s {timeout_s})"));
             }
-            // The subscribers still running have seen no end of stream: stop the relay.
-            relay_stopped = true;
+            streams_ended = true;
             stop_at = deadline.min(Instant::now() + Duration::from_secs(20));
-            stop(run.relay.as_mut().expect("started"), true);
+            end_streams();
             continue;
         };
         let reported = match who {
@@ -408,23 +490,17 @@ pub fn run_once(setup: &Setup, clients: Clients<'_>) -> Result<Outcome, String> 
         match who {
             Who::Publisher => {
                 publisher = Some(value);
-                let grace = Duration::from_millis(setup.idle_ms) + Duration::from_secs(10);
+                let grace = Duration::from_millis(idle_ms) + Duration::from_secs(10);
                 stop_at = deadline.min(Instant::now() + grace);
             }
             Who::Subscriber(i) => results[i] = Some(value),
         }
     }
-    // The naive relay exits by itself once the publisher has gone; a relay binary is told to.
-    let relay = run.relay.as_mut().expect("started");
-    let relay_cpu_s = crate::machine::process_cpu_s(relay.id());
-    let status = stop(relay, setup.target != "naive");
-    if !status.is_some_and(|status| status.success()) {
-        eprintln!("torq-perf: the relay exited with {status:?}");
-    }
-    Ok(Outcome {
+    // Each has reported: let them exit (their CPU time then counts as this process's children).
+    children.finish(Duration::from_secs(5));
+    Ok(Reports {
         publisher: publisher.unwrap_or_default(),
         subscribers: results.into_iter().flatten().collect(),
-        relay_cpu_s,
     })
 }
 
@@ -482,6 +558,7 @@ fn spawn(mut command: Command, who: Who, lines: &Sender<Line>) -> Result<Child, 
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("start {who:?}: {e}"))?;
+    crate::reaper::register(child.id());
     let stdout = child.stdout.take().expect("piped");
     let lines = lines.clone();
     std::thread::spawn(move || {

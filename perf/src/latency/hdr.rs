@@ -21,7 +21,7 @@ use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Nanoseconds in the unit the files and reports use (µs).
 pub const NS_PER_US: f64 = 1000.0;
@@ -32,7 +32,7 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 /// The percentiles a report gives of one histogram, in ns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub count: u64,
     pub p50: u64,

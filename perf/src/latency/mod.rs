@@ -57,7 +57,7 @@ pub struct LatencyArgs {
 }
 
 /// `10k`, `1.5M`, `250000` → frames per second.
-fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let (number, scale) = match text.trim().strip_suffix(['k', 'K']) {
         Some(number) => (number, 1e3),
         None => match text.trim().strip_suffix('M') {
@@ -71,7 +71,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// A rate as the files name it: 10k, 100k, 1M, 2500.
-fn rate_label(rate: f64) -> String {
+pub(crate) fn rate_label(rate: f64) -> String {
     if rate >= 1e6 && (rate / 1e6).fract() == 0.0 {
         format!("{}M", rate / 1e6)
     } else if rate >= 1e3 && (rate / 1e3).fract() == 0.0 {
@@ -82,29 +82,30 @@ fn rate_label(rate: f64) -> String {
 }
 
 /// What one run of one side (the target or the floor) measured.
-struct Run {
-    summary: Summary,
+pub(crate) struct Run {
+    pub summary: Summary,
     /// Seconds of the run, from its interval log.
-    intervals: Vec<Logged>,
-    base_ns: u64,
-    sent: u64,
-    delivered: u64,
-    gaps: u64,
-    publisher_rate: f64,
+    pub intervals: Vec<Logged>,
+    pub base_ns: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub gaps: u64,
+    pub publisher_rate: f64,
     /// How late the publisher wrote its frames, and how long its writes took (its own JSON).
-    lateness: Value,
-    writes: Value,
+    pub lateness: Value,
+    pub writes: Value,
     /// What other processes used while the run ran.
-    others: Others,
-    /// CPU seconds of the relay, the publisher and the subscriber in the run.
-    cpu_s: [f64; 3],
+    pub others: Others,
+    /// CPU seconds each process used in the run: those between the clients (the relay), then
+    /// the publisher and the subscriber.
+    pub cpu_s: Vec<(String, f64)>,
     /// Whether the wait for a quiet machine before the run gave up.
-    not_quiet: bool,
+    pub not_quiet: bool,
 }
 
 impl Run {
-    fn json(&self) -> Value {
-        json!({
+    pub fn json(&self) -> Value {
+        let mut value = json!({
             "latency_ns": self.summary,
             "sent": self.sent,
             "delivered": self.delivered,
@@ -112,24 +113,25 @@ impl Run {
             "publisher_rate": self.publisher_rate,
             "publisher_lateness_ns": self.lateness,
             "publisher_write_ns": self.writes,
-            "relay_cpu_s": self.cpu_s[0],
-            "publisher_cpu_s": self.cpu_s[1],
-            "subscriber_cpu_s": self.cpu_s[2],
-            "others_cpu_s": self.others.cpu_s,
-            "steal_s": self.others.steal_s,
-            "wall_s": self.others.wall_s,
-            "started_on_a_busy_machine": self.not_quiet,
-        })
+        });
+        for (who, seconds) in &self.cpu_s {
+            value[format!("{}_cpu_s", who.replace([' ', '-'], "_"))] = json!(seconds);
+        }
+        value["others_cpu_s"] = json!(self.others.cpu_s);
+        value["steal_s"] = json!(self.others.steal_s);
+        value["wall_s"] = json!(self.others.wall_s);
+        value["started_on_a_busy_machine"] = json!(self.not_quiet);
+        value
     }
 }
 
 /// The human report: stdout, or stderr with `--json`.
-struct Say {
-    json: bool,
+pub(crate) struct Say {
+    pub json: bool,
 }
 
 impl Say {
-    fn line(&self, text: &str) {
+    pub fn line(&self, text: &str) {
         if self.json { eprintln!("{text}") } else { println!("{text}") }
     }
 }
@@ -203,7 +205,30 @@ pub fn latency(args: &LatencyArgs) -> Result<(), String> {
             entry["to_floor"] = json!({"median": to_floor, "runs": ratios});
         }
         if let Some(out) = &args.out {
-            let files = write_files(out, &scenario, rate, &target_runs, &floor_runs, setup)?;
+            let mut sides = vec![Side { name: scenario.clone(), runs: &target_runs, label: label(setup) }];
+            if !floor_runs.is_empty() {
+                sides.push(Side {
+                    name: format!("{scenario}-floor"),
+                    runs: &floor_runs,
+                    label: "floor (naive relay)".to_string(),
+                });
+            }
+            let files = Files {
+                out,
+                svg: &scenario,
+                rate,
+                size: setup.size,
+                tool: "torq-perf latency",
+                placement: setup.placement_line(1),
+                title: format!(
+                    "one hop at {} frames/s, {} B frames, {} run(s) — {}",
+                    rate_label(rate),
+                    setup.size,
+                    target_runs.len(),
+                    label(setup)
+                ),
+            }
+            .write(&sides)?;
             say.line(&format!("{scenario}: wrote {}", files.join(", ")));
             entry["files"] = json!(files);
         }
@@ -228,7 +253,37 @@ pub fn latency(args: &LatencyArgs) -> Result<(), String> {
 /// One run of `setup` at `rate`: the clients' reports and the subscriber's interval log.
 fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> Result<Run, String> {
     let not_quiet = !setup.wait_quiet(label);
-    let hlog = crate::relay::fresh_dir()?.join("subscriber.hlog");
+    let mut run = measure_with(label, warmup, |subscriber_args, on_progress| {
+        let clients = Clients { subscribers: 1, frames, rate: Some(rate), subscriber_args, on_progress };
+        let outcome = run_once(setup, clients)?;
+        let subscriber = outcome.subscribers.into_iter().next().unwrap_or_default();
+        let between = vec![("relay".to_string(), outcome.relay_cpu_s.unwrap_or(f64::NAN))];
+        Ok(Hop { publisher: outcome.publisher, subscriber, cpu_s: between })
+    })?;
+    run.not_quiet = not_quiet;
+    Ok(run)
+}
+
+/// The reports of one open-loop hop: the publisher's and the subscriber's JSON, and the CPU
+/// seconds of the processes between them (named).
+pub(crate) struct Hop {
+    pub publisher: Value,
+    pub subscriber: Value,
+    pub cpu_s: Vec<(String, f64)>,
+}
+
+/// One latency run: `run` starts the clients with the arguments the subscriber needs (warm-up,
+/// interval log, progress lines) and the callback for its progress lines, and returns their
+/// reports; the subscriber's interval log is read back, the CPU others used is measured around
+/// it, and a progress line is drawn on stderr under `label`.
+pub(crate) fn measure_with(
+    label: &str,
+    warmup: u64,
+    run: impl FnOnce(Vec<String>, &mut dyn FnMut(&Value)) -> Result<Hop, String>,
+) -> Result<Run, String> {
+    let dir = crate::relay::fresh_dir()?;
+    crate::reaper::register_dir(&dir);
+    let hlog = dir.join("subscriber.hlog");
     let cpu = CpuTimes::now();
     let terminal = std::io::stderr().is_terminal();
     let mut on_progress = |value: &Value| {
@@ -242,47 +297,41 @@ fn measure(setup: &Setup, rate: f64, frames: u64, warmup: u64, label: &str) -> R
         );
         if terminal { eprint!("\r\x1b[K{line}") } else { eprintln!("{line}") }
     };
-    let clients = Clients {
-        subscribers: 1,
-        frames,
-        rate: Some(rate),
-        subscriber_args: vec![
-            "--warmup-frames".into(),
-            warmup.to_string(),
-            "--hlog".into(),
-            hlog.display().to_string(),
-            "--progress".into(),
-        ],
-        on_progress: &mut on_progress,
-    };
-    let outcome = run_once(setup, clients);
+    let subscriber_args = vec![
+        "--warmup-frames".into(),
+        warmup.to_string(),
+        "--hlog".into(),
+        hlog.display().to_string(),
+        "--progress".into(),
+    ];
+    let outcome = run(subscriber_args, &mut on_progress);
     let others = cpu.others();
     if terminal {
         eprint!("\r\x1b[K");
     }
     let text = std::fs::read(&hlog);
-    _ = std::fs::remove_dir_all(hlog.parent().expect("in its directory"));
-    let outcome = outcome?;
+    _ = std::fs::remove_dir_all(&dir);
+    crate::reaper::forget_dir(&dir);
+    let hop = outcome?;
     let text = text.map_err(|e| format!("the subscriber's interval log {}: {e}", hlog.display()))?;
     let (base_ns, intervals) = hdr::read_interval_log(&text)?;
-    let subscriber = &outcome.subscribers[0];
+    let (publisher, subscriber) = (&hop.publisher, &hop.subscriber);
+    let mut cpu_s = hop.cpu_s.clone();
+    cpu_s.push(("publisher".to_string(), number(publisher, "cpu_s")));
+    cpu_s.push(("subscriber".to_string(), number(subscriber, "cpu_s")));
     Ok(Run {
         summary: Summary::of(&hdr::total(intervals.iter().map(|i| &i.histogram))),
         intervals,
         base_ns,
-        sent: number(&outcome.publisher, "frames") as u64,
+        sent: number(publisher, "frames") as u64,
         delivered: number(subscriber, "frames") as u64,
         gaps: number(subscriber, "gaps") as u64,
-        publisher_rate: number(&outcome.publisher, "rate"),
-        lateness: outcome.publisher["lateness_ns"].clone(),
-        writes: outcome.publisher["write_ns"].clone(),
+        publisher_rate: number(publisher, "rate"),
+        lateness: publisher["lateness_ns"].clone(),
+        writes: publisher["write_ns"].clone(),
         others,
-        cpu_s: [
-            outcome.relay_cpu_s.unwrap_or(f64::NAN),
-            number(&outcome.publisher, "cpu_s"),
-            number(subscriber, "cpu_s"),
-        ],
-        not_quiet,
+        cpu_s,
+        not_quiet: false,
     })
 }
 
@@ -290,16 +339,17 @@ fn us(ns: u64) -> String {
     plot::format_us(ns as f64 / NS_PER_US)
 }
 
-fn figures_line(summary: &Summary) -> String {
+pub(crate) fn figures_line(summary: &Summary) -> String {
     let figures: Vec<String> =
         summary.figures().iter().map(|(name, ns)| format!("{name} {}", us(*ns))).collect();
     figures.join(", ")
 }
 
-fn run_line(label: &str, run: &Run) -> String {
+pub(crate) fn run_line(label: &str, run: &Run) -> String {
     let late = |field: &str| us(number(&run.lateness, field) as u64);
+    let cpu: Vec<String> = run.cpu_s.iter().map(|(who, seconds)| format!("{who} {seconds:.2}")).collect();
     format!(
-        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; CPU s: relay {:.2}, publisher {:.2}, subscriber {:.2}; {}{}",
+        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; CPU s: {}; {}{}",
         figures_line(&run.summary),
         run.delivered,
         run.sent,
@@ -309,9 +359,7 @@ fn run_line(label: &str, run: &Run) -> String {
         late("p99_9"),
         late("max"),
         us(number(&run.writes, "p50") as u64),
-        run.cpu_s[0],
-        run.cpu_s[1],
-        run.cpu_s[2],
+        cpu.join(", "),
         run.others,
         if run.not_quiet { " (started busy)" } else { "" },
     )
@@ -319,7 +367,7 @@ fn run_line(label: &str, run: &Run) -> String {
 
 /// The target against the floor of the same run: ratios and differences (µs) at p50, p99,
 /// p99.9 and max.
-fn compare(target: &Summary, floor: &Summary) -> Value {
+pub(crate) fn compare(target: &Summary, floor: &Summary) -> Value {
     let mut comparison = serde_json::Map::new();
     for ((name, t), (_, f)) in target.figures().iter().zip(floor.figures()) {
         if matches!(*name, "p50" | "p99" | "p99.9" | "max") {
@@ -331,7 +379,7 @@ fn compare(target: &Summary, floor: &Summary) -> Value {
     Value::Object(comparison)
 }
 
-fn median_comparison(runs: &[Value]) -> Value {
+pub(crate) fn median_comparison(runs: &[Value]) -> Value {
     let Some(Value::Object(first)) = runs.first() else { return json!({}) };
     let medians = first
         .keys()
@@ -343,7 +391,7 @@ fn median_comparison(runs: &[Value]) -> Value {
     Value::Object(medians)
 }
 
-fn to_floor_line(comparison: &Value) -> String {
+pub(crate) fn to_floor_line(comparison: &Value) -> String {
     let n = |key: &str| number(comparison, key);
     format!(
         "p50 {:.2}x ({:+.1} µs), p99 {:.2}x, p99.9 {:.2}x ({:+.1} µs), max {:.2}x",
@@ -357,7 +405,7 @@ fn to_floor_line(comparison: &Value) -> String {
 }
 
 /// Each figure's median over the runs (figure by figure).
-fn median_summary(runs: &[Run]) -> Summary {
+pub(crate) fn median_summary(runs: &[Run]) -> Summary {
     let column = |figure: fn(&Summary) -> u64| {
         let mut values: Vec<f64> = runs.iter().map(|run| figure(&run.summary) as f64).collect();
         median(&mut values) as u64
@@ -375,96 +423,102 @@ fn median_summary(runs: &[Run]) -> Summary {
     }
 }
 
-/// Writes the files of one rate; returns their names.
-fn write_files(
-    out: &Path,
-    scenario: &str,
-    rate: f64,
-    target: &[Run],
-    floor: &[Run],
-    setup: &Setup,
-) -> Result<Vec<String>, String> {
-    let mut files = Vec::new();
-    let mut totals = Vec::new();
-    let mut sides = vec![(scenario.to_string(), target, label(setup))];
-    if !floor.is_empty() {
-        sides.push((format!("{scenario}-floor"), floor, "floor (naive relay)".to_string()));
-    }
-    for (name, runs, side_label) in &sides {
-        let mut write =
-            |file: String, write: &dyn Fn(&mut std::io::BufWriter<std::fs::File>) -> Result<(), String>| {
-                let path = out.join(&file);
-                let mut writer = std::io::BufWriter::new(
-                    std::fs::File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?,
-                );
-                write(&mut writer)?;
-                std::io::Write::flush(&mut writer).map_err(|e| format!("write {}: {e}", path.display()))?;
-                files.push(file);
-                Ok::<(), String>(())
+/// One side of a rate's files: `<name>.hgrm`, `<name>.run<i>.hgrm`, `<name>.hlog`, and a
+/// series of the plot under `label`.
+pub(crate) struct Side<'a> {
+    pub name: String,
+    pub runs: &'a [Run],
+    pub label: String,
+}
+
+/// Where and how the files of one rate are written.
+pub(crate) struct Files<'a> {
+    pub out: &'a Path,
+    /// The plot is `<svg>.svg`.
+    pub svg: &'a str,
+    pub rate: f64,
+    pub size: usize,
+    /// The command, in the interval logs' comment (`torq-perf latency`).
+    pub tool: &'a str,
+    /// What ran where, in the interval logs' comment.
+    pub placement: String,
+    /// The plot's title.
+    pub title: String,
+}
+
+impl Files<'_> {
+    /// Writes every side's files and one plot of them all; returns the files' names.
+    pub fn write(&self, sides: &[Side<'_>]) -> Result<Vec<String>, String> {
+        let Files { out, svg, rate, size, tool, placement, title } = self;
+        let mut files = Vec::new();
+        let mut totals = Vec::new();
+        for Side { name, runs, label: side_label } in sides {
+            let mut write =
+                |file: String, write: &dyn Fn(&mut std::io::BufWriter<std::fs::File>) -> Result<(), String>| {
+                    let path = out.join(&file);
+                    let mut writer = std::io::BufWriter::new(
+                        std::fs::File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?,
+                    );
+                    write(&mut writer)?;
+                    std::io::Write::flush(&mut writer).map_err(|e| format!("write {}: {e}", path.display()))?;
+                    files.push(file);
+                    Ok::<(), String>(())
+                };
+            let hgrm = |histogram: Histogram<u64>| {
+                move |w: &mut std::io::BufWriter<std::fs::File>| {
+                    hdr::write_percentile_distribution(w, &histogram).map_err(|e| e.to_string())
+                }
             };
-        let hgrm = |histogram: Histogram<u64>| {
-            move |w: &mut std::io::BufWriter<std::fs::File>| {
-                hdr::write_percentile_distribution(w, &histogram).map_err(|e| e.to_string())
+            let total = hdr::total(runs.iter().flat_map(|run| run.intervals.iter().map(|i| &i.histogram)));
+            write(format!("{name}.hgrm"), &hgrm(total.clone()))?;
+            for (i, run) in runs.iter().enumerate() {
+                write(
+                    format!("{name}.run{}.hgrm", i + 1),
+                    &hgrm(hdr::total(run.intervals.iter().map(|i| &i.histogram))),
+                )?;
             }
-        };
-        let total = hdr::total(runs.iter().flat_map(|run| run.intervals.iter().map(|i| &i.histogram)));
-        write(format!("{name}.hgrm"), &hgrm(total.clone()))?;
-        for (i, run) in runs.iter().enumerate() {
-            write(
-                format!("{name}.run{}.hgrm", i + 1),
-                &hgrm(hdr::total(run.intervals.iter().map(|i| &i.histogram))),
-            )?;
-        }
-        let base_ns = runs.first().map_or(0, |run| run.base_ns);
-        let logged: Vec<Logged> = runs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, run)| {
-                let offset = run.base_ns.saturating_sub(base_ns) as f64 / 1e9;
-                run.intervals.iter().map(move |interval| Logged {
-                    tag: Some(format!("run{}", i + 1)),
-                    start_s: offset + interval.start_s,
-                    histogram: interval.histogram.clone(),
+            let base_ns = runs.first().map_or(0, |run| run.base_ns);
+            let logged: Vec<Logged> = runs
+                .iter()
+                .enumerate()
+                .flat_map(|(i, run)| {
+                    let offset = run.base_ns.saturating_sub(base_ns) as f64 / 1e9;
+                    run.intervals.iter().map(move |interval| Logged {
+                        tag: Some(format!("run{}", i + 1)),
+                        start_s: offset + interval.start_s,
+                        histogram: interval.histogram.clone(),
+                    })
                 })
+                .collect();
+            let comment = format!(
+                "{tool} {side_label}: {rate} frames/s of {size} B, receive time - intended send time in ns (max column in µs); {placement}"
+            );
+            write(format!("{name}.hlog"), &|w| {
+                hdr::write_interval_log(w, base_ns, std::slice::from_ref(&comment), &logged)
+            })?;
+            let mut per_second = Vec::new();
+            for run in runs.iter() {
+                let offset = per_second.len() as f64;
+                per_second.extend(
+                    run.intervals.iter().map(|i| {
+                        (offset + i.start_s, i.histogram.value_at_quantile(0.999), i.histogram.max())
+                    }),
+                );
+            }
+            totals.push((side_label.clone(), total, per_second));
+        }
+        let series: Vec<plot::Series<'_>> = totals
+            .iter()
+            .map(|(label, total, per_second)| plot::Series {
+                label: label.clone(),
+                histogram: total,
+                per_second: per_second.clone(),
             })
             .collect();
-        let comment = format!(
-            "torq-perf latency {side_label}: {rate} frames/s of {} B, receive time - intended send time in ns (max column in µs); {}",
-            setup.size,
-            setup.placement_line(1)
-        );
-        write(format!("{name}.hlog"), &|w| {
-            hdr::write_interval_log(w, base_ns, std::slice::from_ref(&comment), &logged)
-        })?;
-        let mut per_second = Vec::new();
-        for run in runs.iter() {
-            let offset = per_second.len() as f64;
-            per_second.extend(
-                run.intervals
-                    .iter()
-                    .map(|i| (offset + i.start_s, i.histogram.value_at_quantile(0.999), i.histogram.max())),
-            );
-        }
-        totals.push((side_label.clone(), total, per_second));
+        plot::draw(&out.join(format!("{svg}.svg")), title, &series)?;
+        files.push(format!("{svg}.svg"));
+        Ok(files)
     }
-    let series: Vec<plot::Series<'_>> = totals
-        .iter()
-        .map(|(label, total, per_second)| plot::Series {
-            label: label.clone(),
-            histogram: total,
-            per_second: per_second.clone(),
-        })
-        .collect();
-    let title = format!(
-        "one hop at {} frames/s, {} B frames, {} run(s) — {}",
-        rate_label(rate),
-        setup.size,
-        target.len(),
-        label(setup)
-    );
-    plot::draw(&out.join(format!("{scenario}.svg")), &title, &series)?;
-    files.push(format!("{scenario}.svg"));
-    Ok(files)
 }
 
 /// A short name for the target: `floor (naive relay)` or the binary with its cores and idle.

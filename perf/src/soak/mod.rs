@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::relay::{current_exe, fresh_dir, stop, wait_for_socket};
 
 mod load;
-mod probe;
+pub(crate) mod probe;
 mod rng;
 mod trend;
 mod verdict;

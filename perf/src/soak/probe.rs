@@ -54,6 +54,13 @@ impl Scrape {
         self.0.iter().filter(|(key, _)| key.starts_with(&prefix)).map(|(_, v)| *v).sum::<f64>() as u64
     }
 
+    /// The sum of a family over all its labels (`torq_bridge_dropped_total`: one bridge's);
+    /// 0 when absent.
+    pub fn family(&self, name: &str) -> f64 {
+        let prefix = format!("{name}{{");
+        self.0.iter().filter(|(key, _)| *key == name || key.starts_with(&prefix)).map(|(_, v)| *v).sum()
+    }
+
     /// Parses Prometheus text: one `name{labels} value` per line, `#` lines skipped.
     pub fn parse(text: &str) -> Scrape {
         let values = text
@@ -111,5 +118,8 @@ mod tests {
         assert_eq!(scrape.relay("queued_bytes", "signal"), 4096);
         assert_eq!(scrape.relay("queued_bytes", "execution"), 0);
         assert_eq!(scrape.relay_sum("rejected_frames_total", "execution"), 5);
+        assert_eq!(scrape.family("torq_rejected_frames_total"), 12.0);
+        assert_eq!(scrape.family("torq_queued_bytes"), 4096.0);
+        assert_eq!(scrape.family("torq_queued"), 0.0, "a whole name, not a prefix");
     }
 }

@@ -10,13 +10,19 @@ use std::process::Command;
 /// only, so the test asks cargo for this one: a no-op when `cargo test --workspace` has just
 /// built it, a build when only this crate's tests run (`cargo test -p torq-perf`).
 pub fn library_binary(name: &str) -> PathBuf {
+    workspace_binary("torq", name)
+}
+
+/// A binary of any package of the workspace (`torq-bridge`), built as [`library_binary`] builds
+/// the library's.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap(); // <target>/<profile>/deps/<test>-<hash>
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let target_dir = profile_dir.parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
     let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "--manifest-path", manifest, "-p", "torq", "--bin", name]);
+    build.args(["build", "--quiet", "--manifest-path", manifest, "-p", package, "--bin", name]);
     build.arg("--target-dir").arg(target_dir);
     if profile_dir.file_name().is_some_and(|profile| profile == "release") {
         build.arg("--release");
