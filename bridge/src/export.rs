@@ -7,29 +7,30 @@
 //! any slow lossless subscriber), and the publisher keeps every frame until JetStream has
 //! stored it, sending again in order after a failure (the message id de-duplicates).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_nats::Subject;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
-use torq::client::{Event, Notice, Reconnect, Subscriber, SubscriberOptions};
+use torq::client::{Event, Frame, Notice, Reconnect, Subscriber, SubscriberOptions};
 use torq::protocol::Filter;
 
 use crate::config::{Config, Domain};
 use crate::metrics::{Metrics, add};
-use crate::subject::{export_subject, message_id, stream_name};
+use crate::subject::{export_subject, first_type, message_id, stream_name};
 
 /// A frame on its way to NATS.
 #[derive(Debug)]
 pub struct Outgoing {
-    subject: String,
+    subject: Subject,
     /// The JetStream message id (execution only).
     id: Option<String>,
     frame: Bytes,
@@ -75,7 +76,8 @@ pub fn spawn_reader(
     })
 }
 
-/// Reads frames until `stop`, the NATS side going away, or an error.
+/// Reads frames until `stop`, the NATS side going away, or an error: each wake-up hands every
+/// buffered event to [`Exporter::event`] in one pass.
 fn read(
     subscriber: &mut Subscriber,
     node: &str,
@@ -84,39 +86,36 @@ fn read(
     out: &mpsc::Sender<Outgoing>,
     stop: &AtomicBool,
 ) -> Result<(), torq::client::Error> {
-    let lossless = domain == Domain::Execution;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(event) = subscriber.recv_timeout(Duration::from_millis(100))? else {
+    let mut exporter = Exporter { node, domain, metrics, out, subjects: HashMap::new(), closed: false };
+    while !stop.load(Ordering::Relaxed) && !exporter.closed {
+        if !subscriber.wait(Duration::from_millis(100))? {
             if out.is_closed() {
                 return Ok(());
             }
             continue;
-        };
+        }
+        subscriber.poll(|event| exporter.event(event), 4096)?;
+    }
+    Ok(())
+}
+
+/// What the reader needs per event.
+struct Exporter<'a> {
+    node: &'a str,
+    domain: Domain,
+    metrics: &'a Metrics,
+    out: &'a mpsc::Sender<Outgoing>,
+    /// Subjects made once per (first TLV type, source).
+    subjects: HashMap<(u8, u8), Subject>,
+    /// The NATS side is gone.
+    closed: bool,
+}
+
+impl Exporter<'_> {
+    fn event(&mut self, event: Event<Frame<'_>>) {
+        let metrics = self.metrics;
         match event {
-            Event::Frame(frame) => {
-                let header = frame.header();
-                if header.is_bridged() {
-                    add(&metrics.export_skipped_bridged, 1);
-                    continue;
-                }
-                add(&metrics.exported_in, 1);
-                let outgoing = Outgoing {
-                    subject: export_subject(node, domain, frame.bytes()),
-                    id: lossless.then(|| message_id(node, header)),
-                    frame: Bytes::copy_from_slice(frame.bytes()),
-                };
-                if lossless {
-                    if out.blocking_send(outgoing).is_err() {
-                        return Ok(());
-                    }
-                } else {
-                    match out.try_send(outgoing) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => add(&metrics.dropped, 1),
-                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
-                    }
-                }
-            }
+            Event::Frame(frame) => self.frame(&frame),
             Event::Notice(Notice::Dropped { count, .. }) => add(&metrics.relay_dropped, count),
             Event::Notice(Notice::Merged { dropped, .. }) => add(&metrics.relay_dropped, dropped),
             Event::Notice(Notice::Stopping) => info!("export: the local relay is stopping"),
@@ -131,7 +130,36 @@ fn read(
             Event::Gap { .. } => {}
         }
     }
-    Ok(())
+
+    fn frame(&mut self, frame: &Frame<'_>) {
+        let header = frame.header();
+        if header.is_bridged() {
+            add(&self.metrics.export_skipped_bridged, 1);
+            return;
+        }
+        add(&self.metrics.exported_in, 1);
+        let (node, domain) = (self.node, self.domain);
+        let key = (first_type(frame.bytes()), header.source());
+        let subject = self
+            .subjects
+            .entry(key)
+            .or_insert_with(|| Subject::from(export_subject(node, domain, frame.bytes())))
+            .clone();
+        if domain == Domain::Execution {
+            let id = Some(message_id(node, header));
+            let outgoing = Outgoing { subject, id, frame: Bytes::copy_from_slice(frame.bytes()) };
+            self.closed |= self.out.blocking_send(outgoing).is_err();
+            return;
+        }
+        // Market data and signals: a full queue drops the frame before it is copied.
+        match self.out.try_reserve() {
+            Ok(permit) => {
+                permit.send(Outgoing { subject, id: None, frame: Bytes::copy_from_slice(frame.bytes()) })
+            }
+            Err(mpsc::error::TrySendError::Full(())) => add(&self.metrics.dropped, 1),
+            Err(mpsc::error::TrySendError::Closed(())) => self.closed = true,
+        }
+    }
 }
 
 /// Publishes market data or signals on core NATS until the reader is gone.

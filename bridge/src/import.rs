@@ -72,14 +72,7 @@ pub fn spawn_writer(
         let mut batch: Vec<Incoming> = Vec::new();
         let mut written: Written = Vec::new();
         let mut batches = 0u64;
-        while let Some(first) = frames.blocking_recv() {
-            batch.push(first);
-            while batch.len() < 4096 {
-                match frames.try_recv() {
-                    Ok(incoming) => batch.push(incoming),
-                    Err(_) => break,
-                }
-            }
+        while frames.blocking_recv_many(&mut batch, 4096) > 0 {
             // 1. The cursors say what is being written. Frames the relay holds already (a prefix
             // of what a killed bridge was writing) are recorded as in first, so that a second
             // kill does not take them for this process's.
@@ -103,7 +96,7 @@ pub fn spawn_writer(
                 }
             }
             // 2. The frames.
-            let mut count = 0u64;
+            let (mut count, mut last_timestamp) = (0u64, 0);
             for incoming in batch.drain(..) {
                 if let Some(delivery) = incoming.jetstream {
                     let (cursor, sequence) = (delivery.cursor, delivery.sequence);
@@ -132,9 +125,7 @@ pub fn spawn_writer(
                 if let Err(e) = sink.write(&scratch, &header, &incoming.node, &relay, domain, &metrics) {
                     error!("import: cannot write to the relay at {}: {e}", relay.display());
                 }
-                metrics
-                    .lag_ns
-                    .store(now_ns().saturating_sub(header.timestamp()), std::sync::atomic::Ordering::Relaxed);
+                last_timestamp = header.timestamp();
                 count += 1;
             }
             for sink in sinks.values_mut() {
@@ -148,6 +139,10 @@ pub fn spawn_writer(
                 );
             }
             add(&metrics.imported_out, count);
+            if count > 0 {
+                let lag = now_ns().saturating_sub(last_timestamp);
+                metrics.lag_ns.store(lag, std::sync::atomic::Ordering::Relaxed);
+            }
             batches += 1;
             if abort_after == Some(batches) {
                 std::process::abort();
@@ -264,7 +259,6 @@ pub async fn import_core(
     };
     info!("import: subscribed to {subject}");
     let mut gaps = Gaps::default();
-    let mut names: HashMap<String, Arc<str>> = HashMap::new();
     while let Some(message) = subscription.next().await {
         let Some(from) = node_of(&message.subject) else { continue };
         if from == config.node {
@@ -276,9 +270,9 @@ pub async fn import_core(
             continue;
         };
         add(&metrics.imported_in, 1);
-        add(&metrics.lost, gaps.record(from, header));
-        let name = names.entry(from.to_string()).or_insert_with(|| Arc::from(from));
-        let incoming = Incoming { node: Arc::clone(name), frame: message.payload, jetstream: None };
+        let (missed, node) = gaps.record(from, header);
+        add(&metrics.lost, missed);
+        let incoming = Incoming { node, frame: message.payload, jetstream: None };
         match frames.try_send(incoming) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => add(&metrics.dropped, 1),

@@ -23,7 +23,8 @@ pub struct Metrics {
     pub relay_dropped: AtomicU64,
     /// Messages from NATS that are not one whole frame the relay takes (skipped).
     pub invalid: AtomicU64,
-    /// Frames lost between hosts: sequence gaps per (node, source) on import.
+    /// Frames missing on import: sequence gaps per (node, source) — dropped by the exporting
+    /// relay or bridge, or lost by NATS.
     pub lost: AtomicU64,
     /// Execution frames JetStream delivered again and the bridge skipped.
     pub duplicates_skipped: AtomicU64,
@@ -33,7 +34,8 @@ pub struct Metrics {
     pub nats_reconnects: AtomicU64,
     /// Execution publishes sent again after a failure (de-duplicated by the server).
     pub republished: AtomicU64,
-    /// Nanoseconds from a frame's timestamp to its import into the local relay (the last one).
+    /// Nanoseconds from a frame's timestamp to its import into the local relay (the last frame
+    /// of the last batch written).
     pub lag_ns: AtomicU64,
 }
 
@@ -59,7 +61,11 @@ impl Metrics {
             ("dropped_total", "Frames the bridge dropped (market data, signals)", &self.dropped),
             ("relay_dropped_total", "Frames the relay dropped for the exporting bridge", &self.relay_dropped),
             ("invalid_total", "Messages from NATS that are not one whole frame (skipped)", &self.invalid),
-            ("lost_total", "Frames lost between hosts (sequence gaps per node and source)", &self.lost),
+            (
+                "lost_total",
+                "Frames missing on import (sequence gaps per node and source): dropped on the exporting host or lost by NATS",
+                &self.lost,
+            ),
             (
                 "duplicates_skipped_total",
                 "Execution frames delivered again and skipped",

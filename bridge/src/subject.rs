@@ -2,16 +2,21 @@
 //! tracking that counts frames lost between hosts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use torq::protocol::{HEADER_SIZE, Header, routing_key};
 
 use crate::config::Domain;
 
-/// The subject a frame is exported on: its first TLV's type (0 when it has none) and its source.
+/// The subject a frame is exported on: its first TLV's type and its source.
 pub fn export_subject(node: &str, domain: Domain, frame: &[u8]) -> String {
-    let tlv_type = frame.get(HEADER_SIZE..).and_then(routing_key).map_or(0, |key| key.tlv_type);
     let source = Header::view(frame).map_or(0, Header::source);
-    format!("torq.{node}.{}.{tlv_type}.{source}", domain.token())
+    format!("torq.{node}.{}.{}.{source}", domain.token(), first_type(frame))
+}
+
+/// The type of a frame's first TLV (0 when it has none).
+pub fn first_type(frame: &[u8]) -> u8 {
+    frame.get(HEADER_SIZE..).and_then(routing_key).map_or(0, |key| key.tlv_type)
 }
 
 /// The subjects that import `node` (`None`: every node) of `domain`.
@@ -36,24 +41,33 @@ pub fn message_id(node: &str, header: &Header) -> String {
     format!("{node}.{}.{}.{}", header.source(), header.sequence(), header.timestamp())
 }
 
+/// A node's name, shared, and the sequence due per source.
+type Due = (Arc<str>, Box<[Option<u64>; 256]>);
+
 /// Sequences seen per (node, source), counting the ones skipped.
 #[derive(Debug, Default)]
 pub struct Gaps {
-    next: HashMap<(String, u8), u64>,
+    next: HashMap<Arc<str>, Due>,
 }
 
 impl Gaps {
-    /// Records a frame; returns how many frames before it were never seen (0 when it is the one
-    /// due, or when its publisher started again from a lower sequence).
-    pub fn record(&mut self, node: &str, header: &Header) -> u64 {
+    /// Records a frame from `node`; returns how many frames before it were never seen (0 when
+    /// it is the one due, or when its publisher started again from a lower sequence), and the
+    /// node's name, shared (no allocation per frame).
+    pub fn record(&mut self, node: &str, header: &Header) -> (u64, Arc<str>) {
+        if !self.next.contains_key(node) {
+            let name: Arc<str> = Arc::from(node);
+            self.next.insert(Arc::clone(&name), (name, Box::new([None; 256])));
+        }
+        let (name, next) = self.next.get_mut(node).expect("inserted above");
         let sequence = header.sequence();
-        let key = (node.to_string(), header.source());
-        let missed = match self.next.get(&key) {
-            Some(&due) if sequence > due => sequence - due,
+        let due = &mut next[usize::from(header.source())];
+        let missed = match *due {
+            Some(due) if sequence > due => sequence - due,
             _ => 0,
         };
-        self.next.insert(key, sequence + 1);
-        missed
+        *due = Some(sequence + 1);
+        (missed, Arc::clone(name))
     }
 }
 
@@ -83,12 +97,13 @@ mod tests {
     fn gaps_count_per_node_and_source() {
         let mut gaps = Gaps::default();
         let at = |source, sequence| *Header::view(&frame(source, sequence, &[])).unwrap();
-        assert_eq!(gaps.record("a", &at(1, 1)), 0);
-        assert_eq!(gaps.record("a", &at(1, 2)), 0);
-        assert_eq!(gaps.record("a", &at(1, 5)), 2);
-        assert_eq!(gaps.record("b", &at(1, 9)), 0, "another node has its own sequences");
-        assert_eq!(gaps.record("a", &at(2, 7)), 0, "another source too");
-        assert_eq!(gaps.record("a", &at(1, 1)), 0, "a publisher that starts again is not a gap");
-        assert_eq!(gaps.record("a", &at(1, 3)), 1);
+        let mut missed = |node, source, sequence| gaps.record(node, &at(source, sequence)).0;
+        assert_eq!(missed("a", 1, 1), 0);
+        assert_eq!(missed("a", 1, 2), 0);
+        assert_eq!(missed("a", 1, 5), 2);
+        assert_eq!(missed("b", 1, 9), 0, "another node has its own sequences");
+        assert_eq!(missed("a", 2, 7), 0, "another source too");
+        assert_eq!(missed("a", 1, 1), 0, "a publisher that starts again is not a gap");
+        assert_eq!(missed("a", 1, 3), 1);
     }
 }
