@@ -81,8 +81,10 @@ pub struct Args {
     /// (counted as invalid) [default: 131072, the relays' default].
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
-    /// Frames waiting between the relay side and the NATS side, each way; market data and
-    /// signals over the bound are dropped and counted, execution waits [default: 65536].
+    /// Frames waiting for NATS (in the NATS client) and for the local relay. When full, the
+    /// exporting bridge stops reading market data and signals (the relay drops for it, as for a
+    /// slow subscriber), the importing bridge drops them (counted), execution waits
+    /// [default: 65536].
     #[arg(long, value_name = "FRAMES")]
     pub queue: Option<usize>,
     /// Serve Prometheus text on this address (e.g. 127.0.0.1:9101).

@@ -36,13 +36,33 @@ pub struct Outgoing {
     frame: Bytes,
 }
 
+/// Where the reader sends frames.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Market data and signals: straight to the NATS client's queue, from the reader's thread
+    /// (one hand-off fewer). When the client's queue (`--queue`) is full the reader waits, so
+    /// the relay drops for it as for any slow subscriber (notice 4, `relay_dropped`).
+    Core(async_nats::Client),
+    /// Execution: to the task that publishes to JetStream in order.
+    JetStream(mpsc::Sender<Outgoing>),
+}
+
+impl Route {
+    fn is_closed(&self) -> bool {
+        match self {
+            Route::Core(_) => false,
+            Route::JetStream(out) => out.is_closed(),
+        }
+    }
+}
+
 /// Starts the thread that reads the local relay; it ends when `stop` is set or the NATS side
 /// is gone.
 pub fn spawn_reader(
     config: &Config,
     filters: Vec<Filter>,
     metrics: Arc<Metrics>,
-    out: mpsc::Sender<Outgoing>,
+    out: Route,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (relay, node, domain) = (config.relay.clone(), config.node.clone(), config.domain);
@@ -83,7 +103,7 @@ fn read(
     node: &str,
     domain: Domain,
     metrics: &Metrics,
-    out: &mpsc::Sender<Outgoing>,
+    out: &Route,
     stop: &AtomicBool,
 ) -> Result<(), torq::client::Error> {
     let mut exporter = Exporter { node, domain, metrics, out, subjects: HashMap::new(), closed: false };
@@ -104,7 +124,7 @@ struct Exporter<'a> {
     node: &'a str,
     domain: Domain,
     metrics: &'a Metrics,
-    out: &'a mpsc::Sender<Outgoing>,
+    out: &'a Route,
     /// Subjects made once per (first TLV type, source).
     subjects: HashMap<(u8, u8), Subject>,
     /// The NATS side is gone.
@@ -145,39 +165,26 @@ impl Exporter<'_> {
             .entry(key)
             .or_insert_with(|| Subject::from(export_subject(node, domain, frame.bytes())))
             .clone();
-        if domain == Domain::Execution {
-            let id = Some(message_id(node, header));
-            let outgoing = Outgoing { subject, id, frame: Bytes::copy_from_slice(frame.bytes()) };
-            self.closed |= self.out.blocking_send(outgoing).is_err();
-            return;
-        }
-        // Market data and signals: a full queue drops the frame before it is copied.
-        match self.out.try_reserve() {
-            Ok(permit) => {
-                permit.send(Outgoing { subject, id: None, frame: Bytes::copy_from_slice(frame.bytes()) })
+        match self.out {
+            Route::JetStream(out) => {
+                let id = Some(message_id(node, header));
+                let outgoing = Outgoing { subject, id, frame: Bytes::copy_from_slice(frame.bytes()) };
+                self.closed |= out.blocking_send(outgoing).is_err();
             }
-            Err(mpsc::error::TrySendError::Full(())) => add(&self.metrics.dropped, 1),
-            Err(mpsc::error::TrySendError::Closed(())) => self.closed = true,
-        }
-    }
-}
-
-/// Publishes market data or signals on core NATS until the reader is gone.
-pub async fn publish_core(
-    client: async_nats::Client,
-    mut frames: mpsc::Receiver<Outgoing>,
-    metrics: Arc<Metrics>,
-) {
-    while let Some(outgoing) = frames.recv().await {
-        match client.publish(outgoing.subject, outgoing.frame).await {
-            Ok(()) => add(&metrics.exported_out, 1),
-            Err(e) => {
-                add(&metrics.dropped, 1);
-                debug!("export: publish failed: {e}");
+            Route::Core(client) => {
+                let published = futures::executor::block_on(
+                    client.publish(subject, Bytes::copy_from_slice(frame.bytes())),
+                );
+                match published {
+                    Ok(()) => add(&self.metrics.exported_out, 1),
+                    Err(e) => {
+                        add(&self.metrics.dropped, 1);
+                        debug!("export: publish failed: {e}");
+                    }
+                }
             }
         }
     }
-    let _ = client.flush().await;
 }
 
 /// Creates (or finds) this node's execution stream.

@@ -69,6 +69,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let client = async_nats::ConnectOptions::new()
         .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
         .retry_on_initial_connect()
+        .client_capacity(config.queue)
         .max_reconnects(None)
         .event_callback(move |event| {
             let (metrics, connected_once) = (Arc::clone(&events), Arc::clone(&connected_once));
@@ -110,8 +111,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let mut reader = None;
     let mut exporter = None;
     if let Some(filters) = &config.export {
-        let (sender, receiver) = mpsc::channel(config.queue);
-        if config.domain == Domain::Execution {
+        let route = if config.domain == Domain::Execution {
+            let (sender, receiver) = mpsc::channel(config.queue);
             // Bounded retries: JetStream may still be electing a leader at start.
             let mut tries = 0;
             while let Err(e) = export::ensure_stream(&js, &config).await {
@@ -131,12 +132,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                 Arc::clone(&metrics),
                 config.queue.min(4096),
             )));
+            export::Route::JetStream(sender)
         } else {
-            exporter =
-                Some(tokio::spawn(export::publish_core(client.clone(), receiver, Arc::clone(&metrics))));
-        }
+            export::Route::Core(client.clone())
+        };
         reader = Some(
-            export::spawn_reader(&config, filters.clone(), Arc::clone(&metrics), sender, Arc::clone(&stop))
+            export::spawn_reader(&config, filters.clone(), Arc::clone(&metrics), route, Arc::clone(&stop))
                 .map_err(|e| format!("cannot start the export thread: {e}"))?,
         );
         info!("exporting {} from {} as node {}", config.domain.token(), config.relay.display(), config.node);
@@ -196,8 +197,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     for task in importers {
         task.abort();
     }
+    // Bounded: a reader waiting on a NATS server that does not read, or a writer on a relay
+    // that pauses it, is left behind.
     if let Some(reader) = reader {
-        let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || reader.join()))
+                .await;
     }
     if let Some(exporter) = exporter
         && tokio::time::timeout(Duration::from_secs(5), exporter).await.is_err()
@@ -205,7 +210,9 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         warn!("stopped with execution frames not yet stored by JetStream");
     }
     if let Some(writer) = writer {
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || writer.join()))
+                .await;
     }
     let _ = client.flush().await;
     info!("{}", metrics.stats_line());
