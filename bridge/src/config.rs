@@ -83,7 +83,8 @@ pub struct Args {
     pub max_message_size: Option<usize>,
     /// Frames waiting for NATS (in the NATS client) and for the local relay. When full, the
     /// exporting bridge stops reading market data and signals (the relay drops for it, as for a
-    /// slow subscriber), the importing bridge drops them (counted), execution waits
+    /// slow subscriber), the NATS client drops them for the importing bridge (the gaps count them),
+    /// execution waits
     /// [default: 65536].
     #[arg(long, value_name = "FRAMES")]
     pub queue: Option<usize>,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
 use torq::client::{Publisher, PublisherOptions, Reconnect};
@@ -28,7 +28,7 @@ use crate::audit::{self, Key};
 use crate::config::{Config, Domain};
 use crate::metrics::{Metrics, add};
 use crate::state::{Cursor, InDoubt};
-use crate::subject::{Gaps, import_subject, node_of, stream_name};
+use crate::subject::{Gaps, node_of, stream_name};
 
 /// A frame on its way into the local relay.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ struct Delivery {
 /// The cursors of one batch and the last delivery of each.
 type Written = Vec<(Arc<Mutex<Cursor>>, u64, jetstream::Message)>;
 
-/// Starts the thread that writes imported frames into the local relay; it ends when every
+/// Starts the thread that writes execution frames into the local relay; it ends when every
 /// sender is gone. Per batch: the cursors say what is being written, the frames are written
 /// and flushed, the cursors say it is in, and the acknowledgements go out through `acks`.
 pub fn spawn_writer(
@@ -61,107 +61,191 @@ pub fn spawn_writer(
     mut frames: mpsc::Receiver<Incoming>,
     acks: mpsc::UnboundedSender<jetstream::Message>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (relay, domain, max_message_size) = (config.relay.clone(), config.domain, config.max_message_size);
-    // Fault injection for the tests: abort after writing this many batches, before recording
-    // them (what a kill -9 at the worst moment does).
-    let abort_after: Option<u64> =
-        std::env::var("TORQ_BRIDGE_ABORT_AFTER_WRITES").ok().and_then(|n| n.parse().ok());
+    let mut writer = Writer::new(config, metrics, Some(acks));
     std::thread::Builder::new().name("import-relay".into()).spawn(move || {
-        let mut sinks: HashMap<Arc<str>, Sink> = HashMap::new();
-        let mut scratch = Vec::new();
         let mut batch: Vec<Incoming> = Vec::new();
-        let mut written: Written = Vec::new();
-        let mut batches = 0u64;
         while frames.blocking_recv_many(&mut batch, 4096) > 0 {
-            // 1. The cursors say what is being written. Frames the relay holds already (a prefix
-            // of what a killed bridge was writing) are recorded as in first, so that a second
-            // kill does not take them for this process's.
-            let mut intents: Vec<(&Arc<Mutex<Cursor>>, u64)> = Vec::new();
-            for delivery in batch.iter().filter_map(|i| i.jetstream.as_ref()) {
-                match intents.iter_mut().find(|(cursor, _)| Arc::ptr_eq(cursor, &delivery.cursor)) {
-                    Some(intent) => intent.1 = delivery.sequence,
-                    None if delivery.in_relay => {
-                        if let Err(e) =
-                            delivery.cursor.lock().expect("cursor lock").advance(delivery.sequence)
-                        {
-                            error!("import: {e}");
+            writer.write_batch(&mut batch);
+        }
+        writer.flush();
+    })
+}
+
+/// Starts the thread that imports market data or signals: it takes what the NATS subscriptions
+/// hold (the client's queue, `--queue` messages; beyond, NATS drops and the gaps count them)
+/// and writes it into the local relay, one hand-off from the NATS client to the relay.
+pub fn spawn_core(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    subscriptions: Vec<async_nats::Subscriber>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let me = config.node.clone();
+    let (max_message_size, metrics_in) = (config.max_message_size, Arc::clone(&metrics));
+    let mut writer = Writer::new(config, metrics, None);
+    std::thread::Builder::new().name("import-relay".into()).spawn(move || {
+        let metrics = metrics_in;
+        let mut messages = futures::stream::select_all(subscriptions);
+        let mut gaps = Gaps::default();
+        let mut batch: Vec<Incoming> = Vec::new();
+        while let Some(first) = futures::executor::block_on(messages.next()) {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                if let Some(from) = node_of(&message.subject).filter(|from| *from != me) {
+                    add(&metrics.imported_in, 1);
+                    match one_frame(&message.payload, max_message_size) {
+                        Some(header) => {
+                            let (missed, node) = gaps.record(from, header);
+                            add(&metrics.lost, missed);
+                            batch.push(Incoming { node, frame: message.payload, jetstream: None });
+                        }
+                        None => {
+                            add(&metrics.invalid, 1);
+                            debug!(
+                                "import: a message on {} is not one whole frame; skipped",
+                                message.subject
+                            );
                         }
                     }
-                    None => intents.push((&delivery.cursor, delivery.sequence)),
                 }
+                next = if batch.len() < 4096 { messages.next().now_or_never().flatten() } else { None };
             }
-            for (cursor, upto) in intents {
-                if let Err(e) = cursor.lock().expect("cursor lock").begin(upto, now_ns()) {
-                    error!("import: {e}: a restart could write these frames twice");
+            writer.write_batch(&mut batch);
+        }
+        writer.flush();
+    })
+}
+
+/// Writes batches of imported frames into the local relay.
+struct Writer {
+    relay: PathBuf,
+    domain: Domain,
+    max_message_size: usize,
+    metrics: Arc<Metrics>,
+    acks: Option<mpsc::UnboundedSender<jetstream::Message>>,
+    sinks: HashMap<Arc<str>, Sink>,
+    scratch: Vec<u8>,
+    written: Written,
+    batches: u64,
+    /// Fault injection for the tests: abort after writing this many batches, before recording
+    /// them (what a kill -9 at the worst moment does).
+    abort_after: Option<u64>,
+}
+
+impl Writer {
+    fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        acks: Option<mpsc::UnboundedSender<jetstream::Message>>,
+    ) -> Writer {
+        Writer {
+            relay: config.relay.clone(),
+            domain: config.domain,
+            max_message_size: config.max_message_size,
+            metrics,
+            acks,
+            sinks: HashMap::new(),
+            scratch: Vec::new(),
+            written: Vec::new(),
+            batches: 0,
+            abort_after: std::env::var("TORQ_BRIDGE_ABORT_AFTER_WRITES").ok().and_then(|n| n.parse().ok()),
+        }
+    }
+
+    /// Writes (and empties) one batch.
+    fn write_batch(&mut self, batch: &mut Vec<Incoming>) {
+        let (relay, domain, metrics) = (&self.relay, self.domain, &*self.metrics);
+        // 1. The cursors say what is being written. Frames the relay holds already (a prefix
+        // of what a killed bridge was writing) are recorded as in first, so that a second
+        // kill does not take them for this process's.
+        let mut intents: Vec<(&Arc<Mutex<Cursor>>, u64)> = Vec::new();
+        for delivery in batch.iter().filter_map(|i| i.jetstream.as_ref()) {
+            match intents.iter_mut().find(|(cursor, _)| Arc::ptr_eq(cursor, &delivery.cursor)) {
+                Some(intent) => intent.1 = delivery.sequence,
+                None if delivery.in_relay => {
+                    if let Err(e) = delivery.cursor.lock().expect("cursor lock").advance(delivery.sequence) {
+                        error!("import: {e}");
+                    }
                 }
+                None => intents.push((&delivery.cursor, delivery.sequence)),
             }
-            // 2. The frames.
-            let (mut count, mut last_timestamp) = (0u64, 0);
-            for incoming in batch.drain(..) {
-                if let Some(delivery) = incoming.jetstream {
-                    let (cursor, sequence) = (delivery.cursor, delivery.sequence);
-                    match written.iter_mut().find(|(c, ..)| Arc::ptr_eq(c, &cursor)) {
-                        Some(last) => *last = (cursor, sequence, delivery.message),
-                        None => written.push((cursor, sequence, delivery.message)),
-                    }
-                    if delivery.in_relay {
-                        continue;
-                    }
+        }
+        for (cursor, upto) in intents {
+            if let Err(e) = cursor.lock().expect("cursor lock").begin(upto, now_ns()) {
+                error!("import: {e}: a restart could write these frames twice");
+            }
+        }
+        // 2. The frames.
+        let (mut count, mut last_timestamp) = (0u64, 0);
+        for incoming in batch.drain(..) {
+            if let Some(delivery) = incoming.jetstream {
+                let (cursor, sequence) = (delivery.cursor, delivery.sequence);
+                match self.written.iter_mut().find(|(c, ..)| Arc::ptr_eq(c, &cursor)) {
+                    Some(last) => *last = (cursor, sequence, delivery.message),
+                    None => self.written.push((cursor, sequence, delivery.message)),
                 }
-                scratch.clear();
-                scratch.extend_from_slice(&incoming.frame);
-                let Some(header) = one_frame(&scratch, max_message_size).copied() else {
-                    add(&metrics.invalid, 1);
-                    debug!("import: a message from node {} is not one whole frame; skipped", incoming.node);
+                if delivery.in_relay {
                     continue;
-                };
-                let _ = mark_bridged(&mut scratch);
-                let sink = match sinks.get_mut(&incoming.node) {
-                    Some(sink) => sink,
-                    None => sinks
-                        .entry(Arc::clone(&incoming.node))
-                        .or_insert(Sink::connect(&relay, domain, &metrics)),
-                };
-                if let Err(e) = sink.write(&scratch, &header, &incoming.node, &relay, domain, &metrics) {
-                    error!("import: cannot write to the relay at {}: {e}", relay.display());
                 }
-                last_timestamp = header.timestamp();
-                count += 1;
             }
-            for sink in sinks.values_mut() {
-                if let Err(e) = sink.publisher.flush() {
-                    error!("import: cannot write to the relay at {}: {e}", relay.display());
-                }
-                let reconnections = sink.publisher.reconnections();
-                add(
-                    &metrics.relay_reconnects,
-                    reconnections - std::mem::replace(&mut sink.reconnections, reconnections),
-                );
+            let scratch = &mut self.scratch;
+            scratch.clear();
+            scratch.extend_from_slice(&incoming.frame);
+            let Some(header) = one_frame(scratch, self.max_message_size).copied() else {
+                add(&metrics.invalid, 1);
+                debug!("import: a message from node {} is not one whole frame; skipped", incoming.node);
+                continue;
+            };
+            let _ = mark_bridged(scratch);
+            let sink = match self.sinks.get_mut(&incoming.node) {
+                Some(sink) => sink,
+                None => self
+                    .sinks
+                    .entry(Arc::clone(&incoming.node))
+                    .or_insert(Sink::connect(relay, domain, metrics)),
+            };
+            if let Err(e) = sink.write(scratch, &header, &incoming.node, relay, domain, metrics) {
+                error!("import: cannot write to the relay at {}: {e}", relay.display());
             }
-            add(&metrics.imported_out, count);
-            if count > 0 {
-                let lag = now_ns().saturating_sub(last_timestamp);
-                metrics.lag_ns.store(lag, std::sync::atomic::Ordering::Relaxed);
-            }
-            batches += 1;
-            if abort_after == Some(batches) {
-                std::process::abort();
-            }
-            // 3. The cursors say it is in; then, and only then, the acknowledgements.
-            for (cursor, sequence, message) in written.drain(..) {
-                match cursor.lock().expect("cursor lock").advance(sequence) {
-                    Ok(()) => {
+            last_timestamp = header.timestamp();
+            count += 1;
+        }
+        self.flush();
+        let metrics = &*self.metrics;
+        add(&metrics.imported_out, count);
+        if count > 0 {
+            metrics
+                .lag_ns
+                .store(now_ns().saturating_sub(last_timestamp), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.batches += 1;
+        if self.abort_after == Some(self.batches) {
+            std::process::abort();
+        }
+        // 3. The cursors say it is in; then, and only then, the acknowledgements.
+        for (cursor, sequence, message) in self.written.drain(..) {
+            match cursor.lock().expect("cursor lock").advance(sequence) {
+                Ok(()) => {
+                    if let Some(acks) = &self.acks {
                         let _ = acks.send(message);
                     }
-                    // Not acknowledged: NATS delivers it again, and the cursor decides then.
-                    Err(e) => error!("import: {e}"),
                 }
+                // Not acknowledged: NATS delivers it again, and the cursor decides then.
+                Err(e) => error!("import: {e}"),
             }
         }
-        for sink in sinks.values_mut() {
-            let _ = sink.publisher.flush();
+    }
+
+    /// Writes what every connection holds.
+    fn flush(&mut self) {
+        for sink in self.sinks.values_mut() {
+            if let Err(e) = sink.publisher.flush() {
+                error!("import: cannot write to the relay at {}: {e}", self.relay.display());
+            }
+            let reconnections = sink.publisher.reconnections();
+            let before = std::mem::replace(&mut sink.reconnections, reconnections);
+            add(&self.metrics.relay_reconnects, reconnections - before);
         }
-    })
+    }
 }
 
 /// The publisher connection of one imported node.
@@ -237,46 +321,6 @@ pub async fn acknowledge(mut acks: mpsc::UnboundedReceiver<jetstream::Message>) 
     while let Some(message) = acks.recv().await {
         if let Err(e) = message.ack().await {
             debug!("import: acknowledgement not sent ({e}); the frames come again and are skipped");
-        }
-    }
-}
-
-/// Imports market data or signals from core NATS: `node`, or every other node.
-pub async fn import_core(
-    client: async_nats::Client,
-    config: Arc<Config>,
-    node: Option<String>,
-    metrics: Arc<Metrics>,
-    frames: mpsc::Sender<Incoming>,
-) {
-    let subject = import_subject(node.as_deref(), config.domain);
-    let mut subscription = match client.subscribe(subject.clone()).await {
-        Ok(subscription) => subscription,
-        Err(e) => {
-            error!("import: cannot subscribe to {subject}: {e}");
-            return;
-        }
-    };
-    info!("import: subscribed to {subject}");
-    let mut gaps = Gaps::default();
-    while let Some(message) = subscription.next().await {
-        let Some(from) = node_of(&message.subject) else { continue };
-        if from == config.node {
-            continue;
-        }
-        let Some(header) = one_frame(&message.payload, config.max_message_size) else {
-            add(&metrics.invalid, 1);
-            debug!("import: a message on {} is not one whole frame; skipped", message.subject);
-            continue;
-        };
-        add(&metrics.imported_in, 1);
-        let (missed, node) = gaps.record(from, header);
-        add(&metrics.lost, missed);
-        let incoming = Incoming { node, frame: message.payload, jetstream: None };
-        match frames.try_send(incoming) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => add(&metrics.dropped, 1),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }

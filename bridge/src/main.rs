@@ -70,6 +70,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
         .retry_on_initial_connect()
         .client_capacity(config.queue)
+        .subscription_capacity(config.queue)
         .max_reconnects(None)
         .event_callback(move |event| {
             let (metrics, connected_once) = (Arc::clone(&events), Arc::clone(&connected_once));
@@ -85,13 +86,19 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                         }
                     }
                     async_nats::Event::Disconnected => warn!("lost the connection to NATS; reconnecting"),
-                    async_nats::Event::ClientError(e) => {
+                    async_nats::Event::ClientError(_) | async_nats::Event::SlowConsumer(_) => {
                         let mut last = last_warning.lock().expect("warning lock");
+                        let text = match event {
+                            async_nats::Event::SlowConsumer(_) => "the NATS client dropped messages for the import: the \
+                                 local relay takes frames more slowly than they come (lost_total counts them)"
+                                .to_string(),
+                            other => format!("cannot reach NATS at {urls} ({other}); trying again (is nats-server running there?)"),
+                        };
                         if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                             *last = Some(std::time::Instant::now());
-                            warn!("cannot reach NATS at {urls} ({e}); trying again (is nats-server running there?)");
+                            warn!("{text}");
                         } else {
-                            log::debug!("NATS: {e}");
+                            log::debug!("{text}");
                         }
                     }
                     other => warn!("NATS: {other}"),
@@ -146,28 +153,42 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let mut writer = None;
     let mut importers = Vec::new();
     if let Some(import) = &config.import {
-        let (sender, receiver) = mpsc::channel(config.queue);
-        let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
-        writer = Some(
-            import::spawn_writer(&config, Arc::clone(&metrics), receiver, ack_sender)
-                .map_err(|e| format!("cannot start the import thread: {e}"))?,
-        );
-        importers.push(tokio::spawn(import::acknowledge(ack_receiver)));
         let nodes: Vec<Option<String>> = match import {
             Import::All => vec![None],
             Import::Nodes(nodes) => nodes.iter().cloned().map(Some).collect(),
         };
-        for node in nodes {
-            let (config, metrics, sender) = (Arc::clone(&config), Arc::clone(&metrics), sender.clone());
-            importers.push(match (config.domain, node) {
-                (Domain::Execution, None) => {
-                    tokio::spawn(import::import_all_jetstream(js.clone(), config, metrics, sender))
-                }
-                (Domain::Execution, Some(node)) => {
-                    tokio::spawn(import::import_jetstream(js.clone(), config, node, metrics, sender))
-                }
-                (_, node) => tokio::spawn(import::import_core(client.clone(), config, node, metrics, sender)),
-            });
+        if config.domain == Domain::Execution {
+            let (sender, receiver) = mpsc::channel(config.queue);
+            let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
+            writer = Some(
+                import::spawn_writer(&config, Arc::clone(&metrics), receiver, ack_sender)
+                    .map_err(|e| format!("cannot start the import thread: {e}"))?,
+            );
+            importers.push(tokio::spawn(import::acknowledge(ack_receiver)));
+            for node in nodes {
+                let (config, metrics, sender) = (Arc::clone(&config), Arc::clone(&metrics), sender.clone());
+                importers.push(match node {
+                    None => tokio::spawn(import::import_all_jetstream(js.clone(), config, metrics, sender)),
+                    Some(node) => {
+                        tokio::spawn(import::import_jetstream(js.clone(), config, node, metrics, sender))
+                    }
+                });
+            }
+        } else {
+            let mut subscriptions = Vec::new();
+            for node in nodes {
+                let subject = subject::import_subject(node.as_deref(), config.domain);
+                let subscription = client
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+                info!("import: subscribed to {subject}");
+                subscriptions.push(subscription);
+            }
+            writer = Some(
+                import::spawn_core(&config, Arc::clone(&metrics), subscriptions)
+                    .map_err(|e| format!("cannot start the import thread: {e}"))?,
+            );
         }
         info!("importing {} into {} as node {}", config.domain.token(), config.relay.display(), config.node);
     }
