@@ -301,6 +301,29 @@ struct Counts {
     refused: Option<String>,
 }
 
+impl Counts {
+    /// Counts an event other than a frame (out of the per-frame path: they are rare).
+    #[cold]
+    #[inline(never)]
+    fn other(&mut self, event: Event<torq::client::Frame<'_>>) {
+        match event {
+            Event::Gap { .. } => self.gaps += 1,
+            Event::Notice(notice) => {
+                self.notices += 1;
+                match notice {
+                    Notice::Dropped { count, .. } => self.relay_dropped += count,
+                    Notice::Merged { dropped, .. } => self.relay_dropped += dropped,
+                    Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
+                        self.refused = Some(text);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Frame(_) | Event::Reconnected { .. } => {}
+        }
+    }
+}
+
 /// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack`), then one
 /// JSON line: frames, bytes, elapsed_s (first to last frame), rate, gaps (sequence
 /// discontinuities), end (`frames`, `eof` or `idle`), the relay's drop notices and, with
@@ -344,9 +367,8 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         let warmup = args.warmup_frames;
         let handled = subscriber.poll(
             |event| match event {
-                // A hello (the naive relay forwards it).
-                Event::Frame(frame) if frame.payload().is_empty() => {}
-                Event::Frame(frame) if counts.frames < wanted => {
+                // Not a hello (the naive relay forwards it).
+                Event::Frame(frame) if counts.frames < wanted && !frame.payload().is_empty() => {
                     let header = frame.header();
                     let sequence = header.sequence();
                     // Later gaps come as events from the library; a late first frame here.
@@ -359,19 +381,8 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
                     counts.frames += 1;
                     counts.bytes += frame.bytes().len() as u64;
                 }
-                Event::Gap { .. } => counts.gaps += 1,
-                Event::Notice(notice) => {
-                    counts.notices += 1;
-                    match notice {
-                        Notice::Dropped { count, .. } => counts.relay_dropped += count,
-                        Notice::Merged { dropped, .. } => counts.relay_dropped += dropped,
-                        Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
-                            counts.refused = Some(text);
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {}
+                Event::Frame(_) => {}
+                other => counts.other(other),
             },
             4096,
         );
