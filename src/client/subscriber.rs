@@ -6,6 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::net::RecvFlags;
+
 use crate::protocol::{
     Crc, Filter, FrameBuilder, Header, OPTION_HEARTBEATS, OPTION_NOTICES, RelayDomain, RelayNotice, Role,
     Subscribe, control_tlv, notice, registry,
@@ -213,6 +215,8 @@ pub struct Subscriber {
     reconnected: Option<u32>,
     /// Length of the frame last handed out, still in the buffer while the caller holds it.
     taken: usize,
+    /// The socket's receive timeout as last set (`None`: none, a read waits for ever).
+    read_timeout: Option<Duration>,
 }
 
 impl Subscriber {
@@ -236,6 +240,7 @@ impl Subscriber {
             gap_reported: false,
             reconnected: None,
             taken: 0,
+            read_timeout: None,
         })
     }
 
@@ -259,12 +264,12 @@ impl Subscriber {
     ///
     /// As [`Subscriber::recv_timeout`].
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if self.has_event()? {
                 return Ok(true);
             }
-            if !self.fill()? && !wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))? {
+            if !self.fill_until(deadline)? {
                 return Ok(false);
             }
         }
@@ -400,12 +405,62 @@ impl Subscriber {
     /// Reads what the socket holds now; false when it holds nothing. Reconnects (or reports)
     /// when the relay went away.
     fn fill(&mut self) -> Result<bool, Error> {
-        self.reader.consume(std::mem::take(&mut self.taken));
+        self.read(false)
+    }
+
+    /// Reads, waiting until bytes come or `deadline` passes (`None`: for ever); false when
+    /// none came in time. Reconnects (or reports) when the relay went away.
+    ///
+    /// The wait is in the read itself, as long as the socket's receive timeout: one system
+    /// call per wake-up, where polling for readiness and then reading takes two (and the read
+    /// that found nothing before, three). The kernel may end that timeout up to an eighth
+    /// late, so it is kept well below the time left ([`receive_timeout`]) and the rest is
+    /// waited for with `poll`, which is exact.
+    fn fill_until(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
         loop {
-            match self.reader.read_from(&mut self.stream) {
+            let timeout = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match receive_timeout(left) {
+                        Some(timeout) => Some(timeout),
+                        None => {
+                            if self.fill()? {
+                                return Ok(true);
+                            }
+                            if left.is_zero()
+                                || !wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))?
+                            {
+                                return Ok(false);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            if self.read_timeout != timeout {
+                self.stream.set_read_timeout(timeout).map_err(|e| self.io(e))?;
+                self.read_timeout = timeout;
+            }
+            if self.read(true)? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// One read into the buffer: waiting as long as the socket's receive timeout (`wait`), or
+    /// not at all (`MSG_DONTWAIT`: the socket itself stays blocking); false when nothing came.
+    /// Reconnects (or reports) when the relay went away.
+    fn read(&mut self, wait: bool) -> Result<bool, Error> {
+        self.reader.consume(std::mem::take(&mut self.taken));
+        let flags = if wait { RecvFlags::empty() } else { RecvFlags::DONTWAIT };
+        loop {
+            match self.reader.read_from(&mut Receive { stream: &self.stream, flags }) {
                 Ok(0) => return self.lost(io::ErrorKind::UnexpectedEof.into()).map(|()| true),
                 Ok(_) => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.lost(e).map(|()| true),
             }
@@ -423,7 +478,7 @@ impl Subscriber {
         };
         log::info!("subscriber: the relay at {} went away ({error}); reconnecting", self.path.display());
         let ((stream, reader), attempts) = reconnect.run(|| open(&self.path, &self.options))?;
-        (self.stream, self.reader, self.taken) = (stream, reader, 0);
+        (self.stream, self.reader, self.taken, self.read_timeout) = (stream, reader, 0, None);
         *self.next = [0; 256];
         self.gap_reported = false;
         self.reconnected = Some(attempts);
@@ -488,6 +543,28 @@ fn notice_of(frame: &Frame<'_>) -> Option<Notice> {
     RelayNotice::parse(tlv.value).ok().map(|n| Notice::from_wire(&n))
 }
 
+/// The receive timeout for a read that may wait `left`: a power of two of milliseconds, at
+/// most 8/9 of `left` less 10 ms — the kernel counts it in ticks (up to 10 ms) and its timer
+/// wheel may fire up to an eighth late — so that the read ends before the deadline; powers of
+/// two, so that a loop waiting alike sets it once. `None` below 1 ms.
+fn receive_timeout(left: Duration) -> Option<Duration> {
+    let ms = left.as_millis().saturating_sub(10) * 8 / 9;
+    (ms > 0).then(|| Duration::from_millis(1 << ms.ilog2().min(40)))
+}
+
+/// A [`Read`](io::Read) of the subscriber's socket with `recv` flags (`MSG_DONTWAIT` for the
+/// reads that must not wait).
+struct Receive<'a> {
+    stream: &'a UnixStream,
+    flags: RecvFlags,
+}
+
+impl io::Read for Receive<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::net::recv(self.stream, buf, self.flags)?.0)
+    }
+}
+
 /// A Subscribe control frame (PROTOCOL.md §6: domain System, the one TLV 116, checksum
 /// computed), stamped `timestamp`.
 ///
@@ -506,7 +583,7 @@ pub fn subscribe_frame(subscribe: &Subscribe, timestamp: u64) -> Result<Vec<u8>,
 }
 
 /// Connects, subscribes and waits for the acknowledgement when notices were asked for; the
-/// stream is non-blocking after.
+/// stream is blocking after, without a receive timeout.
 fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameReader), Error> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut stream =
@@ -517,9 +594,9 @@ fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameRe
         stream.write_all(&frame).map_err(io)?;
         if subscribe.options & OPTION_NOTICES != 0 {
             await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
+            stream.set_read_timeout(None).map_err(io)?;
         }
     }
-    stream.set_nonblocking(true).map_err(io)?;
     Ok((stream, reader))
 }
 
@@ -665,5 +742,44 @@ mod tests {
             }
             assert_eq!(received, expected, "poll, limit {limit}");
         }
+    }
+
+    #[test]
+    fn receive_timeouts_end_before_the_deadline_and_take_few_values() {
+        assert_eq!(receive_timeout(Duration::ZERO), None);
+        assert_eq!(receive_timeout(Duration::from_millis(11)), None);
+        assert_eq!(receive_timeout(Duration::from_millis(12)), Some(Duration::from_millis(1)));
+        assert_eq!(receive_timeout(Duration::from_millis(2000)), Some(Duration::from_millis(1024)));
+        assert_eq!(receive_timeout(Duration::from_micros(1_999_990)), Some(Duration::from_millis(1024)));
+        assert!(receive_timeout(Duration::MAX).is_some());
+        for ms in 12..5000 {
+            let timeout = receive_timeout(Duration::from_millis(ms)).unwrap();
+            assert!(timeout.as_millis().is_power_of_two());
+            assert!(timeout * 9 / 8 + Duration::from_millis(10) <= Duration::from_millis(ms), "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn wait_ends_at_its_deadline_not_before() {
+        let mut subscriber = subscriber_of(&[]);
+        // The relay closed without a byte: wait reports it, whatever the timeout.
+        assert!(matches!(subscriber.wait(Duration::ZERO), Err(Error::Closed { .. })));
+
+        let dir = std::env::temp_dir().join(format!("torq-subscriber-wait-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut subscriber = Subscriber::connect(&path, SubscriberOptions::legacy()).unwrap();
+        let (mut relay, _) = listener.accept().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for timeout in [Duration::ZERO, Duration::from_millis(5), Duration::from_millis(60)] {
+            let start = Instant::now();
+            assert!(!subscriber.wait(timeout).unwrap());
+            assert!(start.elapsed() >= timeout, "{timeout:?}: {:?}", start.elapsed());
+        }
+        relay.write_all(&data(1, 1)).unwrap();
+        assert!(subscriber.wait(Duration::from_secs(5)).unwrap());
+        assert_eq!(subscriber.poll(|_| {}, 10).unwrap(), 1);
+        assert_eq!(subscriber.poll(|_| {}, 10).unwrap(), 0);
     }
 }
