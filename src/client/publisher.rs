@@ -403,6 +403,33 @@ fn whole_frames(bytes: &[u8]) -> bool {
 #[inline]
 fn stamp(frames: &mut [u8], sequences: &mut [u64; 256], timestamp: u64, crc: bool) -> Option<u64> {
     let (mut start, mut sequence) = (0, None);
+    // A run of frames of the first one's size and source (a batch built from one template) is
+    // stamped at a fixed stride, each frame checked as it comes: finding the next frame does
+    // not wait for the load of the length of the one before, as in the walk below.
+    if let Some(first) = Header::view(frames) {
+        let (len, source) = (first.frame_len() as usize, first.source());
+        let mut next = sequences[usize::from(source)];
+        for frame in frames.chunks_exact_mut(len) {
+            let header = Header::view_mut(frame).unwrap_or_else(|| unreachable!("a frame holds a header"));
+            if header.frame_len() != len as u64 || header.source() != source {
+                break;
+            }
+            next += 1;
+            header.set_sequence(next);
+            header.set_timestamp(timestamp);
+            header.set_checksum(0);
+            if crc {
+                let sum = checksum(frame);
+                frame[28..32].copy_from_slice(&sum.to_le_bytes());
+            }
+            start += len;
+        }
+        if start > 0 {
+            sequences[usize::from(source)] = next;
+            sequence = Some(next);
+        }
+    }
+    // The rest, frame by frame.
     while start < frames.len() {
         let rest = &mut frames[start..];
         let available = rest.len() as u64;
@@ -520,6 +547,20 @@ mod tests {
     }
 
     #[test]
+    fn stamp_goes_on_frame_by_frame_after_a_run_of_one_template() {
+        let mut batch: Vec<u8> =
+            [frame(3, 10), frame(3, 10), frame(3, 10), frame(5, 10), frame(3, 10), frame(3, 12)].concat();
+        let mut sequences = [0; 256];
+        assert_eq!(stamp(&mut batch, &mut sequences, 8, false), Some(5));
+        let stamped: Vec<(u8, u64)> = (0..6)
+            .map(|i| Header::view(&batch[i * 44..]).unwrap())
+            .map(|header| (header.source(), header.sequence()))
+            .collect();
+        assert_eq!(stamped, [(3, 1), (3, 2), (3, 3), (5, 1), (3, 4), (3, 5)]);
+        assert_eq!((sequences[3], sequences[5]), (5, 1));
+    }
+
+    #[test]
     fn stamp_refuses_what_is_not_whole_frames_and_uses_no_sequence() {
         let whole: Vec<u8> = [frame(3, 10), frame(5, 20), frame(3, 30)].concat();
         let mut sequences = [0; 256];
@@ -535,5 +576,11 @@ mod tests {
         assert_eq!((sequences[3], sequences[5]), (7, 0));
         let mut batch = whole;
         assert_eq!(stamp(&mut batch, &mut sequences, 1, false), Some(9));
+        // A run of one template cut short.
+        let template = frame(3, 10);
+        let mut batch = template.repeat(4);
+        batch.truncate(3 * template.len() - 1);
+        assert_eq!(stamp(&mut batch, &mut sequences, 1, false), None);
+        assert_eq!((sequences[3], sequences[5]), (9, 1));
     }
 }
