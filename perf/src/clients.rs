@@ -365,27 +365,31 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         let wanted = args.frames;
         let latency = args.latency;
         let warmup = args.warmup_frames;
+        // Counted in locals, which stay in registers through the loop (`counts` goes to the
+        // rare path by reference, so it stays in memory).
+        let (mut frames, mut bytes) = (counts.frames, counts.bytes);
         let handled = subscriber.poll(
             |event| match event {
                 // Not a hello (the naive relay forwards it).
-                Event::Frame(frame) if counts.frames < wanted && !frame.payload().is_empty() => {
+                Event::Frame(frame) if frames < wanted && !frame.payload().is_empty() => {
                     let header = frame.header();
                     let sequence = header.sequence();
                     // Later gaps come as events from the library; a late first frame here.
-                    if counts.frames == 0 && sequence != 1 {
+                    if frames == 0 && sequence != 1 {
                         counts.gaps += 1;
                     }
                     if latency && sequence > warmup {
                         closed_a_second |= recorder.record(header.timestamp(), epoch_ns());
                     }
-                    counts.frames += 1;
-                    counts.bytes += frame.bytes().len() as u64;
+                    frames += 1;
+                    bytes += frame.bytes().len() as u64;
                 }
                 Event::Frame(_) => {}
                 other => counts.other(other),
             },
             4096,
         );
+        (counts.frames, counts.bytes) = (frames, bytes);
         let handled = match handled {
             Ok(handled) => handled,
             // The frames before the end of stream were handled (and counted) first.
