@@ -508,16 +508,21 @@ fn classify<'a>(
 }
 
 /// The gap before the data frame of `header`, unless it was just reported (the frame comes
-/// after it); without one, the frame's sequence is recorded as seen.
+/// after it); without one, the frame's sequence is recorded as seen. `gap_reported` is only
+/// ever true for the frame whose gap was reported, so the sequence due is all a frame in order
+/// is checked against.
 #[inline]
 fn gap<F>(header: &Header, next: &mut [u64; 256], gap_reported: &mut bool) -> Option<Event<F>> {
     let (source, sequence) = (header.source(), header.sequence());
     let due = &mut next[usize::from(source)];
-    if *due != sequence && *due != 0 && !std::mem::replace(gap_reported, true) {
-        return Some(Event::Gap { source, expected: *due, received: sequence });
+    if *due != sequence && *due != 0 {
+        if !*gap_reported {
+            *gap_reported = true;
+            return Some(Event::Gap { source, expected: *due, received: sequence });
+        }
+        *gap_reported = false;
     }
     *due = sequence.wrapping_add(1);
-    *gap_reported = false;
     None
 }
 
