@@ -369,6 +369,12 @@ impl<'a> Tally<'a> {
         self.counts.bytes += len as u64;
     }
 
+    /// Records the latency of a frame sent at `timestamp` (ns), received now.
+    #[inline]
+    pub fn record(&mut self, timestamp: u64) {
+        self.closed_a_second |= self.recorder.record(timestamp, epoch_ns());
+    }
+
     /// After a batch of events: notes the time of the last frame and prints a progress line
     /// when one is due.
     pub fn batch_done(&mut self, handled: usize) {
@@ -444,6 +450,29 @@ impl<'a> Tally<'a> {
     }
 }
 
+impl Counts {
+    /// Counts an event other than a frame (out of the per-frame path: they are rare).
+    #[cold]
+    #[inline(never)]
+    fn other(&mut self, event: Event<torq::client::Frame<'_>>) {
+        match event {
+            Event::Gap { .. } => self.gaps += 1,
+            Event::Notice(notice) => {
+                self.notices += 1;
+                match notice {
+                    Notice::Dropped { count, .. } => self.relay_dropped += count,
+                    Notice::Merged { dropped, .. } => self.relay_dropped += dropped,
+                    Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
+                        self.refused = Some(text);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Frame(_) | Event::Reconnected { .. } => {}
+        }
+    }
+}
+
 /// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack`), then one
 /// JSON line ([`Tally::report`]): frames, gaps (sequence discontinuities), why it stopped
 /// (`frames`, `eof` or `idle`), the relay's drop notices and, with `--latency`, the
@@ -465,34 +494,32 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
             Err(torq::client::Error::Closed { .. }) => break End::Eof,
             Err(e) => return Err(format!("subscribe to {socket}: {e}")),
         }
+        let (wanted, latency, warmup) = (args.count.frames, args.count.latency, args.count.warmup_frames);
+        // Counted in locals, which stay in registers through the loop (the tally goes to the
+        // rare paths by reference).
+        let (mut frames, mut bytes) = (tally.counts.frames, tally.counts.bytes);
         let handled = subscriber.poll(
             |event| match event {
-                // A hello (the naive relay forwards it).
-                Event::Frame(frame) if frame.payload().is_empty() => {}
-                Event::Frame(frame) => {
+                // Not a hello (the naive relay forwards it).
+                Event::Frame(frame) if frames < wanted && !frame.payload().is_empty() => {
+                    let header = frame.header();
+                    let sequence = header.sequence();
                     // Later gaps come as events from the library; a late first frame here.
-                    if tally.counts.frames == 0 && frame.header().sequence() != 1 {
+                    if frames == 0 && sequence != 1 {
                         tally.counts.gaps += 1;
                     }
-                    tally.frame(frame.header(), frame.bytes().len());
-                }
-                Event::Gap { .. } => tally.counts.gaps += 1,
-                Event::Notice(notice) => {
-                    let counts = &mut tally.counts;
-                    counts.notices += 1;
-                    match notice {
-                        Notice::Dropped { count, .. } => counts.relay_dropped += count,
-                        Notice::Merged { dropped, .. } => counts.relay_dropped += dropped,
-                        Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
-                            counts.refused = Some(text);
-                        }
-                        _ => {}
+                    if latency && sequence > warmup {
+                        tally.record(header.timestamp());
                     }
+                    frames += 1;
+                    bytes += frame.bytes().len() as u64;
                 }
-                _ => {}
+                Event::Frame(_) => {}
+                other => tally.counts.other(other),
             },
             4096,
         );
+        (tally.counts.frames, tally.counts.bytes) = (frames, bytes);
         let handled = match handled {
             Ok(handled) => handled,
             // The frames before the end of stream were handled (and counted) first.

@@ -18,23 +18,33 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
+    /// The frame `bytes` (a whole frame: the framer said so), at `offset` in the stream.
+    #[inline]
+    pub(super) fn new(bytes: &'a [u8], offset: u64) -> Self {
+        Frame { bytes, offset }
+    }
+
     /// The frame's bytes, header included.
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
 
     /// The frame's header.
+    #[inline]
     pub fn header(&self) -> &'a Header {
         // A frame is at least a header: the framer said so.
         Header::view(self.bytes).unwrap_or_else(|| unreachable!("a frame holds a whole header"))
     }
 
     /// The payload (the TLVs).
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.bytes[HEADER_SIZE..]
     }
 
     /// How many bytes of the stream came before this frame.
+    #[inline]
     pub fn offset(&self) -> u64 {
         self.offset
     }
@@ -126,6 +136,14 @@ impl FrameReader {
         self.offset += len as u64;
     }
 
+    /// A cursor over the whole frames buffered now, to take together with one
+    /// [`FrameReader::consume`] of [`Run::taken`] bytes: the subscriber hands out a run of
+    /// frames without updating the reader per frame.
+    #[inline]
+    pub(super) fn run(&self) -> Run<'_> {
+        Run { rest: self.pending(), taken: 0, offset: self.offset, max_frame: self.max_frame }
+    }
+
     fn frame_len(&self) -> Result<Option<usize>, FramingError> {
         match frame(&self.buf[self.start..self.end], self.max_frame)? {
             Framing::Incomplete(_) => Ok(None),
@@ -155,6 +173,52 @@ impl FrameReader {
     /// Forgets everything buffered (after a reconnection, a new stream starts).
     pub fn reset(&mut self) {
         (self.start, self.end, self.offset) = (0, 0, 0);
+    }
+}
+
+/// The whole frames of a [`FrameReader`]'s buffer, one after another (see [`FrameReader::run`]).
+#[derive(Debug)]
+pub(super) struct Run<'a> {
+    /// The bytes after the frames passed.
+    rest: &'a [u8],
+    /// Bytes passed.
+    taken: usize,
+    /// Stream offset of the reader's first byte.
+    offset: u64,
+    max_frame: usize,
+}
+
+impl<'a> Run<'a> {
+    /// The frame at the cursor, or `None` when no whole frame is left.
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameReader::next_frame`].
+    #[inline]
+    pub(super) fn peek(&self) -> Result<Option<Frame<'a>>, FramingError> {
+        Ok(match frame(self.rest, self.max_frame)? {
+            Framing::Incomplete(_) => None,
+            Framing::Frame(len) => Some(self.frame(len)),
+        })
+    }
+
+    /// The frame of `len` bytes at the cursor (a length [`Run::peek`] found).
+    #[inline]
+    fn frame(&self, len: usize) -> Frame<'a> {
+        Frame::new(&self.rest[..len], self.offset + self.taken as u64)
+    }
+
+    /// Moves past `frame`, the one [`Run::peek`] returned.
+    #[inline]
+    pub(super) fn pass(&mut self, frame: Frame<'a>) {
+        let len = frame.bytes.len();
+        self.rest = &self.rest[len..];
+        self.taken += len;
+    }
+
+    /// Bytes passed: what to [`FrameReader::consume`].
+    pub(super) fn taken(&self) -> usize {
+        self.taken
     }
 }
 
