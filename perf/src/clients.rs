@@ -60,33 +60,67 @@ pub struct PublishArgs {
     /// The relay's socket.
     #[arg(long)]
     socket: PathBuf,
+    #[command(flatten)]
+    load: Load,
+}
+
+/// What a publisher sends: the flags `torq-perf publish` and `nats-publish` share.
+#[derive(Debug, clap::Args)]
+pub struct Load {
     /// Data frames to send (the hello is not counted).
     #[arg(long)]
-    frames: u64,
+    pub frames: u64,
     /// Bytes per frame, header included (market data: at least 76, signal: at least 52,
     /// execution: at least 84).
     #[arg(long, default_value_t = 128)]
-    size: usize,
+    pub size: usize,
     /// Frames per second, open loop: frame i is due at start + i / rate and carries that
     /// *intended* time (ns since the Unix epoch) in its header's timestamp, however late it
     /// goes; every frame due by now is written at once, so a stall delays the frames behind it
-    /// instead of the schedule. Without it, as fast as the socket takes them, 1024 at a time
-    /// (`Publisher::send_frames`: stamped in place, one clock reading, no copy).
+    /// instead of the schedule. Without it, as fast as the connection takes them.
     #[arg(long)]
-    rate: Option<f64>,
+    pub rate: Option<f64>,
     /// Without `--rate`: stop after this many seconds, or after `--frames`, whichever comes
     /// first.
     #[arg(long)]
-    seconds: Option<f64>,
+    pub seconds: Option<f64>,
     /// Which relay the frames are for.
     #[arg(long, value_enum, default_value_t = Domain::MarketData)]
-    domain: Domain,
+    pub domain: Domain,
     /// Compute each frame's checksum (otherwise 0, "not computed").
     #[arg(long)]
-    crc: bool,
+    pub crc: bool,
     /// Core to pin this process to, or `none`.
     #[arg(long, default_value = "none")]
-    core: String,
+    pub core: String,
+}
+
+impl Load {
+    /// The publisher's JSON line: frames, bytes, elapsed_s, rate, cpu_s and, paced, how late
+    /// each frame was written (`lateness_ns`: the clock read before the write − its intended
+    /// time, warm-up included: the publisher's own share of the latency measured) and how long
+    /// each wake-up took from its clock reading to the write's return (`write_ns`).
+    pub fn report(
+        &self,
+        sent: u64,
+        elapsed: f64,
+        lateness: &hdrhistogram::Histogram<u64>,
+        writes: &hdrhistogram::Histogram<u64>,
+    ) -> serde_json::Value {
+        let mut line = json!({
+            "role": "publisher",
+            "frames": sent,
+            "bytes": sent * self.size as u64,
+            "elapsed_s": elapsed,
+            "rate": sent as f64 / elapsed,
+            "cpu_s": crate::machine::process_cpu_s(std::process::id()),
+        });
+        if self.rate.is_some() {
+            line["lateness_ns"] = json!(crate::latency::hdr::Summary::of(lateness));
+            line["write_ns"] = json!(crate::latency::hdr::Summary::of(writes));
+        }
+        line
+    }
 }
 
 /// `torq-perf subscribe`.
@@ -215,12 +249,13 @@ pub fn stamp(frame: &mut [u8], sequence: u64, timestamp: u64, crc: bool) {
 /// Frames go through the client library: each is copied into its send buffer with the
 /// sequence, the time and (with `--crc`) the checksum filled in.
 pub fn publish(args: &PublishArgs) -> Result<(), String> {
-    crate::pin(&args.core)?;
-    let frame = template(args.domain, args.size)?;
+    let load = &args.load;
+    crate::pin(&load.core)?;
+    let frame = template(load.domain, load.size)?;
     let header = Header::view(&frame).ok_or("the template has a header")?;
     let domain = header.domain().ok_or("the template has a domain")?;
     let mut options = PublisherOptions::new(domain, header.source());
-    options.checksum = args.crc;
+    options.checksum = load.crc;
     let socket = args.socket.display();
     let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -228,20 +263,20 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     let mut writes = crate::latency::hdr::histogram();
     let sent = (|| {
         let mut sent = 0u64;
-        match args.rate {
+        match load.rate {
             Some(rate) => {
                 // Sleeps end when asked, not up to 50 µs later (the default timer slack).
                 _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
                 let period_ns = 1e9 / rate;
                 let first = epoch_ns() + 1_000_000;
                 let due = |i: u64| first + (i as f64 * period_ns) as u64;
-                while sent < args.frames {
+                while sent < load.frames {
                     let now = epoch_ns();
                     if now < due(sent) {
                         sleep_until(due(sent));
                         continue;
                     }
-                    while sent < args.frames && due(sent) <= now {
+                    while sent < load.frames && due(sent) <= now {
                         publisher.offer_at(&frame, due(sent))?;
                         lateness.saturating_record((now - due(sent)).max(1));
                         sent += 1;
@@ -254,10 +289,10 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
                 // Batches of 1024 frames built once, stamped in place and sent without a
                 // copy, with one clock reading each, as the hand-written client wrote them.
                 let mut batch = frame.repeat(1024);
-                let stop = args.seconds.map(|s| start + Duration::from_secs_f64(s));
-                while sent < args.frames && stop.is_none_or(|stop| Instant::now() < stop) {
-                    let count = (args.frames - sent).min(1024);
-                    publisher.send_frames(&mut batch[..count as usize * args.size], epoch_ns())?;
+                let stop = load.seconds.map(|s| start + Duration::from_secs_f64(s));
+                while sent < load.frames && stop.is_none_or(|stop| Instant::now() < stop) {
+                    let count = (load.frames - sent).min(1024);
+                    publisher.send_frames(&mut batch[..count as usize * load.size], epoch_ns())?;
                     sent += count;
                 }
                 publisher.flush()?;
@@ -266,24 +301,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
         Ok::<u64, torq::client::Error>(sent)
     })()
     .map_err(|e| format!("publish to {socket}: {e}"))?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut line = json!({
-        "role": "publisher",
-        "frames": sent,
-        "bytes": sent * args.size as u64,
-        "elapsed_s": elapsed,
-        "rate": sent as f64 / elapsed,
-        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
-    });
-    if args.rate.is_some() {
-        // How late each frame was written (the clock read before the write − its intended
-        // time; warm-up included): the publisher's own share of the latency measured.
-        line["lateness_ns"] = json!(crate::latency::hdr::Summary::of(&lateness));
-        // How long each wake-up took from its clock reading to the write's return: queuing
-        // the due frames and the write system call (which wakes the relay's thread).
-        line["write_ns"] = json!(crate::latency::hdr::Summary::of(&writes));
-    }
-    println!("{line}");
+    println!("{}", load.report(sent, start.elapsed().as_secs_f64(), &lateness, &writes));
     Ok(())
 }
 

@@ -14,10 +14,9 @@
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use serde_json::json;
 use torq::protocol::Header;
 
-use crate::clients::{CountArgs, Domain, End, Tally, epoch_ns, ready, sleep_until, stamp, template};
+use crate::clients::{CountArgs, End, Load, Tally, epoch_ns, ready, sleep_until, stamp, template};
 
 /// `torq-perf nats-publish`.
 #[derive(Debug, clap::Args)]
@@ -28,29 +27,8 @@ pub struct NatsPublishArgs {
     /// The subject to publish on.
     #[arg(long, default_value = "perf.floor")]
     subject: String,
-    /// Frames to send.
-    #[arg(long)]
-    frames: u64,
-    /// Bytes per frame (the frames of `torq-perf publish`).
-    #[arg(long, default_value_t = 128)]
-    size: usize,
-    /// Frames per second, open loop as `torq-perf publish --rate` (each frame stamped with its
-    /// intended time); without it, as fast as the client takes them.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Without `--rate`: stop after this many seconds, or after `--frames`, whichever comes
-    /// first.
-    #[arg(long)]
-    seconds: Option<f64>,
-    /// Which relay's frames to send.
-    #[arg(long, value_enum, default_value_t = Domain::MarketData)]
-    domain: Domain,
-    /// Compute each frame's checksum.
-    #[arg(long)]
-    crc: bool,
-    /// Core to pin this process to, or `none`.
-    #[arg(long, default_value = "none")]
-    core: String,
+    #[command(flatten)]
+    load: Load,
 }
 
 /// `torq-perf nats-subscribe`.
@@ -69,6 +47,14 @@ pub struct NatsSubscribeArgs {
     core: String,
 }
 
+/// The NATS client's runtime, on this thread.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the NATS client's runtime: {e}"))
+}
+
 fn connect_options(name: &str) -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(10))
 }
@@ -76,41 +62,39 @@ fn connect_options(name: &str) -> async_nats::ConnectOptions {
 /// `torq-perf nats-publish`: prints the JSON line of `torq-perf publish` (frames, bytes,
 /// elapsed_s, rate, cpu_s and, paced, lateness_ns and write_ns).
 pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
-    crate::pin(&args.core)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("start the NATS client's runtime: {e}"))?;
+    let load = &args.load;
+    crate::pin(&load.core)?;
+    let runtime = runtime()?;
     let url = &args.url;
     let client = runtime
         .block_on(connect_options("torq-perf nats-publish").connect(url))
         .map_err(|e| format!("connect to {url}: {e}"))?;
     let subject = async_nats::Subject::from(args.subject.as_str());
-    let template = template(args.domain, args.size)?;
+    let template = template(load.domain, load.size)?;
     let frame = |sequence: u64, timestamp: u64| {
         let mut frame = template.clone();
-        stamp(&mut frame, sequence, timestamp, args.crc);
+        stamp(&mut frame, sequence, timestamp, load.crc);
         frame
     };
     let start = std::time::Instant::now();
     let mut lateness = crate::latency::hdr::histogram();
     let mut writes = crate::latency::hdr::histogram();
     let mut sent = 0u64;
-    let published: Result<(), async_nats::Error> = match args.rate {
+    let published: Result<(), async_nats::Error> = match load.rate {
         Some(rate) => {
             _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
             let period_ns = 1e9 / rate;
             let first = epoch_ns() + 1_000_000;
             let due = |i: u64| first + (i as f64 * period_ns) as u64;
             (|| {
-                while sent < args.frames {
+                while sent < load.frames {
                     let now = epoch_ns();
                     if now < due(sent) {
                         sleep_until(due(sent));
                         continue;
                     }
                     runtime.block_on(async {
-                        while sent < args.frames && due(sent) <= now {
+                        while sent < load.frames && due(sent) <= now {
                             let sequence = sent + 1;
                             client.publish(subject.clone(), frame(sequence, due(sent)).into()).await?;
                             lateness.saturating_record((now - due(sent)).max(1));
@@ -127,9 +111,9 @@ pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
             })()
         }
         None => runtime.block_on(async {
-            let stop = args.seconds.map(|s| start + Duration::from_secs_f64(s));
+            let stop = load.seconds.map(|s| start + Duration::from_secs_f64(s));
             let mut now = epoch_ns();
-            while sent < args.frames {
+            while sent < load.frames {
                 if sent.is_multiple_of(1024) {
                     if stop.is_some_and(|stop| std::time::Instant::now() >= stop) {
                         break;
@@ -144,20 +128,7 @@ pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
         }),
     };
     published.map_err(|e| format!("publish to {url}: {e}"))?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut line = json!({
-        "role": "publisher",
-        "frames": sent,
-        "bytes": sent * args.size as u64,
-        "elapsed_s": elapsed,
-        "rate": sent as f64 / elapsed,
-        "cpu_s": crate::machine::process_cpu_s(std::process::id()),
-    });
-    if args.rate.is_some() {
-        line["lateness_ns"] = json!(crate::latency::hdr::Summary::of(&lateness));
-        line["write_ns"] = json!(crate::latency::hdr::Summary::of(&writes));
-    }
-    println!("{line}");
+    println!("{}", load.report(sent, start.elapsed().as_secs_f64(), &lateness, &writes));
     Ok(())
 }
 
@@ -166,10 +137,7 @@ pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
 /// `torq-perf subscribe`; a gap is a message whose sequence is not the one after the last.
 pub fn subscribe(args: &NatsSubscribeArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("start the NATS client's runtime: {e}"))?;
+    let runtime = runtime()?;
     let url = &args.url;
     let source = format!("{url} {}", args.subject);
     let report = runtime.block_on(async {
