@@ -9,6 +9,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The most of the file's end read to find the records since a time.
+const MAX_WINDOW: u64 = 256 << 20;
+
 /// A frame as the audit trail names it: source, sequence, length.
 pub type Key = (u8, u64, u32);
 
@@ -28,7 +31,8 @@ fn parse(line: &str) -> Option<(u64, i32, bool, Key)> {
 }
 
 /// The frames the relay accepted from process `pid` at or after `since_ns`, reading the file
-/// from its end back to the first record older than a second before `since_ns`.
+/// from its end back to the first record older than a second before `since_ns` (at most its
+/// last 256 MiB).
 ///
 /// # Errors
 ///
@@ -46,7 +50,12 @@ pub fn accepted_since(path: &Path, pid: i32, since_ns: u64) -> io::Result<HashSe
         let text = String::from_utf8_lossy(&bytes).into_owned();
         // The first whole line of the window (the one before it may be cut).
         let first = if start == 0 { text.lines().next() } else { text.lines().nth(1) };
-        if start == 0 || first.and_then(parse).is_some_and(|(time, ..)| time < horizon) {
+        // Bounded: a file whose lines do not parse (not an audit file) is read no further than
+        // its last 256 MiB.
+        if start == 0
+            || window >= MAX_WINDOW
+            || first.and_then(parse).is_some_and(|(time, ..)| time < horizon)
+        {
             break text;
         }
         window *= 2;

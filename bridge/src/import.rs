@@ -30,6 +30,9 @@ use crate::metrics::{Metrics, add};
 use crate::state::{Cursor, InDoubt};
 use crate::subject::{Gaps, node_of, stream_name};
 
+/// The most frames written into the relay between two cursor records.
+const BATCH: usize = 4096;
+
 /// A frame on its way into the local relay.
 #[derive(Debug)]
 pub struct Incoming {
@@ -64,7 +67,7 @@ pub fn spawn_writer(
     let mut writer = Writer::new(config, metrics, Some(acks));
     std::thread::Builder::new().name("import-relay".into()).spawn(move || {
         let mut batch: Vec<Incoming> = Vec::new();
-        while frames.blocking_recv_many(&mut batch, 4096) > 0 {
+        while frames.blocking_recv_many(&mut batch, BATCH) > 0 {
             writer.write_batch(&mut batch);
         }
         writer.flush();
@@ -107,7 +110,7 @@ pub fn spawn_core(
                         }
                     }
                 }
-                next = if batch.len() < 4096 { messages.next().now_or_never().flatten() } else { None };
+                next = if batch.len() < BATCH { messages.next().now_or_never().flatten() } else { None };
             }
             writer.write_batch(&mut batch);
         }
@@ -473,7 +476,8 @@ async fn settle(
     doubt: InDoubt,
     metrics: &Metrics,
 ) -> HashSet<u64> {
-    let (first, last) = (doubt.after + 1, doubt.upto);
+    // A writer writes batches of at most BATCH frames: a wider range is not a cursor it wrote.
+    let (first, last) = (doubt.after + 1, doubt.upto.min(doubt.after + BATCH as u64));
     info!(
         "import: node {from}: the last bridge (pid {}) stopped while writing stream sequences {first}..={last}; \
          asking the relay's audit trail {} which of them it holds",
