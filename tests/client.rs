@@ -12,6 +12,7 @@ use util::*;
 
 const MARKET_DATA: &str = env!("CARGO_BIN_EXE_market_data_relay");
 const EXECUTION: &str = env!("CARGO_BIN_EXE_execution_relay");
+const SIGNAL: &str = env!("CARGO_BIN_EXE_signal_relay");
 const SECOND: Duration = Duration::from_secs(1);
 
 fn trade(price: i64) -> Trade {
@@ -67,6 +68,35 @@ fn execution_frames_carry_the_checksum_it_requires() {
     let sequences: Vec<u64> = receive(&mut subscriber, 100).into_iter().map(|(s, _)| s).collect();
     assert_eq!(sequences, (1..=100).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bridged_frames_are_marked_in_the_send_buffer_with_their_checksum_made_again() {
+    // The Signal relay verifies checksums: a frame marked without its checksum made again
+    // would be rejected, and the subscriber would miss it.
+    let relay = Relay::start(SIGNAL, &[]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let mut publisher =
+        Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::Signal, 7)).unwrap();
+    let frames: Vec<Vec<u8>> = (1..=3)
+        .map(|sequence| {
+            build(RelayDomain::Signal, 7, sequence, &[(200, &[sequence as u8; 24])], Crc::Compute)
+        })
+        .collect();
+    // One frame alone, then two back to back in one call.
+    publisher.offer_bridged(&frames[0]).unwrap();
+    publisher.offer_bridged(&[frames[1].clone(), frames[2].clone()].concat()).unwrap();
+    publisher.flush().unwrap();
+    let received = receive(&mut subscriber, 3);
+    for ((sequence, bytes), sent) in received.iter().zip(&frames) {
+        let mut expected = sent.clone();
+        torq::protocol::mark_bridged(&mut expected).unwrap();
+        assert!(Header::view(bytes).unwrap().is_bridged(), "frame {sequence}");
+        assert_eq!(bytes, &expected, "frame {sequence}: its bytes but for the flag and the checksum");
+        assert_ne!(Header::view(bytes).unwrap().checksum(), Header::view(sent).unwrap().checksum());
+    }
+    // What is not whole frames is refused, and nothing of it is sent.
+    assert!(matches!(publisher.offer_bridged(&frames[0][..40]), Err(Error::Frame(_))));
 }
 
 #[test]

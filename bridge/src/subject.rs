@@ -1,7 +1,6 @@
 //! NATS subjects (`torq.<node>.<domain>.<type>.<source>`), and the per-(node, source) sequence
 //! tracking that counts frames lost between hosts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use torq::protocol::{HEADER_SIZE, Header, routing_key};
@@ -26,8 +25,10 @@ pub fn import_subject(node: Option<&str>, domain: Domain) -> String {
 
 /// The node a subject came from.
 pub fn node_of(subject: &str) -> Option<&str> {
-    let mut tokens = subject.split('.');
-    (tokens.next() == Some("torq")).then(|| tokens.next()).flatten()
+    let rest = subject.strip_prefix("torq.")?;
+    // Bytes, not chars: this runs for every message imported.
+    let end = rest.bytes().position(|b| b == b'.').unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 /// The JetStream stream that holds `node`'s execution frames.
@@ -41,13 +42,11 @@ pub fn message_id(node: &str, header: &Header) -> String {
     format!("{node}.{}.{}.{}", header.source(), header.sequence(), header.timestamp())
 }
 
-/// A node's name, shared, and the sequence due per source.
-type Due = (Arc<str>, Box<[Option<u64>; 256]>);
-
 /// Sequences seen per (node, source), counting the ones skipped.
 #[derive(Debug, Default)]
 pub struct Gaps {
-    next: HashMap<Arc<str>, Due>,
+    /// Per node (a few, so a list): its name, shared, and the sequence due per source.
+    next: Vec<(Arc<str>, Box<[Option<u64>; 256]>)>,
 }
 
 impl Gaps {
@@ -55,11 +54,14 @@ impl Gaps {
     /// it is the one due, or when its publisher started again from a lower sequence), and the
     /// node's name, shared (no allocation per frame).
     pub fn record(&mut self, node: &str, header: &Header) -> (u64, Arc<str>) {
-        if !self.next.contains_key(node) {
-            let name: Arc<str> = Arc::from(node);
-            self.next.insert(Arc::clone(&name), (name, Box::new([None; 256])));
-        }
-        let (name, next) = self.next.get_mut(node).expect("inserted above");
+        let at = match self.next.iter().position(|(name, _)| **name == *node) {
+            Some(at) => at,
+            None => {
+                self.next.push((Arc::from(node), Box::new([None; 256])));
+                self.next.len() - 1
+            }
+        };
+        let (name, next) = &mut self.next[at];
         let sequence = header.sequence();
         let due = &mut next[usize::from(header.source())];
         let missed = match *due {
@@ -91,6 +93,7 @@ mod tests {
         assert_eq!(import_subject(None, Domain::Execution), "torq.*.execution.>");
         assert_eq!(import_subject(Some("b"), Domain::Signal), "torq.b.signal.>");
         assert_eq!(node_of("other.b.signal"), None);
+        assert_eq!(node_of("torq.b"), Some("b"));
     }
 
     #[test]

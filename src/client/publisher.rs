@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Crc, FrameBuilder, HEADER_SIZE, Header, RelayDomain, checksum};
+use crate::protocol::{Crc, FrameBuilder, HEADER_SIZE, Header, RelayDomain, checksum, mark_bridged};
 
 use super::{Error, Reconnect, unix_ns};
 
@@ -143,7 +143,7 @@ impl Publisher {
     ///
     /// As [`Publisher::offer`].
     pub fn offer_at(&mut self, frame: &[u8], timestamp: u64) -> Result<u64, Error> {
-        let sequence = self.offer_inner(frame, Some(timestamp))?;
+        let sequence = self.offer_inner(frame, Queued::Stamped(timestamp))?;
         self.after_queue(sequence)
     }
 
@@ -191,14 +191,27 @@ impl Publisher {
     ///
     /// As [`Publisher::offer`].
     pub fn offer_verbatim(&mut self, frame: &[u8]) -> Result<(), Error> {
-        self.offer_inner(frame, None)?;
+        self.offer_inner(frame, Queued::Verbatim)?;
+        self.after_queue(0).map(|_| ())
+    }
+
+    /// Queues frames brought from another host, as a bridge writes them into its relay: their
+    /// bytes as they are but for flags bit 0, bridged, set and the checksum computed again when
+    /// they carry one ([`crate::protocol::mark_bridged`]), marked in the send buffer, without a
+    /// copy of their own; waits while the send buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::offer`].
+    pub fn offer_bridged(&mut self, frame: &[u8]) -> Result<(), Error> {
+        self.offer_inner(frame, Queued::Bridged)?;
         self.after_queue(0).map(|_| ())
     }
 
     /// Copies `frames` (whole frames back to back) into the send buffer — one copy, split only
-    /// where the buffer is full — and, with a timestamp, stamps each in place (sequence of its
-    /// source, time, checksum). Returns the last sequence.
-    fn offer_inner(&mut self, mut frames: &[u8], timestamp: Option<u64>) -> Result<u64, Error> {
+    /// where the buffer is full — and treats each in place as `queued` says. Returns the last
+    /// sequence (stamped frames only).
+    fn offer_inner(&mut self, mut frames: &[u8], queued: Queued) -> Result<u64, Error> {
         if !whole_frames(frames) {
             return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
                 needed: HEADER_SIZE.max(frames.len()),
@@ -235,10 +248,21 @@ impl Publisher {
             self.buf[at..at + fit].copy_from_slice(&frames[..fit]);
             self.len += fit;
             frames = &frames[fit..];
-            if let Some(timestamp) = timestamp {
-                sequence =
-                    stamp(&mut self.buf[at..at + fit], &mut self.sequences, timestamp, self.options.checksum)
+            let queued_now = &mut self.buf[at..at + fit];
+            match queued {
+                Queued::Verbatim => {}
+                Queued::Stamped(timestamp) => {
+                    sequence = stamp(queued_now, &mut self.sequences, timestamp, self.options.checksum)
                         .unwrap_or_else(|| unreachable!("whole frames: checked on entry"));
+                }
+                Queued::Bridged => {
+                    let mut rest = queued_now;
+                    while let Some(len) = Header::view(rest).map(|header| header.frame_len() as usize) {
+                        let (frame, after) = std::mem::take(&mut rest).split_at_mut(len);
+                        mark_bridged(frame);
+                        rest = after;
+                    }
+                }
             }
         }
         Ok(sequence)
@@ -404,6 +428,17 @@ impl Publisher {
     fn io(&self, source: io::Error) -> Error {
         Error::Io { path: self.path.clone(), source }
     }
+}
+
+/// What [`Publisher::offer_inner`] does to the frames it queues.
+#[derive(Debug, Clone, Copy)]
+enum Queued {
+    /// Nothing: their bytes as they are.
+    Verbatim,
+    /// The next sequence of their source, this timestamp, the checksum as the options say.
+    Stamped(u64),
+    /// Flags bit 0 set, the checksum computed again when there is one.
+    Bridged,
 }
 
 /// Whether `bytes` is one or more whole frames back to back.
