@@ -191,6 +191,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             );
         }
         info!("importing {} into {} as node {}", config.domain.token(), config.relay.display(), config.node);
+        tokio::spawn(check_max_payload(client.clone(), Arc::clone(&config)));
     }
 
     if let Some(addr) = config.metrics {
@@ -270,5 +271,50 @@ async fn serve_metrics(listener: tokio::net::TcpListener, config: Arc<Config>, m
             let _ = stream.write_all(body.as_bytes()).await;
         })
         .await;
+    }
+}
+
+/// Once connected, says when the NATS server lets through messages larger than the relay's
+/// frames: the import holds up to `--queue` messages per subscription, each as large as the
+/// server allows, so that size sets the bridge's memory.
+async fn check_max_payload(client: async_nats::Client, config: Arc<Config>) {
+    while client.connection_state() != async_nats::connection::State::Connected {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let max_payload = client.server_info().max_payload;
+    if let Some(warning) = max_payload_warning(max_payload, &config) {
+        warn!("{warning}");
+    }
+}
+
+fn max_payload_warning(max_payload: usize, config: &Config) -> Option<String> {
+    (max_payload > config.max_message_size).then(|| {
+        let worst = (config.queue as f64) * (max_payload as f64) / f64::from(1 << 20);
+        format!(
+            "the NATS server takes messages of up to {max_payload} bytes (its max_payload), larger than the relay's \
+             frames (--max-message-size {}): the import holds up to {} messages per subscription (--queue), so \
+             anyone who may publish on NATS can make it hold {worst:.0} MiB per subscription; set \
+             `max_payload: {}` in the server's configuration, or lower --queue",
+            config.max_message_size, config.queue, config.max_message_size
+        )
+    })
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_max_payload_above_the_frames_is_named_with_its_fix() {
+        let base = ["torq-bridge", "--relay", "/r.sock", "--domain", "market-data", "--node", "b", "--import", "a"];
+        let config = Args::parse_from(base.iter().chain(&["--max-message-size", "131072", "--queue", "1024"]))
+            .resolve()
+            .unwrap();
+        assert_eq!(max_payload_warning(131_072, &config), None);
+        assert_eq!(max_payload_warning(4096, &config), None);
+        let warning = max_payload_warning(1 << 20, &config).expect("1 MiB is above the frames");
+        assert!(warning.contains("1024 MiB per subscription"), "{warning}");
+        assert!(warning.contains("`max_payload: 131072`"), "{warning}");
     }
 }
