@@ -300,17 +300,18 @@ fn max_payload_warning(max_payload: usize, config: &Config) -> Option<String> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_max_payload_above_the_frames_is_named_with_its_fix() {
-        let base = ["torq-bridge", "--relay", "/r.sock", "--domain", "market-data", "--node", "b", "--import", "a"];
-        let config = Args::parse_from(base.iter().chain(&["--max-message-size", "131072", "--queue", "1024"]))
-            .resolve()
-            .unwrap();
+        let base =
+            ["torq-bridge", "--relay", "/r.sock", "--domain", "market-data", "--node", "b", "--import", "a"];
+        let config =
+            Args::parse_from(base.iter().chain(&["--max-message-size", "131072", "--queue", "1024"]))
+                .resolve()
+                .unwrap();
         assert_eq!(max_payload_warning(131_072, &config), None);
         assert_eq!(max_payload_warning(4096, &config), None);
         let warning = max_payload_warning(1 << 20, &config).expect("1 MiB is above the frames");
