@@ -45,8 +45,15 @@ pub fn message_id(node: &str, header: &Header) -> String {
 /// Sequences seen per (node, source), counting the ones skipped.
 #[derive(Debug, Default)]
 pub struct Gaps {
-    /// Per node (a few, so a list): its name, shared, and the sequence due per source.
-    next: Vec<(Arc<str>, Box<[Option<u64>; 256]>)>,
+    /// Per node (a few, so a list).
+    nodes: Vec<Node>,
+}
+
+/// A node's name, shared, and the sequence due per source.
+#[derive(Debug)]
+struct Node {
+    name: Arc<str>,
+    due: Box<[Option<u64>; 256]>,
 }
 
 impl Gaps {
@@ -54,16 +61,16 @@ impl Gaps {
     /// it is the one due, or when its publisher started again from a lower sequence), and the
     /// node's name, shared (no allocation per frame).
     pub fn record(&mut self, node: &str, header: &Header) -> (u64, Arc<str>) {
-        let at = match self.next.iter().position(|(name, _)| **name == *node) {
+        let at = match self.nodes.iter().position(|known| *known.name == *node) {
             Some(at) => at,
             None => {
-                self.next.push((Arc::from(node), Box::new([None; 256])));
-                self.next.len() - 1
+                self.nodes.push(Node { name: Arc::from(node), due: Box::new([None; 256]) });
+                self.nodes.len() - 1
             }
         };
-        let (name, next) = &mut self.next[at];
+        let Node { name, due } = &mut self.nodes[at];
         let sequence = header.sequence();
-        let due = &mut next[usize::from(header.source())];
+        let due = &mut due[usize::from(header.source())];
         let missed = match *due {
             Some(due) if sequence > due => sequence - due,
             _ => 0,
