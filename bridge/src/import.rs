@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use bytes::Bytes;
+use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
@@ -78,11 +79,13 @@ pub fn spawn_writer(
 
 /// Starts the thread that imports market data or signals: it takes what the NATS subscriptions
 /// hold (the client's queue, `--queue` messages; beyond, NATS drops and the gaps count them)
-/// and writes it into the local relay, one hand-off from the NATS client to the relay.
+/// and writes it into the local relay, one hand-off from the NATS client to the relay. It ends
+/// when `stop` fires (or is dropped), having written the batch it holds.
 pub fn spawn_core(
     config: &Config,
     metrics: Arc<Metrics>,
     subscriptions: Vec<async_nats::Subscriber>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let me = config.node.clone();
     let (max_message_size, metrics_in) = (config.max_message_size, Arc::clone(&metrics));
@@ -92,7 +95,9 @@ pub fn spawn_core(
         let mut messages = Merged { subscriptions, next: 0 };
         let mut gaps = Gaps::default();
         let mut batch: Vec<Incoming> = Vec::new();
-        while let Some(first) = futures::executor::block_on(messages.next()) {
+        while let Either::Left((Some(first), _)) =
+            futures::executor::block_on(futures::future::select(messages.next(), &mut stop))
+        {
             let (mut received, mut invalid, mut lost) = (0, 0, 0);
             let mut next = Some(first);
             while let Some(message) = next {

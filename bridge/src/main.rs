@@ -42,7 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(Arc::new(config))) {
+    let result = runtime.block_on(run(Arc::new(config)));
+    // Threads left behind by the bounded stop (a reader or writer still waiting for its relay)
+    // must not hold the process.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -151,6 +155,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
 
     let mut writer = None;
+    // Ends the core import's thread, which otherwise waits for NATS messages.
+    let (stop_core_import, core_import_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut importers = Vec::new();
     if let Some(import) = &config.import {
         let nodes: Vec<Option<String>> = match import {
@@ -186,7 +192,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                 subscriptions.push(subscription);
             }
             writer = Some(
-                import::spawn_core(&config, Arc::clone(&metrics), subscriptions)
+                import::spawn_core(&config, Arc::clone(&metrics), subscriptions, core_import_stopped)
                     .map_err(|e| format!("cannot start the import thread: {e}"))?,
             );
         }
@@ -219,6 +225,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     for task in importers {
         task.abort();
     }
+    let _ = stop_core_import.send(());
     // Bounded: a reader waiting on a NATS server that does not read, or a writer on a relay
     // that pauses it, is left behind.
     if let Some(reader) = reader {
@@ -236,7 +243,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || writer.join()))
                 .await;
     }
-    let _ = client.flush().await;
+    // Bounded too: a NATS server out of reach never takes what waits.
+    if !matches!(tokio::time::timeout(Duration::from_secs(2), client.flush()).await, Ok(Ok(()))) {
+        warn!("stopped with messages for NATS not yet written (the server is out of reach)");
+    }
     info!("{}", metrics.stats_line());
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod util;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -362,4 +363,57 @@ fn what_is_not_one_frame_is_skipped_and_harms_nothing() {
     on_b.until_bridged(&mut probe, 90, &logs);
     assert!(on_b.count(90) > before, "frames still cross");
     assert_eq!(counter(&scrape(&metrics), "b", "market_data", "invalid_total"), 3);
+}
+
+/// Waits until a bridge serves its metrics: it has set up everything and waits for a signal.
+fn wait_serving(address: &str, bridge: &Proc) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(start.elapsed() < WAIT, "the bridge never served its metrics: {}", bridge.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
+    // Neither the relay nor NATS exists: the reader, the writer and the NATS client all wait.
+    let dir = temp_dir("stop");
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let absent = dir.join("absent.sock");
+    let args: Vec<String> = [
+        "--relay",
+        absent.to_str().unwrap(),
+        "--domain",
+        "market-data",
+        "--node",
+        "a",
+        "--nats",
+        &nowhere,
+        "--export",
+        "--import",
+        "b",
+        "--metrics",
+        &metrics,
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut alone = Proc::spawn(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, dir.join("alone.log"));
+    wait_serving(&metrics, &alone);
+    let start = Instant::now();
+    let status = alone.terminate();
+    assert!(status.success(), "{status}: {}", alone.log());
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}: {}", start.elapsed(), alone.log());
+
+    // Both in reach: the import's thread, waiting for NATS messages, ends at once.
+    let nats = Nats::start(&dir);
+    let host = Host::start("stop-host");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut bridge =
+        host.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "a", "--metrics", &metrics]);
+    wait_serving(&metrics, &bridge);
+    let start = Instant::now();
+    let status = bridge.terminate();
+    assert!(status.success(), "{status}: {}", bridge.log());
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}: {}", start.elapsed(), bridge.log());
 }
