@@ -21,7 +21,7 @@ use futures::stream::FuturesOrdered;
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
 use torq::client::{Event, Frame, Notice, Reconnect, Subscriber, SubscriberOptions};
-use torq::protocol::Filter;
+use torq::protocol::{Filter, RelayDomain};
 
 use crate::config::{Config, Domain};
 use crate::metrics::{Metrics, add};
@@ -64,6 +64,7 @@ pub fn spawn_reader(
     metrics: Arc<Metrics>,
     out: Route,
     stop: Arc<AtomicBool>,
+    fatal: mpsc::UnboundedSender<String>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (relay, node, domain) = (config.relay.clone(), config.node.clone(), config.domain);
     let options = filters
@@ -88,12 +89,32 @@ pub fn spawn_reader(
                 add(&metrics.relay_reconnects, 1);
             }
             info!("export: subscribed to the relay at {}", relay.display());
-            if let Err(e) = read(&mut subscriber, &node, domain, &metrics, &out, &stop) {
-                error!("export: {e}; connecting again");
-                add(&metrics.relay_reconnects, 1);
+            match read(&mut subscriber, &node, domain, &metrics, &out, &stop) {
+                Ok(()) => {}
+                Err(Stopped::Relay(e)) => {
+                    error!("export: {e}; connecting again");
+                    add(&metrics.relay_reconnects, 1);
+                }
+                Err(Stopped::WrongRelay(other)) => {
+                    let _ = fatal.send(format!(
+                        "the relay at {} forwards {other:?} frames, not {}: --relay or --domain is wrong (nothing \
+                         was exported)",
+                        relay.display(),
+                        domain.token()
+                    ));
+                    return;
+                }
             }
         }
     })
+}
+
+/// Why the reader stopped reading a relay connection.
+enum Stopped {
+    /// The connection failed.
+    Relay(torq::client::Error),
+    /// The relay forwards frames of another domain (the first such frame's).
+    WrongRelay(RelayDomain),
 }
 
 /// Reads frames until `stop`, the NATS side going away, or an error: each wake-up hands every
@@ -105,16 +126,20 @@ fn read(
     metrics: &Metrics,
     out: &Route,
     stop: &AtomicBool,
-) -> Result<(), torq::client::Error> {
-    let mut exporter = Exporter { node, domain, metrics, out, subjects: HashMap::new(), closed: false };
+) -> Result<(), Stopped> {
+    let mut exporter =
+        Exporter { node, domain, metrics, out, subjects: HashMap::new(), closed: false, wrong_relay: None };
     while !stop.load(Ordering::Relaxed) && !exporter.closed {
-        if !subscriber.wait(Duration::from_millis(100))? {
+        if !subscriber.wait(Duration::from_millis(100)).map_err(Stopped::Relay)? {
             if out.is_closed() {
                 return Ok(());
             }
             continue;
         }
-        subscriber.poll(|event| exporter.event(event), 4096)?;
+        subscriber.poll(|event| exporter.event(event), 4096).map_err(Stopped::Relay)?;
+        if let Some(other) = exporter.wrong_relay {
+            return Err(Stopped::WrongRelay(other));
+        }
     }
     Ok(())
 }
@@ -129,6 +154,9 @@ struct Exporter<'a> {
     subjects: HashMap<(u8, u8), Subject>,
     /// The NATS side is gone.
     closed: bool,
+    /// A frame of this other domain came: the relay is not this bridge's (nothing more is
+    /// exported).
+    wrong_relay: Option<RelayDomain>,
 }
 
 impl Exporter<'_> {
@@ -153,6 +181,15 @@ impl Exporter<'_> {
 
     fn frame(&mut self, frame: &Frame<'_>) {
         let header = frame.header();
+        if self.wrong_relay.is_some() {
+            return;
+        }
+        if let Some(other) =
+            header.domain().filter(|d| *d != self.domain.relay() && *d != RelayDomain::System)
+        {
+            self.wrong_relay = Some(other);
+            return;
+        }
         if header.is_bridged() {
             add(&self.metrics.export_skipped_bridged, 1);
             return;

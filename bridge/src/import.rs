@@ -25,7 +25,7 @@ use futures::{FutureExt, StreamExt};
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
 use torq::client::{Publisher, PublisherOptions, Reconnect};
-use torq::protocol::{Framing, Header, frame};
+use torq::protocol::{Framing, Header, RelayDomain, frame};
 
 use crate::audit::{self, Key};
 use crate::config::{Config, Domain};
@@ -88,7 +88,8 @@ pub fn spawn_core(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let me = config.node.clone();
-    let (max_message_size, metrics_in) = (config.max_message_size, Arc::clone(&metrics));
+    let (max_message_size, domain, metrics_in) =
+        (config.max_message_size, config.domain, Arc::clone(&metrics));
     let mut writer = Writer::new(config, metrics, None);
     std::thread::Builder::new().name("import-relay".into()).spawn(move || {
         let metrics = metrics_in;
@@ -103,7 +104,7 @@ pub fn spawn_core(
             while let Some(message) = next {
                 if let Some(from) = node_of(&message.subject).filter(|from| *from != me) {
                     received += 1;
-                    match one_frame(&message.payload, max_message_size) {
+                    match one_frame(&message.payload, max_message_size, domain) {
                         Some(header) => {
                             let (missed, node) = gaps.record(from, header);
                             lost += missed;
@@ -234,7 +235,7 @@ impl Writer {
                     continue;
                 }
             }
-            let Some(header) = one_frame(&incoming.frame, self.max_message_size).copied() else {
+            let Some(header) = one_frame(&incoming.frame, self.max_message_size, domain).copied() else {
                 add(&metrics.invalid, 1);
                 debug!("import: a message from node {} is not one whole frame; skipped", incoming.node);
                 continue;
@@ -350,11 +351,14 @@ impl Sink {
 }
 
 /// The header of `bytes` when they are exactly one frame the relay takes (magic, version, a
-/// size within `max_message_size` that is the message's): anything else from NATS is skipped,
-/// as the relay would close the connection on it.
-fn one_frame(bytes: &[u8], max_message_size: usize) -> Option<&Header> {
+/// size within `max_message_size` that is the message's, the relay's `domain` or System):
+/// anything else from NATS is skipped, as the relay would close the connection on it or reject
+/// it.
+fn one_frame(bytes: &[u8], max_message_size: usize, domain: Domain) -> Option<&Header> {
     match frame(bytes, max_message_size) {
-        Ok(Framing::Frame(len)) if len == bytes.len() => Header::view(bytes),
+        Ok(Framing::Frame(len)) if len == bytes.len() => Header::view(bytes).filter(
+            |header| matches!(header.domain(), Some(d) if d == domain.relay() || d == RelayDomain::System),
+        ),
         _ => None,
     }
 }
@@ -592,7 +596,6 @@ async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use torq::protocol::RelayDomain;
     use zerocopy::IntoBytes;
 
     #[test]
@@ -619,10 +622,14 @@ mod tests {
     fn only_one_whole_frame_within_the_size_is_imported() {
         let header = Header::new(RelayDomain::Execution, 4, 1, 2, 8);
         let one = [header.as_bytes(), &[200, 6, 0, 0, 0, 0, 0, 0]].concat();
-        assert_eq!(one_frame(&one, 1024).map(Header::sequence), Some(1));
-        assert!(one_frame(&one[..39], 1024).is_none(), "truncated");
-        assert!(one_frame(&[one.clone(), one.clone()].concat(), 1024).is_none(), "two frames");
-        assert!(one_frame(&one, 39).is_none(), "over the relay's size");
-        assert!(one_frame(&[0u8; 40], 1024).is_none(), "no magic");
+        let execution = Domain::Execution;
+        assert_eq!(one_frame(&one, 1024, execution).map(Header::sequence), Some(1));
+        assert!(one_frame(&one[..39], 1024, execution).is_none(), "truncated");
+        assert!(one_frame(&[one.clone(), one.clone()].concat(), 1024, execution).is_none(), "two frames");
+        assert!(one_frame(&one, 39, execution).is_none(), "over the relay's size");
+        assert!(one_frame(&[0u8; 40], 1024, execution).is_none(), "no magic");
+        assert!(one_frame(&one, 1024, Domain::Signal).is_none(), "another relay's domain");
+        let system = [Header::new(RelayDomain::System, 4, 1, 2, 8).as_bytes(), &one[32..]].concat();
+        assert!(one_frame(&system, 1024, Domain::Signal).is_some(), "System frames go to every relay");
     }
 }

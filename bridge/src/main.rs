@@ -119,6 +119,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .build(client.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
+    // What stops the bridge with an error (an export reading a relay of another domain).
+    let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
     let mut reader = None;
     let mut exporter = None;
     if let Some(filters) = &config.export {
@@ -148,8 +150,15 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             export::Route::Core(client.clone())
         };
         reader = Some(
-            export::spawn_reader(&config, filters.clone(), Arc::clone(&metrics), route, Arc::clone(&stop))
-                .map_err(|e| format!("cannot start the export thread: {e}"))?,
+            export::spawn_reader(
+                &config,
+                filters.clone(),
+                Arc::clone(&metrics),
+                route,
+                Arc::clone(&stop),
+                fatal,
+            )
+            .map_err(|e| format!("cannot start the export thread: {e}"))?,
         );
         info!("exporting {} from {} as node {}", config.domain.token(), config.relay.display(), config.node);
     }
@@ -219,7 +228,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         });
     }
 
-    wait_for_stop().await;
+    let failure = tokio::select! {
+        () = wait_for_stop() => None,
+        Some(error) = fatal_errors.recv() => Some(error),
+    };
     info!("stopping");
     stop.store(true, Ordering::Relaxed);
     for task in importers {
@@ -248,7 +260,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         warn!("stopped with messages for NATS not yet written (the server is out of reach)");
     }
     info!("{}", metrics.stats_line());
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 async fn wait_for_stop() {

@@ -417,3 +417,47 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     assert!(status.success(), "{status}: {}", bridge.log());
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}: {}", start.elapsed(), bridge.log());
 }
+
+#[test]
+fn an_export_from_a_relay_of_another_domain_stops_the_bridge_with_the_fix() {
+    let dir = temp_dir("wrong-relay");
+    let nats = Nats::start(&dir);
+    let host = Host::start("wrong-relay-host");
+    let market_data = host.socket(MarketData);
+    let args: Vec<String> = [
+        "--relay",
+        market_data.to_str().unwrap(),
+        "--domain",
+        "execution",
+        "--node",
+        "a",
+        "--nats",
+        &nats.url(),
+    ]
+    .into_iter()
+    .chain(["--export"])
+    .map(String::from)
+    .collect();
+    let mut bridge = Proc::spawn(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, dir.join("bridge.log"));
+    let mut publisher = host.publisher(MarketData, 7);
+    let start = Instant::now();
+    let status = loop {
+        publish(&mut publisher, 1);
+        if let Some(status) = bridge.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the bridge went on exporting market data as execution: {}",
+            bridge.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", bridge.log());
+    let log = bridge.log();
+    assert!(
+        log.contains(&format!("the relay at {} forwards MarketData frames", market_data.display())),
+        "{log}"
+    );
+    assert!(log.contains("--relay or --domain is wrong"), "{log}");
+}
