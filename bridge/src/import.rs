@@ -383,6 +383,7 @@ pub async fn import_all_jetstream(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     frames: mpsc::Sender<Incoming>,
+    fatal: mpsc::UnboundedSender<String>,
 ) {
     let mut started: Vec<String> = Vec::new();
     loop {
@@ -402,6 +403,7 @@ pub async fn import_all_jetstream(
                 node.to_string(),
                 Arc::clone(&metrics),
                 frames.clone(),
+                fatal.clone(),
             ));
         }
         if frames.is_closed() {
@@ -418,11 +420,13 @@ pub async fn import_jetstream(
     from: String,
     metrics: Arc<Metrics>,
     frames: mpsc::Sender<Incoming>,
+    fatal: mpsc::UnboundedSender<String>,
 ) {
     let cursor = match Cursor::open(&config.state_dir, &config.node, &from) {
         Ok(cursor) => Arc::new(Mutex::new(cursor)),
+        // Without its cursor an import could write frames twice: the bridge stops.
         Err(e) => {
-            error!("import: cannot keep the import cursor of node {from}: {e}; node {from} is not imported");
+            let _ = fatal.send(format!("import: cannot keep the import cursor of node {from}: {e}"));
             return;
         }
     };

@@ -105,6 +105,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                             log::debug!("{text}");
                         }
                     }
+                    // The bridge's own stop.
+                    async_nats::Event::Closed => log::debug!("NATS: {event}"),
                     other => warn!("NATS: {other}"),
                 }
             }
@@ -156,7 +158,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                 Arc::clone(&metrics),
                 route,
                 Arc::clone(&stop),
-                fatal,
+                fatal.clone(),
             )
             .map_err(|e| format!("cannot start the export thread: {e}"))?,
         );
@@ -183,10 +185,21 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             for node in nodes {
                 let (config, metrics, sender) = (Arc::clone(&config), Arc::clone(&metrics), sender.clone());
                 importers.push(match node {
-                    None => tokio::spawn(import::import_all_jetstream(js.clone(), config, metrics, sender)),
-                    Some(node) => {
-                        tokio::spawn(import::import_jetstream(js.clone(), config, node, metrics, sender))
-                    }
+                    None => tokio::spawn(import::import_all_jetstream(
+                        js.clone(),
+                        config,
+                        metrics,
+                        sender,
+                        fatal.clone(),
+                    )),
+                    Some(node) => tokio::spawn(import::import_jetstream(
+                        js.clone(),
+                        config,
+                        node,
+                        metrics,
+                        sender,
+                        fatal.clone(),
+                    )),
                 });
             }
         } else {

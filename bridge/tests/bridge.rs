@@ -461,3 +461,25 @@ fn an_export_from_a_relay_of_another_domain_stops_the_bridge_with_the_fix() {
     );
     assert!(log.contains("--relay or --domain is wrong"), "{log}");
 }
+
+#[test]
+fn a_second_bridge_of_the_same_node_stops_instead_of_importing_without_its_cursor() {
+    let dir = temp_dir("same-node");
+    let nats = Nats::start(&dir);
+    let host = Host::start("same-node-host");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut first = host.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    wait_serving(&metrics, &first);
+    let mut second = host.bridge(Execution, "b", &nats.url(), &["--import", "a"]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < WAIT, "the second bridge went on: {}", second.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    assert!(second.log().contains("locked by another bridge"), "{}", second.log());
+    assert!(first.child.try_wait().unwrap().is_none(), "the first bridge goes on: {}", first.log());
+}
