@@ -483,3 +483,21 @@ fn a_second_bridge_of_the_same_node_stops_instead_of_importing_without_its_curso
     assert!(second.log().contains("locked by another bridge"), "{}", second.log());
     assert!(first.child.try_wait().unwrap().is_none(), "the first bridge goes on: {}", first.log());
 }
+
+#[test]
+fn export_filters_narrow_what_crosses_as_torq_tap_takes_them() {
+    let dir = temp_dir("filters");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("filters-a"), Host::start("filters-b"));
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export", "--source", "90", "--source", "4"]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a"]);
+    let logs = || logs(&[&export, &import]);
+    let on_b = Collector::start(&b, MarketData);
+    on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
+
+    publish(&mut a.publisher(MarketData, 5), 500);
+    publish(&mut a.publisher(MarketData, 4), 500);
+    on_b.wait_for(4, 500, WAIT, &logs);
+    assert_eq!(on_b.sequences(4, true), (1..=500).collect::<Vec<_>>());
+    assert_eq!(on_b.count(5), 0, "source 5 is not among --source 90 --source 4");
+}
