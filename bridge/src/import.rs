@@ -113,7 +113,7 @@ pub fn spawn_core(
                         None => {
                             invalid += 1;
                             debug!(
-                                "import: a message on {} is not one whole frame; skipped",
+                                "import: a message on {} is not one whole frame of this relay's domain; skipped",
                                 message.subject
                             );
                         }
@@ -237,7 +237,10 @@ impl Writer {
             }
             let Some(header) = one_frame(&incoming.frame, self.max_message_size, domain).copied() else {
                 add(&metrics.invalid, 1);
-                debug!("import: a message from node {} is not one whole frame; skipped", incoming.node);
+                debug!(
+                    "import: a message from node {} is not one whole frame of this relay's domain; skipped",
+                    incoming.node
+                );
                 continue;
             };
             let at = match self

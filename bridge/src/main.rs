@@ -121,7 +121,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .build(client.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
-    // What stops the bridge with an error (an export reading a relay of another domain).
+    // What stops the bridge with an error: an export reading a relay of another domain, an
+    // import cursor held by another bridge.
     let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
     let mut reader = None;
     let mut exporter = None;
