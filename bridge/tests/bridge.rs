@@ -405,7 +405,8 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     assert!(status.success(), "{status}: {}", alone.log());
     assert!(start.elapsed() < Duration::from_secs(10), "took {:?}: {}", start.elapsed(), alone.log());
 
-    // Both in reach: the import's thread, waiting for NATS messages, ends at once.
+    // Both in reach: the import's thread, waiting for NATS messages, ends at once (it used to
+    // take the writer's whole 5-second bound).
     let nats = Nats::start(&dir);
     let host = Host::start("stop-host");
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -415,7 +416,7 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     let start = Instant::now();
     let status = bridge.terminate();
     assert!(status.success(), "{status}: {}", bridge.log());
-    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}: {}", start.elapsed(), bridge.log());
+    assert!(start.elapsed() < Duration::from_secs(4), "took {:?}: {}", start.elapsed(), bridge.log());
 }
 
 #[test]
