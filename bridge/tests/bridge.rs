@@ -471,6 +471,17 @@ fn a_second_bridge_of_the_same_node_stops_instead_of_importing_without_its_curso
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut first = host.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
     wait_serving(&metrics, &first);
+    // The first holds its import cursor (a bridge's only flock), as /proc/locks shows: taking
+    // the lock to find out could take it from the bridge.
+    let pid = first.child.id().to_string();
+    let start = Instant::now();
+    while !std::fs::read_to_string("/proc/locks").unwrap().lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK") && fields.get(4) == Some(&pid.as_str())
+    }) {
+        assert!(start.elapsed() < WAIT, "the first bridge never locked its cursor: {}", first.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut second = host.bridge(Execution, "b", &nats.url(), &["--import", "a"]);
     let start = Instant::now();
     let status = loop {
