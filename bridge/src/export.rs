@@ -1,16 +1,19 @@
-//! Export: a thread reads the local relay through the client library (the relay stays
-//! synchronous, the bridge's tokio side never blocks it), hands each frame not already bridged
-//! to the NATS side through a bounded queue, and a task publishes it.
+//! Export: a task reads the local relay through the client library, without ever waiting in a
+//! read (the relay stays synchronous, the bridge's runtime never blocks on it), and hands each
+//! frame not already bridged to NATS.
 //!
-//! Market data and signals: when the queue is full the reader drops and counts, so a slow NATS
-//! never stalls the relay. Execution: the reader waits (the relay pauses its publishers, as for
-//! any slow lossless subscriber), and the publisher keeps every frame until JetStream has
-//! stored it, sending again in order after a failure (the message id de-duplicates).
+//! Market data and signals: into the NATS client's bounded queue; when it is full the reader
+//! waits, so the relay drops for it and counts, and a slow NATS never stalls the relay.
+//! Execution: through a bounded queue to a task that keeps every frame until JetStream has
+//! stored it, sending again in order after a failure (the message id de-duplicates); while it
+//! is full the reader waits and the relay pauses its publishers, as for any slow lossless
+//! subscriber.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::Subject;
@@ -19,7 +22,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use log::{debug, error, info, warn};
-use tokio::sync::mpsc;
+use tokio::io::Interest;
+use tokio::sync::{mpsc, watch};
 use torq::client::{Event, Frame, Notice, Reconnect, Subscriber, SubscriberOptions};
 use torq::protocol::{Filter, RelayDomain};
 
@@ -39,43 +43,48 @@ pub struct Outgoing {
 /// Where the reader sends frames.
 #[derive(Debug, Clone)]
 pub enum Route {
-    /// Market data and signals: straight to the NATS client's queue, from the reader's thread
-    /// (one hand-off fewer). When the client's queue (`--queue`) is full the reader waits, so
-    /// the relay drops for it as for any slow subscriber (notice 4, `relay_dropped`).
+    /// Market data and signals: straight to the NATS client's queue, from the reading task.
+    /// When the client's queue (`--queue`) is full the reader waits, so the relay drops for it
+    /// as for any slow subscriber (notice 4, `relay_dropped`).
     Core(async_nats::Client),
     /// Execution: to the task that publishes to JetStream in order.
     JetStream(mpsc::Sender<Outgoing>),
 }
 
-impl Route {
-    fn is_closed(&self) -> bool {
-        match self {
-            Route::Core(_) => false,
-            Route::JetStream(out) => out.is_closed(),
-        }
-    }
-}
-
-/// Starts the thread that reads the local relay; it ends when `stop` is set or the NATS side
-/// is gone.
-pub fn spawn_reader(
-    config: &Config,
+/// Reads the local relay and hands its frames to NATS until `stop` turns true (what was read
+/// is handed over first) or the NATS side is gone; a relay of another domain is reported
+/// through `fatal`, which stops the bridge.
+///
+/// One task on the bridge's runtime, woken by the relay socket's readiness: a frame wakes one
+/// thread of the bridge, which queues it in the NATS client, whose connection task then writes
+/// it from the same thread (a reading thread of its own cost one more wake-up per frame).
+/// Reading never blocks the runtime: `Subscriber::poll` reads without waiting.
+pub async fn export(
+    config: Arc<Config>,
     filters: Vec<Filter>,
     metrics: Arc<Metrics>,
     out: Route,
-    stop: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
     fatal: mpsc::UnboundedSender<String>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (relay, node, domain) = (config.relay.clone(), config.node.clone(), config.domain);
-    let options = filters
-        .into_iter()
-        .fold(SubscriberOptions::new().reconnect(Reconnect::default()), SubscriberOptions::filter);
-    std::thread::Builder::new().name("export-relay".into()).spawn(move || {
-        let reconnect = Reconnect::default();
-        while !stop.load(Ordering::Relaxed) && !out.is_closed() {
+) {
+    // No reconnection inside the subscriber (it would wait on the runtime): this loop does it.
+    let options = filters.into_iter().fold(SubscriberOptions::new(), SubscriberOptions::filter);
+    let mut exporter = Exporter {
+        node: &config.node,
+        domain: config.domain,
+        jetstream: matches!(out, Route::JetStream(_)),
+        subjects: HashMap::new(),
+        ready: Vec::new(),
+        counts: Counts::default(),
+        wrong_relay: None,
+    };
+    let mut connected_before = false;
+    loop {
+        let (relay, options, stopped) = (config.relay.clone(), options.clone(), stop.clone());
+        let connected = tokio::task::spawn_blocking(move || {
             let mut told = false;
-            let subscriber = reconnect.run(|| {
-                if stop.load(Ordering::Relaxed) {
+            Reconnect::default().run(|| {
+                if *stopped.borrow() {
                     return Err(torq::client::Error::Closed { path: relay.clone() });
                 }
                 Subscriber::connect(&relay, options.clone()).inspect_err(|e| {
@@ -83,30 +92,32 @@ pub fn spawn_reader(
                         warn!("export: waiting for the relay: {e}");
                     }
                 })
-            });
-            let Ok((mut subscriber, attempts)) = subscriber else { return };
-            if attempts > 1 {
-                add(&metrics.relay_reconnects, 1);
-            }
-            info!("export: subscribed to the relay at {}", relay.display());
-            match read(&mut subscriber, &node, domain, &metrics, &out, &stop) {
-                Ok(()) => {}
-                Err(Stopped::Relay(e)) => {
-                    error!("export: {e}; connecting again");
-                    add(&metrics.relay_reconnects, 1);
-                }
-                Err(Stopped::WrongRelay(other)) => {
-                    let _ = fatal.send(format!(
-                        "the relay at {} forwards {other:?} frames, not {}: --relay or --domain is wrong (nothing \
-                         was exported)",
-                        relay.display(),
-                        domain.token()
-                    ));
-                    return;
-                }
+            })
+        })
+        .await;
+        let Ok(Ok((subscriber, attempts))) = connected else { return };
+        if attempts > 1 || connected_before {
+            add(&metrics.relay_reconnects, 1);
+        }
+        if connected_before {
+            warn!("export: connected to the relay again; what it forwarded meanwhile was not exported");
+        }
+        connected_before = true;
+        info!("export: subscribed to the relay at {}", config.relay.display());
+        match read(subscriber, &config.relay, &mut exporter, &metrics, &out, &mut stop).await {
+            Ok(()) => return,
+            Err(Stopped::Relay(e)) => error!("export: {e}; connecting again"),
+            Err(Stopped::WrongRelay(other)) => {
+                let _ = fatal.send(format!(
+                    "the relay at {} forwards {other:?} frames, not {}: --relay or --domain is wrong (nothing was \
+                     exported)",
+                    config.relay.display(),
+                    config.domain.token()
+                ));
+                return;
             }
         }
-    })
+    }
 }
 
 /// Why the reader stopped reading a relay connection.
@@ -117,43 +128,94 @@ enum Stopped {
     WrongRelay(RelayDomain),
 }
 
-/// Reads frames until `stop`, the NATS side going away, or an error: each wake-up hands every
-/// buffered event to [`Exporter::event`] in one pass.
-fn read(
-    subscriber: &mut Subscriber,
-    node: &str,
-    domain: Domain,
+/// Reads one relay connection until `stop` or the NATS side is gone (`Ok`) or it fails: each
+/// time the socket is readable, every buffered event goes to [`Exporter::event`] in one pass,
+/// then the frames it kept to NATS.
+async fn read(
+    mut subscriber: Subscriber,
+    path: &Path,
+    exporter: &mut Exporter<'_>,
     metrics: &Metrics,
     out: &Route,
-    stop: &AtomicBool,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), Stopped> {
-    let mut exporter =
-        Exporter { node, domain, metrics, out, subjects: HashMap::new(), closed: false, wrong_relay: None };
-    while !stop.load(Ordering::Relaxed) && !exporter.closed {
-        if !subscriber.wait(Duration::from_millis(100)).map_err(Stopped::Relay)? {
-            if out.is_closed() {
-                return Ok(());
-            }
-            continue;
+    let io = |source| Stopped::Relay(torq::client::Error::Io { path: path.to_path_buf(), source });
+    // The runtime watches a second descriptor of the subscriber's socket. Non-blocking, as the
+    // runtime wants, for the subscriber too (they share the open socket): here it only reads
+    // without waiting.
+    let watched = std::os::unix::net::UnixStream::from(subscriber.as_fd().try_clone_to_owned().map_err(io)?);
+    watched.set_nonblocking(true).map_err(io)?;
+    let socket = tokio::net::UnixStream::from_std(watched).map_err(io)?;
+    loop {
+        tokio::select! {
+            readable = socket.readable() => readable.map_err(io)?,
+            _ = stop.wait_for(|stop| *stop) => return Ok(()),
         }
-        subscriber.poll(|event| exporter.event(event), 4096).map_err(Stopped::Relay)?;
+        // Nothing handled means nothing buffered and the socket empty: `WouldBlock` tells the
+        // runtime to wait for the next readiness.
+        let polled = socket.try_io(Interest::READABLE, || {
+            match subscriber.poll(|event| exporter.event(event), 4096) {
+                Ok(0) => Err(std::io::ErrorKind::WouldBlock.into()),
+                handled => Ok(handled),
+            }
+        });
+        match polled {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Stopped::Relay(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(io(e)),
+        }
+        exporter.counts.add_to(metrics);
         if let Some(other) = exporter.wrong_relay {
             return Err(Stopped::WrongRelay(other));
         }
+        for outgoing in exporter.ready.drain(..) {
+            match out {
+                Route::Core(client) => match client.publish(outgoing.subject, outgoing.frame).await {
+                    Ok(()) => add(&metrics.exported_out, 1),
+                    Err(e) => {
+                        add(&metrics.dropped, 1);
+                        debug!("export: publish failed: {e}");
+                    }
+                },
+                Route::JetStream(sender) => {
+                    if sender.send(outgoing).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+/// Counters of one pass, added to the shared ones once.
+#[derive(Default)]
+struct Counts {
+    exported_in: u64,
+    skipped_bridged: u64,
+    relay_dropped: u64,
+}
+
+impl Counts {
+    fn add_to(&mut self, metrics: &Metrics) {
+        let Counts { exported_in, skipped_bridged, relay_dropped } = std::mem::take(self);
+        add(&metrics.exported_in, exported_in);
+        add(&metrics.export_skipped_bridged, skipped_bridged);
+        add(&metrics.relay_dropped, relay_dropped);
+    }
 }
 
 /// What the reader needs per event.
 struct Exporter<'a> {
     node: &'a str,
     domain: Domain,
-    metrics: &'a Metrics,
-    out: &'a Route,
+    /// Execution: each frame with its JetStream message id.
+    jetstream: bool,
     /// Subjects made once per (first TLV type, source).
     subjects: HashMap<(u8, u8), Subject>,
-    /// The NATS side is gone.
-    closed: bool,
+    /// The frames of this pass, for NATS.
+    ready: Vec<Outgoing>,
+    counts: Counts,
     /// A frame of this other domain came: the relay is not this bridge's (nothing more is
     /// exported).
     wrong_relay: Option<RelayDomain>,
@@ -161,21 +223,14 @@ struct Exporter<'a> {
 
 impl Exporter<'_> {
     fn event(&mut self, event: Event<Frame<'_>>) {
-        let metrics = self.metrics;
         match event {
             Event::Frame(frame) => self.frame(&frame),
-            Event::Notice(Notice::Dropped { count, .. }) => add(&metrics.relay_dropped, count),
-            Event::Notice(Notice::Merged { dropped, .. }) => add(&metrics.relay_dropped, dropped),
+            Event::Notice(Notice::Dropped { count, .. }) => self.counts.relay_dropped += count,
+            Event::Notice(Notice::Merged { dropped, .. }) => self.counts.relay_dropped += dropped,
             Event::Notice(Notice::Stopping) => info!("export: the local relay is stopping"),
             Event::Notice(notice) => debug!("export: notice from the relay: {notice:?}"),
-            Event::Reconnected { attempts } => {
-                add(&metrics.relay_reconnects, 1);
-                warn!(
-                    "export: connected to the relay again after {attempts} attempt(s); what it forwarded \
-                     meanwhile was not exported"
-                );
-            }
-            Event::Gap { .. } => {}
+            // Reconnections are the caller's (the subscriber has none of its own).
+            Event::Reconnected { .. } | Event::Gap { .. } => {}
         }
     }
 
@@ -191,10 +246,10 @@ impl Exporter<'_> {
             return;
         }
         if header.is_bridged() {
-            add(&self.metrics.export_skipped_bridged, 1);
+            self.counts.skipped_bridged += 1;
             return;
         }
-        add(&self.metrics.exported_in, 1);
+        self.counts.exported_in += 1;
         let (node, domain) = (self.node, self.domain);
         let key = (first_type(frame.bytes()), header.source());
         let subject = self
@@ -202,25 +257,8 @@ impl Exporter<'_> {
             .entry(key)
             .or_insert_with(|| Subject::from(export_subject(node, domain, frame.bytes())))
             .clone();
-        match self.out {
-            Route::JetStream(out) => {
-                let id = Some(message_id(node, header));
-                let outgoing = Outgoing { subject, id, frame: Bytes::copy_from_slice(frame.bytes()) };
-                self.closed |= out.blocking_send(outgoing).is_err();
-            }
-            Route::Core(client) => {
-                let published = futures::executor::block_on(
-                    client.publish(subject, Bytes::copy_from_slice(frame.bytes())),
-                );
-                match published {
-                    Ok(()) => add(&self.metrics.exported_out, 1),
-                    Err(e) => {
-                        add(&self.metrics.dropped, 1);
-                        debug!("export: publish failed: {e}");
-                    }
-                }
-            }
-        }
+        let id = self.jetstream.then(|| message_id(node, header));
+        self.ready.push(Outgoing { subject, id, frame: Bytes::copy_from_slice(frame.bytes()) });
     }
 }
 

@@ -120,7 +120,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .backpressure_on_inflight(true)
         .build(client.clone());
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     // What stops the bridge with an error: an export reading a relay of another domain, an
     // import cursor held by another bridge.
     let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
@@ -152,17 +152,14 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         } else {
             export::Route::Core(client.clone())
         };
-        reader = Some(
-            export::spawn_reader(
-                &config,
-                filters.clone(),
-                Arc::clone(&metrics),
-                route,
-                Arc::clone(&stop),
-                fatal.clone(),
-            )
-            .map_err(|e| format!("cannot start the export thread: {e}"))?,
-        );
+        reader = Some(tokio::spawn(export::export(
+            Arc::clone(&config),
+            filters.clone(),
+            Arc::clone(&metrics),
+            route,
+            stopping,
+            fatal.clone(),
+        )));
         info!("exporting {} from {} as node {}", config.domain.token(), config.relay.display(), config.node);
     }
 
@@ -247,17 +244,17 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         Some(error) = fatal_errors.recv() => Some(error),
     };
     info!("stopping");
-    stop.store(true, Ordering::Relaxed);
+    let _ = stop.send(true);
     for task in importers {
         task.abort();
     }
     let _ = stop_core_import.send(());
-    // Bounded: a reader waiting on a NATS server that does not read, or a writer on a relay
-    // that pauses it, is left behind.
-    if let Some(reader) = reader {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || reader.join()))
-                .await;
+    // Bounded: a reader handing over what it read to a NATS server that does not read, or a
+    // writer on a relay that pauses it, is left behind.
+    if let Some(reader) = reader
+        && tokio::time::timeout(Duration::from_secs(2), reader).await.is_err()
+    {
+        warn!("stopped with frames read from the relay not yet handed to NATS");
     }
     if let Some(exporter) = exporter
         && tokio::time::timeout(Duration::from_secs(5), exporter).await.is_err()
