@@ -5,7 +5,6 @@
 
 mod util;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -381,24 +380,10 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let absent = dir.join("absent.sock");
-    let args: Vec<String> = [
-        "--relay",
-        absent.to_str().unwrap(),
-        "--domain",
-        "market-data",
-        "--node",
-        "a",
-        "--nats",
-        &nowhere,
-        "--export",
-        "--import",
-        "b",
-        "--metrics",
-        &metrics,
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut alone = Proc::spawn(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, dir.join("alone.log"));
+    let extra = ["--export", "--import", "b", "--metrics", &metrics];
+    let mut alone =
+        Bridge { relay: &absent, domain: MarketData, node: "a", nats: &nowhere, extra: &extra, env: &[] }
+            .spawn(&dir);
     wait_serving(&metrics, &alone);
     let start = Instant::now();
     let status = alone.terminate();
@@ -425,21 +410,15 @@ fn an_export_from_a_relay_of_another_domain_stops_the_bridge_with_the_fix() {
     let nats = Nats::start(&dir);
     let host = Host::start("wrong-relay-host");
     let market_data = host.socket(MarketData);
-    let args: Vec<String> = [
-        "--relay",
-        market_data.to_str().unwrap(),
-        "--domain",
-        "execution",
-        "--node",
-        "a",
-        "--nats",
-        &nats.url(),
-    ]
-    .into_iter()
-    .chain(["--export"])
-    .map(String::from)
-    .collect();
-    let mut bridge = Proc::spawn(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, dir.join("bridge.log"));
+    let wrong = Bridge {
+        relay: &market_data,
+        domain: Execution,
+        node: "a",
+        nats: &nats.url(),
+        extra: &["--export"],
+        env: &[],
+    };
+    let mut bridge = wrong.spawn(&dir);
     let mut publisher = host.publisher(MarketData, 7);
     let start = Instant::now();
     let status = loop {

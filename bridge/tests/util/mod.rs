@@ -265,32 +265,7 @@ impl Host {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Proc {
-        let name = match domain {
-            RelayDomain::MarketData => "market-data",
-            RelayDomain::Signal => "signal",
-            _ => "execution",
-        };
-        let mut args: Vec<String> = [
-            "--relay",
-            self.socket(domain).to_str().unwrap(),
-            "--domain",
-            name,
-            "--node",
-            node,
-            "--nats",
-            nats,
-            "-l",
-            "debug",
-            "--metrics-interval",
-            "1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let log = self.dir.join(format!("bridge-{node}-{name}-{}.log", NEXT.fetch_add(1, Ordering::Relaxed)));
-        Proc::spawn_with(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, log, env)
+        Bridge { relay: &self.socket(domain), domain, node, nats, extra, env }.spawn(&self.dir)
     }
 
     pub fn publisher(&self, domain: RelayDomain, source: u8) -> Publisher {
@@ -322,4 +297,47 @@ pub fn sequences(seen: &[Seen], source: u8, bridged: bool) -> Vec<u64> {
             *sequence
         })
         .collect()
+}
+
+/// A `torq-bridge` command line: any relay socket, with the tests' logging.
+pub struct Bridge<'a> {
+    pub relay: &'a Path,
+    pub domain: RelayDomain,
+    pub node: &'a str,
+    pub nats: &'a str,
+    pub extra: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+impl Bridge<'_> {
+    /// Starts it, its log in `dir`.
+    pub fn spawn(&self, dir: &Path) -> Proc {
+        let name = match self.domain {
+            RelayDomain::MarketData => "market-data",
+            RelayDomain::Signal => "signal",
+            _ => "execution",
+        };
+        let fixed = [
+            "--domain",
+            name,
+            "--node",
+            self.node,
+            "--nats",
+            self.nats,
+            "-l",
+            "debug",
+            "--metrics-interval",
+            "1",
+        ];
+        let args: Vec<String> = ["--relay", self.relay.to_str().unwrap()]
+            .into_iter()
+            .chain(fixed)
+            .chain(self.extra.iter().copied())
+            .map(String::from)
+            .collect();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let log =
+            dir.join(format!("bridge-{}-{name}-{}.log", self.node, NEXT.fetch_add(1, Ordering::Relaxed)));
+        Proc::spawn_with(Path::new(env!("CARGO_BIN_EXE_torq-bridge")), &args, log, self.env)
+    }
 }
