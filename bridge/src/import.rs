@@ -31,7 +31,7 @@ use crate::audit::{self, Key};
 use crate::config::{Config, Domain};
 use crate::metrics::{Metrics, add};
 use crate::state::{Cursor, InDoubt};
-use crate::subject::{Gaps, node_of, stream_name};
+use crate::subject::{Gaps, MAX_NODES, node_of, stream_name};
 
 /// The most frames written into the relay between two cursor records.
 const BATCH: usize = 4096;
@@ -95,6 +95,7 @@ pub fn spawn_core(
         let metrics = metrics_in;
         let mut messages = Merged { subscriptions, next: 0 };
         let mut gaps = Gaps::default();
+        let mut told_of_too_many = false;
         let mut batch: Vec<Incoming> = Vec::new();
         while let Either::Left((Some(first), _)) =
             futures::executor::block_on(futures::future::select(messages.next(), &mut stop))
@@ -105,11 +106,22 @@ pub fn spawn_core(
                 if let Some(from) = node_of(&message.subject).filter(|from| *from != me) {
                     received += 1;
                     match one_frame(&message.payload, max_message_size, domain) {
-                        Some(header) => {
-                            let (missed, node) = gaps.record(from, header);
-                            lost += missed;
-                            batch.push(Incoming { node, frame: message.payload, jetstream: None });
-                        }
+                        Some(header) => match gaps.record(from, header) {
+                            Some((missed, node)) => {
+                                lost += missed;
+                                batch.push(Incoming { node, frame: message.payload, jetstream: None });
+                            }
+                            None => {
+                                invalid += 1;
+                                if !std::mem::replace(&mut told_of_too_many, true) {
+                                    warn!(
+                                        "import: frames from node {from} skipped: this bridge imports from at most \
+                                         {MAX_NODES} nodes (counted as invalid; is someone publishing on NATS as \
+                                         many nodes?)"
+                                    );
+                                }
+                            }
+                        },
                         None => {
                             invalid += 1;
                             debug!(
@@ -397,6 +409,12 @@ pub async fn import_all_jetstream(
                 continue;
             };
             if node == config.node || started.iter().any(|s| s == node) {
+                continue;
+            }
+            if started.len() >= MAX_NODES {
+                warn!(
+                    "import: stream {name} not imported: this bridge imports from at most {MAX_NODES} nodes"
+                );
                 continue;
             }
             started.push(node.to_string());

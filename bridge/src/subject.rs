@@ -42,6 +42,10 @@ pub fn message_id(node: &str, header: &Header) -> String {
     format!("{node}.{}.{}.{}", header.source(), header.sequence(), header.timestamp())
 }
 
+/// The most nodes one bridge imports from: each costs a connection to the local relay, and
+/// with `--import all` anyone who may publish on NATS can name new ones.
+pub const MAX_NODES: usize = 64;
+
 /// Sequences seen per (node, source), counting the ones skipped.
 #[derive(Debug, Default)]
 pub struct Gaps {
@@ -59,10 +63,12 @@ struct Node {
 impl Gaps {
     /// Records a frame from `node`; returns how many frames before it were never seen (0 when
     /// it is the one due, or when its publisher started again from a lower sequence), and the
-    /// node's name, shared (no allocation per frame).
-    pub fn record(&mut self, node: &str, header: &Header) -> (u64, Arc<str>) {
+    /// node's name, shared (no allocation per frame). `None` for a node past the first
+    /// [`MAX_NODES`]: its frames are not imported.
+    pub fn record(&mut self, node: &str, header: &Header) -> Option<(u64, Arc<str>)> {
         let at = match self.nodes.iter().position(|known| *known.name == *node) {
             Some(at) => at,
+            None if self.nodes.len() >= MAX_NODES => return None,
             None => {
                 self.nodes.push(Node { name: Arc::from(node), due: Box::new([None; 256]) });
                 self.nodes.len() - 1
@@ -76,7 +82,7 @@ impl Gaps {
             _ => 0,
         };
         *due = Some(sequence + 1);
-        (missed, Arc::clone(name))
+        Some((missed, Arc::clone(name)))
     }
 }
 
@@ -107,7 +113,7 @@ mod tests {
     fn gaps_count_per_node_and_source() {
         let mut gaps = Gaps::default();
         let at = |source, sequence| *Header::view(&frame(source, sequence, &[])).unwrap();
-        let mut missed = |node, source, sequence| gaps.record(node, &at(source, sequence)).0;
+        let mut missed = |node, source, sequence| gaps.record(node, &at(source, sequence)).unwrap().0;
         assert_eq!(missed("a", 1, 1), 0);
         assert_eq!(missed("a", 1, 2), 0);
         assert_eq!(missed("a", 1, 5), 2);
@@ -115,5 +121,11 @@ mod tests {
         assert_eq!(missed("a", 2, 7), 0, "another source too");
         assert_eq!(missed("a", 1, 1), 0, "a publisher that starts again is not a gap");
         assert_eq!(missed("a", 1, 3), 1);
+        // Nodes past the bound are refused; the known ones go on.
+        for n in 2..MAX_NODES {
+            assert!(gaps.record(&format!("n{n}"), &at(1, 1)).is_some());
+        }
+        assert!(gaps.record("one-too-many", &at(1, 1)).is_none());
+        assert!(gaps.record("a", &at(1, 4)).is_some());
     }
 }
