@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_nats::Subject;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use log::{debug, error, info, warn};
@@ -75,6 +75,7 @@ pub async fn export(
         jetstream: matches!(out, Route::JetStream(_)),
         subjects: HashMap::new(),
         ready: Vec::new(),
+        copies: BytesMut::new(),
         counts: Counts::default(),
         wrong_relay: None,
     };
@@ -188,6 +189,10 @@ async fn read(
     }
 }
 
+/// The bytes of one allocation for frames on their way to NATS (an allocation per frame cost
+/// a `malloc` and a `free` per frame).
+const COPIES: usize = 64 * 1024;
+
 /// Counters of one pass, added to the shared ones once.
 #[derive(Default)]
 struct Counts {
@@ -215,6 +220,9 @@ struct Exporter<'a> {
     subjects: HashMap<(u8, u8), Subject>,
     /// The frames of this pass, for NATS.
     ready: Vec<Outgoing>,
+    /// Where frames are copied for NATS, many to an allocation: each frame's `Bytes` shares
+    /// it, and it is freed once NATS has written them all.
+    copies: BytesMut,
     counts: Counts,
     /// A frame of this other domain came: the relay is not this bridge's (nothing more is
     /// exported).
@@ -258,7 +266,12 @@ impl Exporter<'_> {
             .or_insert_with(|| Subject::from(export_subject(node, domain, frame.bytes())))
             .clone();
         let id = self.jetstream.then(|| message_id(node, header));
-        self.ready.push(Outgoing { subject, id, frame: Bytes::copy_from_slice(frame.bytes()) });
+        let bytes = frame.bytes();
+        if self.copies.capacity() < bytes.len() {
+            self.copies.reserve(COPIES.max(bytes.len()));
+        }
+        self.copies.extend_from_slice(bytes);
+        self.ready.push(Outgoing { subject, id, frame: self.copies.split().freeze() });
     }
 }
 
