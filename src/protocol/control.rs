@@ -41,6 +41,13 @@ impl Role {
 pub const OPTION_NOTICES: u8 = 0b01;
 /// Subscribe option bit 1: send me a Heartbeat after each idle second.
 pub const OPTION_HEARTBEATS: u8 = 0b10;
+/// Subscribe option bit 2: confirm what I publish with notice 7 (implies notices).
+pub const OPTION_CONFIRM: u8 = 0b100;
+/// Subscribe option bit 3: deliver my data frames through shared memory (PROTOCOL.md §7;
+/// implies notices).
+pub const OPTION_SHM: u8 = 0b1000;
+/// Every option bit of version 1; bits 4–7 must be 0.
+pub const OPTIONS_KNOWN: u8 = OPTION_NOTICES | OPTION_HEARTBEATS | OPTION_CONFIRM | OPTION_SHM;
 
 /// One subscription filter (16 bytes on the wire). Filters are OR-ed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,7 +154,7 @@ impl Filter {
 pub struct Subscribe {
     /// The role asked for.
     pub role: Role,
-    /// Option bits ([`OPTION_NOTICES`], [`OPTION_HEARTBEATS`]).
+    /// Option bits ([`OPTION_NOTICES`], [`OPTION_HEARTBEATS`], [`OPTION_CONFIRM`], [`OPTION_SHM`]).
     pub options: u8,
     /// The filters (at most 64); none means every data frame.
     pub filters: Vec<Filter>,
@@ -180,7 +187,7 @@ impl Subscribe {
             2 => Role::PublishSubscribe,
             other => return Err(SubscribeError::Role(other)),
         };
-        if options & !(OPTION_NOTICES | OPTION_HEARTBEATS) != 0 {
+        if options & !OPTIONS_KNOWN != 0 {
             return Err(SubscribeError::Options(options));
         }
         let (chunks, _) = rest.as_chunks::<16>();
@@ -190,6 +197,12 @@ impl Subscribe {
             .map(|(index, raw)| Filter::parse(index as u8, raw))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Subscribe { role, options, filters })
+    }
+
+    /// Whether the connection gets RelayNotices: asked for, or implied by confirmation or
+    /// shared-memory delivery.
+    pub fn notices(&self) -> bool {
+        self.options & (OPTION_NOTICES | OPTION_CONFIRM | OPTION_SHM) != 0
     }
 
     /// Bytes of the value.
@@ -279,6 +292,9 @@ pub mod notice {
     pub const STOPPING: u16 = 5;
     /// Access denied.
     pub const ACCESS_DENIED: u16 = 6;
+    /// What this connection published was accepted (Subscribe option bit 2); sequence = data
+    /// frames accepted since it connected, text `accepted=<n> rejected=<m>`.
+    pub const ACCEPTED: u16 = 7;
 }
 
 /// A RelayNotice (117) value: `code u16 @0; reserved u16 @2; sequence u64 @4; text @12..`.

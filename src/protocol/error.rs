@@ -251,8 +251,10 @@ pub enum SubscribeError {
     /// Role is not 0, 1 or 2.
     #[error("role {0} is not 0 (publish), 1 (subscribe) or 2 (both)")]
     Role(u8),
-    /// Options bits 2..=7 are set.
-    #[error("options 0x{0:02x} set reserved bits (only bit 0 notices and bit 1 heartbeats exist)")]
+    /// Options bits 4..=7 are set.
+    #[error(
+        "options 0x{0:02x} set reserved bits (only bit 0 notices, 1 heartbeats, 2 confirm and 3 shared memory exist)"
+    )]
     Options(u8),
     /// A filter kind outside 1..=5.
     #[error("filter {index} has kind {kind}, expected 1..=5")]

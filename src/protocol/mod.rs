@@ -41,8 +41,8 @@ mod validate;
 
 pub use builder::{Crc, FrameBuilder};
 pub use control::{
-    Filter, OPTION_HEARTBEATS, OPTION_NOTICES, RelayNotice, Role, RoutingKey, Subscribe, control_tlv, notice,
-    routing_key,
+    Filter, OPTION_CONFIRM, OPTION_HEARTBEATS, OPTION_NOTICES, OPTION_SHM, OPTIONS_KNOWN, RelayNotice, Role,
+    RoutingKey, Subscribe, control_tlv, notice, routing_key,
 };
 pub use error::{Error, SubscribeError, SymbolError};
 pub use header::{

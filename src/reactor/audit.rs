@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use log::{error, info};
 
 use crate::relays::audit::Record;
-use crate::relays::{Batch, CloseReason, Metrics, RelayContext};
+use crate::relays::{Intake, Metrics, RelayContext};
 
 /// What one intake accepted, held until its audit records are written.
 #[derive(Debug)]
@@ -25,8 +25,8 @@ pub(super) struct Held {
     pub(super) lines: Vec<u8>,
     /// Bytes of `lines` already written.
     pub(super) written: usize,
-    pub(super) batch: Option<Arc<Batch>>,
-    pub(super) close: Option<CloseReason>,
+    /// What the intake judged, its records taken out.
+    pub(super) intake: Intake,
 }
 
 /// One reactor's writer of the audit files.
@@ -136,7 +136,8 @@ impl AuditWriter {
     /// Logs the frames still held at the end of a stop; true if there are any (they were
     /// accepted and never delivered).
     pub(super) fn report_held(&self) -> bool {
-        let frames: usize = self.held.iter().filter_map(|h| h.batch.as_ref()).map(|b| b.frames.len()).sum();
+        let frames: usize =
+            self.held.iter().filter_map(|h| h.intake.batch.as_ref()).map(|b| b.frames.len()).sum();
         if !self.held.is_empty() {
             error!("{frames} accepted frames were not delivered: their audit records could not be written");
         }

@@ -21,8 +21,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::relays::{
-    CloseReason, EngineConfig, Event, Idle, Intake, Msg, Now, Peer, RelayContext, RelayLogic, Shard,
-    ShardConfig,
+    CloseReason, EngineConfig, Event, Idle, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
 };
 
 mod audit;
@@ -617,9 +616,9 @@ impl<L: RelayLogic> Reactor<L> {
     /// held (the relay fails closed).
     fn take_in(&mut self, token: usize) {
         let now = now();
-        let intake = self.shard.intake(token, now);
-        let Intake { records, batch, close } = intake;
-        let mut held = Held { token, relay: 0, lines: Vec::new(), written: 0, batch, close };
+        let mut intake = self.shard.intake(token, now);
+        let records = std::mem::take(&mut intake.records);
+        let mut held = Held { token, relay: 0, lines: Vec::new(), written: 0, intake };
         if !records.is_empty()
             && let Some(relay) = self.shard.connection(token).map(|c| c.relay)
         {
@@ -633,15 +632,9 @@ impl<L: RelayLogic> Reactor<L> {
         self.release(held, now);
     }
 
-    /// Forwards what an intake accepted, and closes its connection if it must be.
+    /// Settles an intake whose records are written: its frames are forwarded and confirmed.
     fn release(&mut self, held: Held, now: Now) {
-        if let Some(batch) = held.batch {
-            self.shard.forward(batch, now);
-        }
-        if let Some(reason) = held.close {
-            self.shard.flush(held.token, now);
-            self.shard.close(held.token, reason);
-        }
+        self.shard.settle(held.token, held.intake, now);
         self.apply();
     }
 

@@ -79,10 +79,14 @@ impl fmt::Display for CloseReason {
 /// What one intake of a read buffer produced.
 #[derive(Debug, Default)]
 pub struct Intake {
+    /// The connection's id (its token may be reused by the time the intake is settled).
+    pub connection: u64,
     /// Audit records of every frame judged, in order (empty unless the relay audits).
     pub records: Vec<Record>,
     /// The accepted data frames, in one shared buffer.
     pub batch: Option<Arc<Batch>>,
+    /// Data frames rejected (they count in the publisher's confirmation, notice 7).
+    pub rejected: u64,
     /// The connection must be closed after its accepted frames are forwarded.
     pub close: Option<CloseReason>,
 }
@@ -139,7 +143,20 @@ pub struct Connection<S> {
     pub(crate) pauses: u32,
     /// WRITABLE interest is registered (output is queued).
     pub(crate) writable: bool,
+    /// What became of the data frames it published (for notice 7).
+    pub(crate) published: Published,
     log: LogLimits,
+}
+
+/// Counts of one connection's data frames since it connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// Judged by the intake (accepted or rejected): the number of the last one.
+    pub(crate) judged: u64,
+    /// Accepted and handed on (on Execution: after their audit records were written).
+    pub(crate) accepted: u64,
+    /// Rejected, once their intake was settled.
+    pub(crate) rejected: u64,
 }
 
 impl<S> Connection<S> {
@@ -155,6 +172,7 @@ impl<S> Connection<S> {
             outbox: Outbox::new(now),
             pauses: 0,
             writable: false,
+            published: Published::default(),
             log: LogLimits::default(),
         }
     }
@@ -201,7 +219,7 @@ impl<S> Connection<S> {
         let config = &relay.config;
         let source = config.source.raw();
         let auditing = relay.logic.audits(&config.levels);
-        let mut intake = Intake::default();
+        let mut intake = Intake { connection: self.id, ..Intake::default() };
         let mut frames = Vec::new();
         let mut pos = 0;
         while pos < self.inbuf.len() && intake.close.is_none() {
@@ -220,6 +238,7 @@ impl<S> Connection<S> {
                 |inbuf: &[u8]| Header::view(&inbuf[pos..]).map_or((0, 0), |h| (h.source(), h.sequence()));
             let outcome = match self.session.judge(&self.inbuf[pos..pos + len], &relay.logic, config) {
                 Verdict::Forward => {
+                    self.published.judged += 1;
                     frames.push(FrameSpan { offset: pos as u32, len: len as u32 });
                     Outcome::Accepted
                 }
@@ -231,14 +250,21 @@ impl<S> Connection<S> {
                     continue;
                 }
                 Verdict::Consumed(Consumed::Subscribe) => {
+                    // Shared-memory delivery (§7) is not offered in this version: `shm=0`, and
+                    // the connection receives over its socket.
                     let text = format!(
-                        "version=1 max_message_size={} queue_bytes={} policy={}",
-                        config.max_message_size, config.queue_bytes, config.policy
+                        "version=1 max_message_size={} queue_bytes={} policy={}{}",
+                        config.max_message_size,
+                        config.queue_bytes,
+                        config.policy,
+                        if self.session.wants_shm() { " shm=0" } else { "" }
                     );
                     self.notice_if_asked(Notice { code: notice::SUBSCRIBED, sequence: 0, text }, source, now);
                     Outcome::Control
                 }
                 Verdict::Reject { reason, close } => {
+                    self.published.judged += 1;
+                    intake.rejected += 1;
                     let (frame_source, sequence) = ids(&self.inbuf);
                     relay.metrics.rejected[reason.index()].fetch_add(1, Relaxed);
                     if self.log.reject_due(&reason, now.instant) {
@@ -255,11 +281,17 @@ impl<S> Connection<S> {
                         } else {
                             notice::REJECTED
                         };
-                        self.outbox.notice(
-                            &Notice { code, sequence, text: reason.to_string() },
-                            source,
-                            now.unix_ns,
-                        );
+                        // A publisher that asked for confirmation learns which of its frames
+                        // this was: the sequence alone is ambiguous across sources.
+                        // It comes right after the reason token, so cutting a long text to
+                        // the notice's 512 bytes never cuts it.
+                        let mut text = reason.to_string();
+                        if self.session.wants_confirms() {
+                            let token = reason.token();
+                            let rest = text.strip_prefix(token).unwrap_or_default();
+                            text = format!("{token} frame={}{rest}", self.published.judged);
+                        }
+                        self.outbox.notice(&Notice { code, sequence, text }, source, now.unix_ns);
                     }
                     if close {
                         intake.close = Some(CloseReason::Rejected);

@@ -30,8 +30,8 @@ const MAX_SLICES: usize = 64;
 enum Kind {
     /// Data frames of a batch, this many.
     Frames(u32),
-    /// A RelayNotice.
-    Notice,
+    /// A RelayNotice; `confirm` for notice 7, of which at most one is pending.
+    Notice { confirm: bool },
     /// A Heartbeat.
     Heartbeat,
 }
@@ -107,6 +107,10 @@ pub(crate) struct Outbox {
     drops: u64,
     first_drop: u64,
     notice_sequence: u64,
+    /// Notices 7 queued: at most one not yet started, and one being written.
+    confirms: u8,
+    /// The counts of a notice 7 that found no room among the pending notices.
+    confirm_owed: Option<(u64, u64)>,
     /// Publishers paused on this queue's account.
     paused: Vec<PublisherId>,
     /// When publishers were paused on this queue's account, within the last two stall
@@ -133,6 +137,8 @@ impl Outbox {
             drops: 0,
             first_drop: 0,
             notice_sequence: 0,
+            confirms: 0,
+            confirm_owed: None,
             paused: Vec::new(),
             pause_spans: VecDeque::new(),
             dead: false,
@@ -145,6 +151,12 @@ impl Outbox {
     /// Nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Notices queued and not wholly written.
+    #[cfg(test)]
+    pub(crate) fn notices_pending(&self) -> usize {
+        self.notices
     }
 
     /// Bytes counted against the bound.
@@ -311,6 +323,47 @@ impl Outbox {
             }
             return;
         }
+        self.push_notice(notice, false, source, unix_ns);
+    }
+
+    /// Queues notice 7 with a publisher's counts (PROTOCOL.md §6): a pending one not yet
+    /// started is taken back, so at most one is pending and the newer count comes after the
+    /// rejections it counts. When [`MAX_PENDING_NOTICES`] are pending the count is owed
+    /// until one is written ([`Outbox::confirm_owed`]); it never overflows the queue.
+    pub(crate) fn confirm(&mut self, accepted: u64, rejected: u64, source: u8, unix_ns: u64) {
+        if self.dead {
+            return;
+        }
+        if self.confirms > 0 {
+            let started = |index: usize| index == 0 && self.written > 0;
+            let pending = self.entries.iter().rposition(|e| e.kind == Kind::Notice { confirm: true });
+            if let Some(index) = pending.filter(|&index| !started(index))
+                && let Some(entry) = self.entries.remove(index)
+            {
+                self.charged -= entry.charge;
+                self.notices -= 1;
+                self.confirms -= 1;
+            }
+        }
+        if self.notices >= MAX_PENDING_NOTICES {
+            self.confirm_owed = Some((accepted, rejected));
+            return;
+        }
+        self.confirm_owed = None;
+        let text = format!("accepted={accepted} rejected={rejected}");
+        self.push_notice(&Notice { code: notice::ACCEPTED, sequence: accepted, text }, true, source, unix_ns);
+    }
+
+    /// Queues the notice 7 owed since the pending notices left no room, once there is room.
+    pub(crate) fn confirm_owed(&mut self, source: u8, unix_ns: u64) {
+        if let Some((accepted, rejected)) = self.confirm_owed
+            && self.has_notice_room()
+        {
+            self.confirm(accepted, rejected, source, unix_ns);
+        }
+    }
+
+    fn push_notice(&mut self, notice: &Notice, confirm: bool, source: u8, unix_ns: u64) {
         self.notice_sequence += 1;
         let value = RelayNotice { code: notice.code, sequence: notice.sequence, text: &notice.text };
         let mut out = [0u8; 32 + 4 + RelayNotice::MAX_LEN];
@@ -321,11 +374,12 @@ impl Outbox {
         }
         let len = builder.finish(self.notice_sequence, unix_ns, Crc::Compute);
         self.notices += 1;
+        self.confirms += u8::from(confirm);
         self.charged += len;
         self.entries.push_back(Entry {
             data: Bytes::copy_from_slice(&out[..len]),
             charge: len,
-            kind: Kind::Notice,
+            kind: Kind::Notice { confirm },
         });
     }
 
@@ -442,8 +496,9 @@ impl Outbox {
             self.written = 0;
             if let Some(done) = self.entries.pop_front() {
                 self.charged -= done.charge;
-                if done.kind == Kind::Notice {
+                if let Kind::Notice { confirm } = done.kind {
                     self.notices -= 1;
+                    self.confirms -= u8::from(confirm);
                 }
             }
         }
@@ -452,7 +507,7 @@ impl Outbox {
     fn fail(&mut self) -> Result<(), WriteFailed> {
         self.dead = true;
         self.entries.clear();
-        (self.charged, self.written, self.notices) = (0, 0, 0);
+        (self.charged, self.written, self.notices, self.confirms) = (0, 0, 0, 0);
         Err(WriteFailed)
     }
 

@@ -3,7 +3,8 @@
 //! [`Verdict`].
 
 use crate::protocol::{
-    FrameKind, HEADER_SIZE, Header, OPTION_HEARTBEATS, OPTION_NOTICES, Subscribe, control_tlv, registry,
+    FrameKind, HEADER_SIZE, Header, OPTION_CONFIRM, OPTION_HEARTBEATS, OPTION_SHM, Subscribe, control_tlv,
+    registry,
 };
 
 use super::RelayConfig;
@@ -87,9 +88,19 @@ impl Session {
         }
     }
 
-    /// Whether the connection asked for notices.
+    /// Whether the connection asked for notices (or for what implies them).
     pub(crate) fn wants_notices(&self) -> bool {
-        self.subscription.as_ref().is_some_and(|s| s.options & OPTION_NOTICES != 0)
+        self.subscription.as_ref().is_some_and(Subscribe::notices)
+    }
+
+    /// Whether the connection asked for confirmation of what it publishes (notice 7).
+    pub(crate) fn wants_confirms(&self) -> bool {
+        self.subscription.as_ref().is_some_and(|s| s.options & OPTION_CONFIRM != 0)
+    }
+
+    /// Whether the connection asked for shared-memory delivery (PROTOCOL.md §7).
+    pub(crate) fn wants_shm(&self) -> bool {
+        self.subscription.as_ref().is_some_and(|s| s.options & OPTION_SHM != 0)
     }
 
     /// Whether the connection asked for heartbeats.

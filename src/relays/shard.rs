@@ -222,8 +222,7 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
     }
 
     /// Judges what a connection has read. The caller writes the records to the audit trail,
-    /// then hands the batch to [`Shard::forward`]; a connection that must be closed is closed
-    /// after that, by [`Shard::close`].
+    /// then hands the intake back to [`Shard::settle`].
     pub fn intake(&mut self, token: usize, now: Now) -> Intake {
         let Some(conn) = self.conns.get_mut(token) else { return Intake::default() };
         let relay = &self.relays[conn.relay];
@@ -246,9 +245,35 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
         intake
     }
 
+    /// Settles what [`Shard::intake`] judged, once its audit records are written (on a relay
+    /// that audits): forwards the accepted frames, confirms them and the rejections to a
+    /// publisher that asked (notice 7), and closes the connection if it must be.
+    pub fn settle(&mut self, token: usize, intake: Intake, now: Now) {
+        let Intake { connection, batch, rejected, close, .. } = intake;
+        let accepted = batch.as_ref().map_or(0, |batch| batch.frames.len() as u64);
+        if let Some(batch) = batch {
+            self.forward(batch, now);
+        }
+        let Some(conn) = self.conns.get_mut(token).filter(|conn| conn.id == connection) else { return };
+        if accepted + rejected > 0 {
+            conn.published.accepted += accepted;
+            conn.published.rejected += rejected;
+            if conn.session.wants_confirms() {
+                let source = self.relays[conn.relay].config.source.raw();
+                let published = conn.published;
+                conn.outbox.confirm(published.accepted, published.rejected, source, now.unix_ns);
+                self.flush(token, now);
+            }
+        }
+        if let Some(reason) = close {
+            self.flush(token, now);
+            self.close(token, reason);
+        }
+    }
+
     /// Delivers a batch of this shard's publisher to this shard's subscribers, and sends it to
     /// every other shard.
-    pub fn forward(&mut self, batch: Arc<Batch>, now: Now) {
+    fn forward(&mut self, batch: Arc<Batch>, now: Now) {
         self.deliver(&batch, Some(batch.publisher.token), now);
         for shard in (0..self.config.shards).filter(|&s| s != self.config.index) {
             self.messages.push_back((shard, Msg::Batch(Arc::clone(&batch))));
@@ -417,6 +442,7 @@ impl<L: RelayLogic, S: Write> Shard<L, S> {
                     conn.outbox.notice(&notice, source, now.unix_ns);
                     flush.push(token);
                 }
+                conn.outbox.confirm_owed(source, now.unix_ns);
             }
             if conn.session.wants_heartbeats() && conn.outbox.is_empty() {
                 conn.outbox.heartbeat_if_due(source, now.instant, now.unix_ns);

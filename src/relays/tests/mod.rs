@@ -2,6 +2,7 @@
 //! stall window, merged notices, sequences, undelivered frames at stop, ordering across
 //! shards, and a fourth domain written as one small type.
 
+mod confirm;
 mod sim;
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -220,15 +220,9 @@ impl<L: RelayLogic> Sim<L> {
             buffer.extend(self.inbound[index][token].drain(..take));
             let now = self.now();
             let shard = &mut self.shards[index];
-            let intake = shard.intake(token, now);
-            self.records.extend(intake.records);
-            if let Some(batch) = intake.batch {
-                shard.forward(batch, now);
-            }
-            if let Some(reason) = intake.close {
-                shard.flush(token, now);
-                shard.close(token, reason);
-            }
+            let mut intake = shard.intake(token, now);
+            self.records.append(&mut intake.records);
+            shard.settle(token, intake, now);
             moved = true;
         }
         moved
