@@ -5,7 +5,8 @@ mod util;
 use std::time::Duration;
 
 use torq::client::{
-    Error, Event, Notice, OwnedEvent, Publisher, PublisherOptions, Reconnect, Subscriber, SubscriberOptions,
+    Error, Event, Notice, OwnedEvent, Publisher, PublisherOptions, Reconnect, Settlement, Subscriber,
+    SubscriberOptions,
 };
 use torq::protocol::{Crc, Filter, Header, Payload, RelayDomain, Trade};
 use util::*;
@@ -184,12 +185,13 @@ fn a_subscriber_reconnects_and_says_so() {
 
 #[test]
 fn back_pressure_is_visible() {
-    // A "relay" that accepts and never reads.
+    // A "relay" that accepts and never reads (nor acknowledges: a legacy publisher).
     let dir = temp_dir("client-full");
     let path = dir.join("full.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let mut options = PublisherOptions::new(RelayDomain::MarketData, 4);
     options.send_buffer = 64 << 10;
+    options.confirm = false;
     let mut publisher = Publisher::connect(&path, options).unwrap();
     let (_peer, _) = listener.accept().unwrap();
     let mut published = 0u64;
@@ -255,4 +257,108 @@ fn the_examples_publish_and_subscribe() {
     let _ = (publisher.kill(), subscriber.kill(), publisher.wait(), subscriber.wait());
     assert!(first.starts_with("#1 price 9700000000000 "), "{first}");
     assert!(second.starts_with("#2 price 9700000000001 "), "{second}");
+}
+
+/// An order (OrderRequest, 48 bytes) from source 20 as it is, for `offer_verbatim`.
+fn order(sequence: u64, crc: Crc) -> Vec<u8> {
+    build(RelayDomain::Execution, 20, sequence, &[(40, &[sequence as u8; 48])], crc)
+}
+
+#[test]
+fn a_rejected_frame_is_named_and_the_frames_behind_it_still_arrive() {
+    let dir = temp_dir("client-confirm");
+    let audit = dir.join("audit.log");
+    let relay = Relay::start(EXECUTION, &["--audit-file", audit.to_str().unwrap()]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let mut publisher =
+        Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::Execution, 20)).unwrap();
+    assert_eq!(publisher.max_message_size(), Some(131_072));
+    // Order 1 without its checksum (`checksum_missing` on Execution), then a valid one, then
+    // order 2 again (`sequence_replay`), then 100 valid ones.
+    publisher.offer_verbatim(&order(1, Crc::Skip)).unwrap();
+    publisher.offer_verbatim(&order(2, Crc::Compute)).unwrap();
+    publisher.offer_verbatim(&order(2, Crc::Compute)).unwrap();
+    for sequence in 3..=102 {
+        publisher.offer_verbatim(&order(sequence, Crc::Compute)).unwrap();
+    }
+    let settled = publisher.settle(WAIT).unwrap();
+    assert_eq!(settled, Settlement { sent: 103, accepted: 101, rejected: 2 });
+    assert_eq!(settled.unsettled(), 0);
+    let first = publisher.take_rejection().unwrap();
+    assert_eq!((first.frame, first.sequence, first.reason.as_str()), (1, 1, "checksum_missing"));
+    let second = publisher.take_rejection().unwrap();
+    assert_eq!((second.frame, second.sequence, second.reason.as_str()), (3, 2, "sequence_replay"));
+    assert_eq!((publisher.take_rejection(), publisher.unnamed_rejections()), (None, 0));
+    // Nothing behind a rejection was lost.
+    let sequences: Vec<u64> = receive(&mut subscriber, 101).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(sequences, (2..=102).collect::<Vec<_>>());
+    // On Execution the confirmation comes after the audit records: every frame it counted is
+    // in the trail by the time it arrived.
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    let own = format!("pid={} ", std::process::id());
+    let accepted = trail.lines().filter(|l| l.contains(&own) && l.contains(" accepted ")).count();
+    let rejected = trail.lines().filter(|l| l.contains(&own) && l.contains(" rejected ")).count();
+    assert_eq!((accepted, rejected), (101, 2), "{trail}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nothing_unaudited_is_confirmed() {
+    // /dev/full takes the lock and fails every write: the relay fails closed.
+    let relay = Relay::start(EXECUTION, &["--audit-file", "/dev/full"]);
+    let mut publisher =
+        Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::Execution, 20)).unwrap();
+    for _ in 0..10 {
+        publisher.publish(|frame| frame.tlv(40, &[1; 48]).map(|_| ())).unwrap();
+    }
+    let error = publisher.settle(Duration::from_millis(700)).unwrap_err();
+    assert!(matches!(error, Error::TimedOut(_)), "{error}");
+    assert_eq!(publisher.settlement(), Settlement { sent: 10, accepted: 0, rejected: 0 });
+}
+
+#[test]
+fn what_the_relay_cannot_take_is_refused_before_it_is_sent() {
+    let relay = Relay::start(MARKET_DATA, &["--max-message-size", "2000"]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let mut publisher =
+        Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 4)).unwrap();
+    assert_eq!(publisher.max_message_size(), Some(2000));
+    let big = publisher.publish(|frame| frame.tlv(200, &[0; 3000]).map(|_| ())).unwrap_err();
+    assert!(
+        matches!(big, Error::Frame(torq::protocol::Error::FrameTooLarge { size: 3037, max: 2000 })),
+        "{big}"
+    );
+    let big = build(RelayDomain::MarketData, 4, 9, &[(200, &[0; 3000])], Crc::Skip);
+    assert!(matches!(publisher.offer_verbatim(&big), Err(Error::Frame(_))));
+    // A Subscribe would replace the publisher's own subscription: refused.
+    let subscribe = torq::client::subscribe_frame(
+        &torq::protocol::Subscribe { role: torq::protocol::Role::Subscribe, options: 0, filters: vec![] },
+        0,
+    )
+    .unwrap();
+    assert!(matches!(publisher.offer_verbatim(&subscribe), Err(Error::ControlFrame(116))));
+    // None of it was sent or counted; what comes next goes through.
+    publisher.publish(|frame| frame.payload(&trade(5)).map(|_| ())).unwrap();
+    assert_eq!(publisher.settle(WAIT).unwrap(), Settlement { sent: 1, accepted: 1, rejected: 0 });
+    assert_eq!(receive(&mut subscriber, 1)[0].0, 1);
+}
+
+#[test]
+fn a_legacy_publisher_is_closed_at_its_first_rejected_order() {
+    let relay = Relay::start(EXECUTION, &[]);
+    let mut options = PublisherOptions::new(RelayDomain::Execution, 20);
+    options.confirm = false;
+    let mut publisher = Publisher::connect(&relay.socket, options).unwrap();
+    publisher.offer_verbatim(&order(1, Crc::Skip)).unwrap();
+    publisher.flush().unwrap();
+    // The relay closes the connection: writing on fails (polled until WAIT), and nothing was
+    // ever confirmed.
+    let start = std::time::Instant::now();
+    let closed = (2..).find_map(|sequence| {
+        std::thread::sleep(Duration::from_millis(1));
+        let sent = publisher.offer_verbatim(&order(sequence, Crc::Compute)).and_then(|()| publisher.flush());
+        sent.err().or_else(|| (start.elapsed() > WAIT).then_some(Error::TimedOut(WAIT)))
+    });
+    assert!(matches!(closed, Some(Error::Closed { .. })), "{closed:?}");
+    assert_eq!(publisher.settlement().accepted, 0);
 }

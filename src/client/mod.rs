@@ -29,6 +29,7 @@
 
 mod publisher;
 mod reader;
+mod settle;
 mod subscriber;
 
 use std::io;
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use publisher::{Publisher, PublisherOptions};
 pub use reader::{Frame, FrameReader, FramingError};
+pub use settle::{Rejection, Settlement};
 pub use subscriber::{Event, Notice, OwnedEvent, Subscriber, SubscriberOptions, subscribe_frame};
 
 /// What can go wrong talking to a relay.
@@ -79,6 +81,13 @@ pub enum Error {
     /// buffer).
     #[error("cannot build the frame: {0}")]
     Frame(crate::protocol::Error),
+    /// A Subscribe (116) or RelayNotice (117) control frame was given to a publisher that
+    /// asked for confirmation: the relay would take it as a new subscription for the
+    /// connection, or close it; it is not sent.
+    #[error(
+        "a control frame (TLV {0}) is not published: it would replace or break this publisher's subscription"
+    )]
+    ControlFrame(u8),
     /// The relay's stream cannot be framed any more.
     #[error("the stream from the relay at {path} broke: {error}")]
     Framing {

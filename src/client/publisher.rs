@@ -6,9 +6,19 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Crc, FrameBuilder, HEADER_SIZE, Header, RelayDomain, checksum, mark_bridged};
+use rustix::net::{RecvFlags, SendFlags};
 
-use super::{Error, Reconnect, unix_ns};
+use crate::protocol::{
+    Crc, FrameBuilder, Framing, HEADER_SIZE, Header, OPTION_CONFIRM, OPTION_NOTICES, RelayDomain, Role,
+    Subscribe, checksum, control_tlv, mark_bridged,
+};
+
+use super::settle::Ledger;
+use super::subscriber::{await_ack, notice_of, subscribe_frame};
+use super::{Error, FrameReader, Reconnect, Rejection, Settlement, unix_ns};
+
+/// The largest notice frame (a RelayNotice of 512 bytes in an extended TLV), and then some.
+const NOTICE_BUFFER: usize = 4096;
 
 /// How a [`Publisher`] publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +36,16 @@ pub struct PublisherOptions {
     pub batch: usize,
     /// Reconnect when the relay goes away (`None`: report [`Error::Closed`]).
     pub reconnect: Option<Reconnect>,
+    /// Ask the relay to confirm every frame (PROTOCOL.md §6, Subscribe options bits 0 and 2,
+    /// the default): each rejection comes back with its reason ([`Publisher::take_rejection`]),
+    /// a rejected frame never closes the connection, frames over the relay's
+    /// `max_message_size` are refused here, and [`Publisher::settle`] waits until the relay
+    /// has said what became of everything sent. `false`: the legacy hello — the relay says
+    /// nothing, and on Execution closes the connection at the first rejected frame, losing
+    /// those behind it.
+    pub confirm: bool,
+    /// How long [`Publisher::connect`] waits for the relay to acknowledge (with `confirm`).
+    pub ack_timeout: Duration,
 }
 
 impl PublisherOptions {
@@ -39,6 +59,8 @@ impl PublisherOptions {
             send_buffer: 1 << 20,
             batch: 128 << 10,
             reconnect: None,
+            confirm: true,
+            ack_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -57,19 +79,29 @@ pub struct Publisher {
     sequences: Box<[u64; 256]>,
     /// Connections made again since the first.
     reconnections: u64,
+    /// The relay's notices (with `confirm`): read without waiting as frames are written.
+    notices: Option<FrameReader>,
+    /// The relay's largest frame, as its acknowledgement said (with `confirm`).
+    max_message_size: Option<usize>,
+    /// The relay closed its end (seen while reading notices).
+    relay_closed: bool,
+    ledger: Ledger,
 }
 
 impl Publisher {
-    /// Connects to the relay at `path` and says hello (PROTOCOL.md §6: the connection is a
-    /// publisher from then on).
+    /// Connects to the relay at `path`. With [`PublisherOptions::confirm`] it subscribes as a
+    /// publisher asking for notices and confirmation and waits (at most
+    /// [`PublisherOptions::ack_timeout`]) for the acknowledgement; otherwise it says the
+    /// legacy hello (PROTOCOL.md §6: the connection is a publisher from then on).
     ///
     /// # Errors
     ///
     /// [`Error::Connect`] when the socket cannot be connected to; [`Error::Io`] when the hello
-    /// cannot be written.
+    /// cannot be written; [`Error::Refused`] or [`Error::TimedOut`] when the relay refuses or
+    /// does not acknowledge.
     pub fn connect(path: impl AsRef<Path>, options: PublisherOptions) -> Result<Publisher, Error> {
         let path = path.as_ref().to_path_buf();
-        let stream = open(&path, &options)?;
+        let (stream, notices, max_message_size) = open(&path, &options)?;
         let buf = vec![0; options.send_buffer.max(HEADER_SIZE)];
         Ok(Publisher {
             path,
@@ -80,6 +112,10 @@ impl Publisher {
             written: 0,
             sequences: Box::new([0; 256]),
             reconnections: 0,
+            notices,
+            max_message_size,
+            relay_closed: false,
+            ledger: Ledger::default(),
         })
     }
 
@@ -159,6 +195,7 @@ impl Publisher {
     /// used; the headers may have been stamped); connection errors as [`Publisher::flush`].
     pub fn send_frames(&mut self, frames: &mut [u8], timestamp: u64) -> Result<u64, Error> {
         self.flush()?;
+        let count = self.data_frames(frames)?;
         // Checked while stamping: one pass over the headers.
         let Some(sequence) = stamp(frames, &mut self.sequences, timestamp, self.options.checksum) else {
             return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
@@ -166,20 +203,24 @@ impl Publisher {
                 available: frames.len(),
             }));
         };
+        self.ledger.sent(count);
         let mut written = 0;
         while written < frames.len() {
-            match rustix::net::send(&self.stream, &frames[written..], rustix::net::SendFlags::NOSIGNAL) {
-                Ok(0) => self.lost(io::ErrorKind::WriteZero.into())?,
-                Ok(n) => written += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    // After a reconnection the rest goes through the send buffer, from the
-                    // frame that was being written.
-                    self.lost(e.into())?;
-                    let start = frame_start(frames, written);
-                    return self.offer_verbatim(&frames[start..]).map(|()| sequence);
+            let error = match rustix::net::send(&self.stream, &frames[written..], SendFlags::NOSIGNAL) {
+                Ok(0) => io::ErrorKind::WriteZero.into(),
+                Ok(n) => {
+                    written += n;
+                    continue;
                 }
-            }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => io::Error::from(e),
+            };
+            // After a reconnection the rest goes through the send buffer, from the frame that
+            // was being written, and is counted there.
+            let start = frame_start(frames, written);
+            self.ledger.unsent(data_frames_in(&frames[start..]));
+            self.lost(error)?;
+            return self.offer_verbatim(&frames[start..]).map(|()| sequence);
         }
         Ok(sequence)
     }
@@ -212,12 +253,8 @@ impl Publisher {
     /// where the buffer is full — and treats each in place as `queued` says. Returns the last
     /// sequence (stamped frames only).
     fn offer_inner(&mut self, mut frames: &[u8], queued: Queued) -> Result<u64, Error> {
-        if !whole_frames(frames) {
-            return Err(Error::Frame(crate::protocol::Error::BufferTooSmall {
-                needed: HEADER_SIZE.max(frames.len()),
-                available: frames.len(),
-            }));
-        }
+        let count = self.data_frames(frames)?;
+        self.ledger.sent(count);
         let mut sequence = 0;
         while !frames.is_empty() {
             // The frames that fit the room left; at least one once the buffer is empty.
@@ -292,9 +329,59 @@ impl Publisher {
         let sequence = self.sequences[usize::from(source)] + 1;
         let crc = if self.options.checksum { Crc::Compute } else { Crc::Skip };
         let len = builder.finish(sequence, unix_ns(), crc);
+        if let Some(max) = self.max_message_size.filter(|&max| len > max) {
+            // Not queued: the relay would close the connection at it.
+            return Err(Error::Frame(crate::protocol::Error::FrameTooLarge { size: len as u64, max }));
+        }
         self.sequences[usize::from(source)] = sequence;
         self.len += len;
+        // A frame without TLVs is a hello: the relay does not count it.
+        self.ledger.sent(u64::from(len > HEADER_SIZE));
         Ok(Some(sequence))
+    }
+
+    /// The data frames among `frames` (whole frames back to back), which the relay will count
+    /// in its confirmations; hellos (no payload) are not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Frame`] when `frames` is not whole frames; with confirmation, also for a frame
+    /// the relay would close the connection at (bad magic or version, over its
+    /// `max_message_size`) and [`Error::ControlFrame`] for a Subscribe or RelayNotice frame
+    /// (it would change or break the subscription that confirms).
+    fn data_frames(&self, frames: &[u8]) -> Result<u64, Error> {
+        let malformed = || {
+            Error::Frame(crate::protocol::Error::BufferTooSmall {
+                needed: HEADER_SIZE.max(frames.len()),
+                available: frames.len(),
+            })
+        };
+        let (mut at, mut count) = (0, 0);
+        while at < frames.len() {
+            let rest = &frames[at..];
+            let len = match (self.notices.is_some(), self.max_message_size) {
+                (true, Some(max)) => match crate::protocol::frame(rest, max).map_err(Error::Frame)? {
+                    Framing::Frame(len) => len,
+                    Framing::Incomplete(_) => return Err(malformed()),
+                },
+                _ => match Header::view(rest).map(|header| header.frame_len()) {
+                    Some(len) if len <= rest.len() as u64 => len as usize,
+                    _ => return Err(malformed()),
+                },
+            };
+            if self.notices.is_some()
+                && rest[4] == RelayDomain::System.raw()
+                && let Some(tlv) = control_tlv(&rest[HEADER_SIZE..len])
+            {
+                return Err(Error::ControlFrame(tlv.tlv_type));
+            }
+            count += u64::from(len > HEADER_SIZE);
+            at += len;
+        }
+        if frames.is_empty() {
+            return Err(malformed());
+        }
+        Ok(count)
     }
 
     /// Writes a batch once one is waiting (without waiting for the socket).
@@ -324,19 +411,118 @@ impl Publisher {
     /// socket resumes only once three quarters of its buffer are free (measured: a publisher
     /// waiting that way sent 40 % fewer frames a second).
     fn write_waiting(&mut self, wait: bool) -> Result<bool, Error> {
-        use rustix::net::{SendFlags, send};
+        use rustix::net::send;
         let flags = if wait { SendFlags::NOSIGNAL } else { SendFlags::DONTWAIT | SendFlags::NOSIGNAL };
         while self.written < self.len {
             match send(&self.stream, &self.buf[self.written..self.len], flags) {
                 Ok(0) => self.lost(io::ErrorKind::WriteZero.into())?,
                 Ok(n) => self.written += n,
-                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.read_notices()?;
+                    return Ok(false);
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => self.lost(e.into())?,
             }
         }
         (self.len, self.written) = (0, 0);
+        self.read_notices()?;
         Ok(true)
+    }
+
+    /// Takes in the notices the relay has sent, without waiting (with confirmation).
+    fn read_notices(&mut self) -> Result<(), Error> {
+        let Some(reader) = self.notices.as_mut() else { return Ok(()) };
+        loop {
+            match rustix::net::recv(&self.stream, reader.spare(), RecvFlags::DONTWAIT) {
+                Ok((0, _)) => {
+                    self.relay_closed = true;
+                    break;
+                }
+                Ok((n, _)) => reader.filled(n),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => {}
+                // The connection is gone; writing says so.
+                Err(_) => {
+                    self.relay_closed = true;
+                    break;
+                }
+            }
+            loop {
+                match reader.next_frame() {
+                    Ok(Some(frame)) => {
+                        if let Some(notice) = notice_of(&frame) {
+                            self.ledger.notice(notice);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => return Err(Error::Framing { path: self.path.clone(), error }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything waiting, then waits until the relay has said what became of every
+    /// frame sent (accepted or rejected), at most `timeout`; returns the counts. Take the
+    /// rejections with [`Publisher::take_rejection`].
+    ///
+    /// Frames written to a connection that was lost before the relay confirmed them are
+    /// never settled: [`Settlement::unsettled`] counts them. Without
+    /// [`PublisherOptions::confirm`] the relay says nothing: every frame stays unsettled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimedOut`] when frames are still unsettled at the deadline; [`Error::Refused`]
+    /// when the relay closed the connection after a protocol error; otherwise as
+    /// [`Publisher::flush`].
+    pub fn settle(&mut self, timeout: Duration) -> Result<Settlement, Error> {
+        let deadline = Instant::now() + timeout;
+        self.flush_until(Some(deadline)).map_err(|e| match e {
+            Error::WouldBlock => Error::TimedOut(timeout),
+            other => other,
+        })?;
+        if self.notices.is_none() {
+            return Ok(self.ledger.settlement());
+        }
+        loop {
+            self.read_notices()?;
+            if self.ledger.settled() {
+                return Ok(self.ledger.settlement());
+            }
+            if self.relay_closed {
+                // Reconnects (the frames in doubt stay unsettled) or reports the loss.
+                self.lost(io::ErrorKind::ConnectionReset.into())?;
+                continue;
+            }
+            if !super::wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))? {
+                return Err(Error::TimedOut(timeout));
+            }
+        }
+    }
+
+    /// What became of the frames sent so far, as far as the relay has said (without waiting).
+    pub fn settlement(&self) -> Settlement {
+        self.ledger.settlement()
+    }
+
+    /// The oldest rejection the relay reported and the caller has not taken (at most 4096 are
+    /// kept; beyond, and those the relay merged into a count, are counted by
+    /// [`Publisher::unnamed_rejections`]).
+    pub fn take_rejection(&mut self) -> Option<Rejection> {
+        self.ledger.take_rejection()
+    }
+
+    /// Rejections counted without the frame they concern: the relay merged them (more than 16
+    /// notices were waiting for this publisher to read), or more than 4096 were not taken.
+    pub fn unnamed_rejections(&self) -> u64 {
+        self.ledger.unnamed()
+    }
+
+    /// The relay's largest frame, header included, as it said when it acknowledged (with
+    /// [`PublisherOptions::confirm`]).
+    pub fn max_message_size(&self) -> Option<usize> {
+        self.max_message_size
     }
 
     /// Moves what waits to the front of the send buffer, from the start of its first frame
@@ -407,6 +593,13 @@ impl Publisher {
 
     /// The connection was lost: reconnect (say hello again) or report it.
     fn lost(&mut self, error: io::Error) -> Result<(), Error> {
+        // What the relay said before it went: confirmations, or why it closed.
+        if !self.relay_closed {
+            let _ = self.read_notices();
+        }
+        if let Some(text) = self.ledger.refused() {
+            return Err(Error::Refused { path: self.path.clone(), text: text.to_string() });
+        }
         let Some(reconnect) = self.options.reconnect else {
             return Err(match error.kind() {
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::WriteZero => {
@@ -416,12 +609,16 @@ impl Publisher {
             });
         };
         log::info!("publisher: the relay at {} went away ({error}); reconnecting", self.path.display());
-        let (stream, attempts) = reconnect.run(|| open(&self.path, &self.options))?;
+        let ((stream, notices, max_message_size), attempts) =
+            reconnect.run(|| open(&self.path, &self.options))?;
         log::info!("publisher: reconnected to {} after {attempts} attempts", self.path.display());
-        self.stream = stream;
+        (self.stream, self.notices, self.max_message_size) = (stream, notices, max_message_size);
+        self.relay_closed = false;
         self.reconnections += 1;
         // A partly written frame cannot be completed on a new connection: start at a frame.
         self.written = frame_start(&self.buf[..self.len], self.written);
+        let resent = data_frames_in(&self.buf[self.written..self.len]);
+        self.ledger.reconnected(resent);
         Ok(())
     }
 
@@ -441,13 +638,14 @@ enum Queued {
     Bridged,
 }
 
-/// Whether `bytes` is one or more whole frames back to back.
-fn whole_frames(bytes: &[u8]) -> bool {
-    let mut at = 0;
-    while let Some(header) = bytes.get(at..).and_then(Header::view) {
+/// The frames with a payload among whole frames back to back.
+fn data_frames_in(frames: &[u8]) -> u64 {
+    let (mut at, mut count) = (0, 0);
+    while let Some(header) = frames.get(at..).and_then(Header::view) {
+        count += u64::from(header.payload_size() > 0);
         at += header.frame_len() as usize;
     }
-    at == bytes.len() && !bytes.is_empty()
+    count
 }
 
 /// Stamps whole frames in place: the next sequence of each one's source, `timestamp`, and the
@@ -530,15 +728,30 @@ fn frame_start(frames: &[u8], at: usize) -> usize {
     start
 }
 
-/// Connects and says hello (the stream stays blocking; see `write_waiting`).
-fn open(path: &Path, options: &PublisherOptions) -> Result<UnixStream, Error> {
+/// Connects, and subscribes as a confirmed publisher (waiting for the acknowledgement) or
+/// says hello; the stream stays blocking (see `write_waiting`). Returns the notice reader and
+/// the relay's `max_message_size` when confirming.
+fn open(path: &Path, options: &PublisherOptions) -> Result<(UnixStream, Option<FrameReader>, Option<usize>), Error> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut stream =
         UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
-    let hello = Header::new(options.domain, options.source, 0, unix_ns(), 0);
-    stream
-        .write_all(zerocopy::IntoBytes::as_bytes(&hello))
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    Ok(stream)
+    if !options.confirm {
+        let hello = Header::new(options.domain, options.source, 0, unix_ns(), 0);
+        stream.write_all(zerocopy::IntoBytes::as_bytes(&hello)).map_err(io)?;
+        return Ok((stream, None, None));
+    }
+    let subscribe =
+        Subscribe { role: Role::Publish, options: OPTION_NOTICES | OPTION_CONFIRM, filters: Vec::new() };
+    let frame = subscribe_frame(&subscribe, unix_ns()).map_err(Error::Frame)?;
+    stream.write_all(&frame).map_err(io)?;
+    let mut reader = FrameReader::new(NOTICE_BUFFER);
+    let text = await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
+    stream.set_read_timeout(None).map_err(io)?;
+    let max_message_size = text
+        .split(' ')
+        .find_map(|word| word.strip_prefix("max_message_size="))
+        .and_then(|n| n.parse().ok());
+    Ok((stream, Some(reader), max_message_size))
 }
 
 impl AsFd for Publisher {

@@ -117,6 +117,14 @@ pub enum Notice {
     },
     /// 5: the relay is stopping.
     Stopping,
+    /// 7: what this connection published was accepted (it asked for confirmation): counts of
+    /// its data frames since it connected.
+    Accepted {
+        /// Accepted.
+        accepted: u64,
+        /// Rejected.
+        rejected: u64,
+    },
     /// 6: access denied.
     AccessDenied {
         /// The sequence of the frame concerned.
@@ -151,6 +159,7 @@ impl Notice {
             notice::DROPPED => Notice::Dropped { first_sequence: sequence, count: number("dropped=") },
             notice::STOPPING => Notice::Stopping,
             notice::ACCESS_DENIED => Notice::AccessDenied { sequence, text },
+            notice::ACCEPTED => Notice::Accepted { accepted: sequence, rejected: number("rejected=") },
             code => Notice::Other { code, sequence, text },
         }
     }
@@ -540,7 +549,7 @@ fn system_event(bytes: &[u8], offset: u64) -> Event<Frame<'_>> {
 }
 
 /// The typed notice of a RelayNotice frame.
-fn notice_of(frame: &Frame<'_>) -> Option<Notice> {
+pub(super) fn notice_of(frame: &Frame<'_>) -> Option<Notice> {
     if frame.header().domain_byte() != RelayDomain::System.raw() {
         return None;
     }
@@ -605,13 +614,14 @@ fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameRe
     Ok((stream, reader))
 }
 
-/// Reads until notice 1 (frames before it are not for this subscription yet).
-fn await_ack(
+/// Reads until notice 1 (frames before it are not for this subscription yet); returns its
+/// text (the relay's settings).
+pub(super) fn await_ack(
     path: &Path,
     stream: &mut UnixStream,
     reader: &mut FrameReader,
     timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let deadline = Instant::now() + timeout;
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     loop {
@@ -619,7 +629,7 @@ fn await_ack(
             reader.next_frame().map_err(|error| Error::Framing { path: path.to_path_buf(), error })?
         {
             match notice_of(&frame) {
-                Some(Notice::Subscribed(_)) => return Ok(()),
+                Some(Notice::Subscribed(text)) => return Ok(text),
                 Some(Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. }) => {
                     return Err(Error::Refused { path: path.to_path_buf(), text });
                 }

@@ -461,7 +461,10 @@ mod tests {
         assert_eq!(bad(&[1, 0, 1, 0]), Length { len: 4, count: 1 });
         assert_eq!(bad(&[1, 0, 65, 0]), TooManyFilters(65));
         assert_eq!(bad(&subscribe_bytes(3, 0, &[])), Role(3));
-        assert_eq!(bad(&subscribe_bytes(1, 4, &[])), Options(4));
+        assert_eq!(bad(&subscribe_bytes(1, 0x10, &[])), Options(0x10));
+        assert_eq!(bad(&subscribe_bytes(1, 0x8F, &[])), Options(0x8F));
+        // Bits 0-3 (notices, heartbeats, confirm, shared memory) are all known.
+        assert!(Subscribe::parse(&subscribe_bytes(1, 0x0F, &[])).is_ok());
         assert_eq!(bad(&subscribe_bytes(1, 0, &[zero])), FilterKind { index: 0, kind: 0 });
         let mut range = zero;
         range[..3].copy_from_slice(&[1, 5, 4]);

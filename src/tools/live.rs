@@ -157,6 +157,7 @@ pub fn notice_text(notice: &Notice) -> String {
         Notice::Merged { rejected, dropped } => format!("{rejected} rejections and {dropped} drops (merged)"),
         Notice::Stopping => "the relay is stopping".to_string(),
         Notice::AccessDenied { sequence, text } => format!("access denied (frame {sequence}): {text}"),
+        Notice::Accepted { accepted, rejected } => format!("{accepted} accepted, {rejected} rejected"),
         Notice::Other { code, sequence, text } => format!("notice {code} (frame {sequence}): {text}"),
     }
 }
