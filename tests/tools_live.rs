@@ -429,6 +429,70 @@ fn pub_builds_a_hand_written_order_and_names_a_bad_line() {
 }
 
 #[test]
+fn pub_names_each_rejected_line_and_loses_nothing_behind_it() {
+    let dir = temp_dir("pub-confirm");
+    let relay = Relay::start(EXECUTION, &["--audit-file", dir.join("audit").to_str().unwrap()]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let order = |id: u64, extra: &str| {
+        format!(
+            r#"{{"domain_byte":2,"source":50{extra},"tlvs":[{{"type":40,"value":{{"order_id":{id},"price":5,"quantity":1}}}}]}}"#
+        )
+    };
+    // Line 1 has no checksum (rejected), line 3 is over the relay's max_message_size (never
+    // sent), line 4 is a Subscribe (never sent), lines 2 and 5 are valid.
+    let tlv = format!(r#"{{"type":200,"hex":"0x{}"}}"#, "00".repeat(65_000));
+    let huge = format!(r#"{{"domain_byte":2,"source":50,"tlvs":[{tlv},{tlv},{tlv}]}}"#);
+    let subscribe = r#"{"domain_byte":3,"source":50,"tlvs":[{"type":116,"value":{"role":1}}]}"#;
+    let lines = [order(1, r#","checksum":0"#), order(2, ""), huge, subscribe.to_string(), order(5, "")];
+    let output = run(PUB, &["--socket", relay.socket.to_str().unwrap()], Some(lines.join("\n").as_bytes()));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = |needle: &str| stderr.lines().any(|line| line.contains(needle));
+    assert!(said("line 1: rejected by the relay (sequence 1): checksum_missing"), "{stderr}");
+    assert!(said("line 3: not sent") && said("max_message_size of 131072"), "{stderr}");
+    assert!(said("line 4: not sent") && said("control frame"), "{stderr}");
+    assert!(said("3 frames sent: 2 accepted, 1 rejected; 2 not sent"), "{stderr}");
+    // Orders 2 and 5 both arrived: a rejection no longer closes the connection.
+    let ids: Vec<u64> = receive(&mut subscriber, 2)
+        .iter()
+        .map(|frame| OrderRequest::parse(tlvs(&frame[32..]).next().unwrap().unwrap().value).unwrap().order_id)
+        .collect();
+    assert_eq!(ids, [2, 5]);
+    // Everything accepted: exit 0.
+    let output = run(PUB, &["--socket", relay.socket.to_str().unwrap()], Some(order(6, "").as_bytes()));
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 frames sent: 1 accepted, 0 rejected"));
+}
+
+#[test]
+fn replay_names_each_rejected_frame_and_sends_the_rest() {
+    let dir = temp_dir("replay-confirm");
+    let relay = Relay::start(EXECUTION, &["--audit-file", dir.join("audit").to_str().unwrap()]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let order = |sequence: u64| {
+        frame_with(RelayDomain::Execution, 20, sequence, 1, |b| {
+            b.tlv(40, &[sequence as u8; 48]).unwrap();
+        })
+    };
+    // Sequence 2 twice: the relay rejects the second as a replay.
+    let frames = [order(1), order(2), order(2), order(3)];
+    let replayed_at = frames[0].len() + frames[1].len();
+    std::fs::write(dir.join("orders.bin"), frames.concat()).unwrap();
+    let file = dir.join("orders.bin");
+    let args = [file.to_str().unwrap(), "--socket", relay.socket.to_str().unwrap(), "--speed", "max"];
+    let output = run(REPLAY, &args, None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let rejected = format!(
+        "orders.bin: the frame at byte {replayed_at}: rejected by the relay (sequence 2): sequence_replay"
+    );
+    assert!(stderr.contains(&rejected), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("4 frames sent: 3 accepted, 1 rejected"), "{stdout}");
+    assert_eq!(receive(&mut subscriber, 3), [frames[0].clone(), frames[1].clone(), frames[3].clone()]);
+}
+
+#[test]
 fn replay_names_the_byte_where_a_file_breaks() {
     let relay = Relay::start(MARKET_DATA, &[]);
     let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();

@@ -5,11 +5,14 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::Parser;
-use torq::client::{Publisher, PublisherOptions};
+use torq::client::{Error, Publisher, PublisherOptions};
 use torq::protocol::{Header, RelayDomain};
 use torq::tools::encode::Encoder;
 use torq::tools::live::unix_ns;
+use torq::tools::settle::Outcomes;
 
 /// Publish frames described by JSON lines in the schema torq-decode prints.
 ///
@@ -50,11 +53,21 @@ use torq::tools::live::unix_ns;
 ///   {"domain_byte": 2, "source": 99, "tlvs": [{"type": 40, "value": {"order_id": 1, "asset_id": "0x4254432f55534400", "venue": 101, "asset_type": 51, "order_type": 1, "price": 4500000000000, "quantity": 100000000}}]}
 ///
 /// Frames are written when a batch fills or the input pauses, so typed lines go out at once.
-/// The relay's verdict on a frame is not reported here (watch it with torq-tap, or the
-/// relay's log and metrics).
 ///
-/// Exit status: 0 when every line was published; 1 at the first line that is not a frame
-/// (the message names the line number and the field; the frames before it were published)
+/// The relay confirms every frame (PROTOCOL.md §6, publisher confirms): a frame it rejects
+/// is named on standard error by its line, with the relay's reason, and the frames after it
+/// are still sent (a rejection no longer closes the connection). A line whose frame the
+/// relay cannot take at all — larger than its max_message_size, or a Subscribe/RelayNotice
+/// control frame, which would replace this connection's subscription — is not sent, named
+/// with the reason, and the lines after it go on. At the end it waits (at most
+/// --confirm-timeout) until the relay has settled everything and prints how many frames were
+/// accepted, rejected and left unconfirmed. --legacy sends the legacy hello instead: the
+/// relay then says nothing, and on Execution closes the connection at the first rejected
+/// frame.
+///
+/// Exit status: 0 when every frame was accepted (with --legacy: written); 1 when any was
+/// rejected, refused or left unconfirmed, at the first line that is not a frame (the message
+/// names the line number and the field; the frames before it were sent and are confirmed),
 /// or when the relay is not there or goes away; 2 for a bad flag or a FILE that cannot be
 /// opened.
 #[derive(Debug, Parser)]
@@ -65,6 +78,32 @@ struct Args {
     socket: PathBuf,
     /// JSON lines; standard input when absent or `-`.
     file: Option<PathBuf>,
+    /// How long to wait at the end for the relay to confirm every frame, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    confirm_timeout: Duration,
+    /// Say the legacy hello and ask for no confirmation (rejections go unreported).
+    #[arg(long)]
+    legacy: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+/// An input line, for messages.
+#[derive(Debug, Clone)]
+struct Line<'a> {
+    name: &'a str,
+    number: u64,
+}
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} line {}", self.name, self.number)
+    }
 }
 
 /// The longest line read (a frame of 4 MiB as hex, with room to spare).
@@ -85,6 +124,7 @@ fn main() -> ExitCode {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut encoder = Encoder::new();
     let mut publisher: Option<Publisher> = None;
+    let mut outcomes = Outcomes::new("torq-pub");
     let mut published = 0u64;
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -116,34 +156,49 @@ fn main() -> ExitCode {
         if publisher.is_none() {
             let header = Header::view(&frame).expect("a built frame holds a header");
             let domain = header.domain().unwrap_or(RelayDomain::System);
-            match Publisher::connect(&args.socket, PublisherOptions::new(domain, header.source())) {
+            let mut options = PublisherOptions::new(domain, header.source());
+            options.confirm = !args.legacy;
+            match Publisher::connect(&args.socket, options) {
                 Ok(connected) => publisher = Some(connected),
                 Err(e) => break Err(e.to_string()),
             }
         }
         let Some(sender) = publisher.as_mut() else { unreachable!("connected above") };
-        if let Err(e) = sender.offer_verbatim(&frame) {
-            break Err(format!("{name} line {number}: {e}"));
+        let line = Line { name: &name, number };
+        match sender.offer_verbatim(&frame) {
+            Ok(()) => outcomes.sent(sender, &frame, line),
+            // The relay could not take it: say so and go on with the next line.
+            Err(e @ (Error::Frame(_) | Error::ControlFrame(_))) => {
+                outcomes.refused(&line, &e);
+                continue;
+            }
+            Err(e) => break Err(format!("{line}: {e}")),
         }
         published += 1;
         // Nothing more to read right now (a person typing, a pause): send what waits.
-        if input.buffer().is_empty()
-            && let Err(e) = sender.flush()
-        {
-            break Err(e.to_string());
+        if input.buffer().is_empty() {
+            if let Err(e) = sender.flush() {
+                break Err(e.to_string());
+            }
+            outcomes.report(sender);
         }
     };
-    let flushed = publisher.as_mut().map_or(Ok(()), Publisher::flush);
-    eprintln!("torq-pub: published {published} frames");
-    match (result, flushed) {
-        (Ok(()), Ok(())) => ExitCode::SUCCESS,
-        (Err(e), _) => {
-            eprintln!("torq-pub: {e}");
-            ExitCode::from(1)
-        }
-        (Ok(()), Err(e)) => {
-            eprintln!("torq-pub: {e}");
-            ExitCode::from(1)
-        }
+    if let Err(e) = &result {
+        eprintln!("torq-pub: {e}");
     }
+    if args.legacy {
+        let flushed = publisher.as_mut().map_or(Ok(()), Publisher::flush);
+        eprintln!("torq-pub: published {published} frames (--legacy: not confirmed)");
+        return match (result, flushed) {
+            (Ok(()), Ok(())) => ExitCode::SUCCESS,
+            (_, Err(e)) => {
+                eprintln!("torq-pub: {e}");
+                ExitCode::from(1)
+            }
+            _ => ExitCode::from(1),
+        };
+    }
+    let closing = outcomes.finish(publisher.as_mut(), args.confirm_timeout);
+    eprintln!("torq-pub: {closing}");
+    if result.is_ok() && closing.clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use torq::client::{Publisher, PublisherOptions};
+use torq::client::{Error, Publisher, PublisherOptions};
 use torq::protocol::{Framing, HEADER_SIZE, Header, RelayDomain, Subscribe, control_tlv, frame};
 use torq::tools::args::FilterArgs;
 use torq::tools::capture::Capture;
 use torq::tools::decode::Next;
 use torq::tools::live::stop_flag;
+use torq::tools::settle::Outcomes;
 
 /// Publish the frames of a recording (torq-record's pcapng) or of a raw capture again.
 ///
@@ -40,12 +41,23 @@ use torq::tools::live::stop_flag;
 ///   torq-replay orders.pcapng --socket /tmp/torq-test/execution.sock
 ///   torq-replay capture.bin --socket /tmp/md.sock --speed max --type 1-2
 ///
-/// Prints, at the end (also after a signal), the frames and bytes sent, the time taken and
-/// the rate achieved, and what was skipped.
+/// The relay confirms every frame (PROTOCOL.md §6, publisher confirms): a frame it rejects
+/// (a sequence it has seen, a missing checksum) is named on standard error by its place in
+/// the file, with the relay's reason (the first 100; the rest are counted), and the frames
+/// after it are still sent. A frame the relay cannot take at all (larger than its
+/// max_message_size) is not sent and is named. --legacy sends the legacy hello instead: the
+/// relay says nothing, and on Execution closes the connection at the first rejected frame.
 ///
-/// Exit status: 0 when everything was sent (or a signal stopped it); 1 when the relay is not
-/// there or goes away, or FILE is malformed (the message names the byte of the file; the
-/// frames before it were sent); 2 for a bad flag or a FILE that cannot be opened.
+/// Prints, at the end (also after a signal), the frames and bytes sent, the time taken and
+/// the rate achieved, and what was skipped; then, once the relay has settled everything (at
+/// most --confirm-timeout), how many frames it accepted and rejected and how many were left
+/// unconfirmed.
+///
+/// Exit status: 0 when everything was sent and accepted (or a signal stopped it with all
+/// that was sent accepted); 1 when a frame was rejected, refused or left unconfirmed, when
+/// the relay is not there or goes away, or FILE is malformed (the message names the byte of
+/// the file; the frames before it were sent); 2 for a bad flag or a FILE that cannot be
+/// opened.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -65,6 +77,12 @@ struct Args {
     /// Send the file again and again until SIGINT or SIGTERM.
     #[arg(long = "loop")]
     repeat: bool,
+    /// How long to wait at the end for the relay to confirm every frame, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    confirm_timeout: Duration,
+    /// Say the legacy hello and ask for no confirmation (rejections go unreported).
+    #[arg(long)]
+    legacy: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,10 +131,15 @@ fn main() -> ExitCode {
         }
     };
     println!("{}", replay.summary());
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, &e),
+    if let Err(e) = &outcome {
+        eprintln!("torq-replay: {e}");
     }
+    if args.legacy {
+        return if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    let closing = replay.outcomes.finish(replay.publisher.as_mut(), args.confirm_timeout);
+    println!("torq-replay: {closing}");
+    if outcome.is_ok() && closing.clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn fail(status: u8, message: &str) -> ExitCode {
@@ -142,6 +165,19 @@ impl fmt::Display for Place {
     }
 }
 
+/// A place in the file, with the file's name, for the relay's verdicts.
+#[derive(Debug, Clone)]
+struct InFile<'a> {
+    file: &'a Path,
+    place: Place,
+}
+
+impl fmt::Display for InFile<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.place)
+    }
+}
+
 struct Replay<'a> {
     file: &'a Path,
     socket: &'a Path,
@@ -150,6 +186,8 @@ struct Replay<'a> {
     subscribe: Subscribe,
     stop: Arc<AtomicBool>,
     publisher: Option<Publisher>,
+    confirm: bool,
+    outcomes: Outcomes<InFile<'a>>,
     pacer: Pacer,
     first_sent: Option<Instant>,
     frames: u64,
@@ -169,6 +207,8 @@ impl<'a> Replay<'a> {
             subscribe,
             stop,
             publisher: None,
+            confirm: !args.legacy,
+            outcomes: Outcomes::new("torq-replay"),
             pacer: Pacer::default(),
             first_sent: None,
             frames: 0,
@@ -252,7 +292,8 @@ impl<'a> Replay<'a> {
         }
         if self.publisher.is_none() {
             let domain = header.domain().unwrap_or(RelayDomain::System);
-            let options = PublisherOptions::new(domain, header.source());
+            let mut options = PublisherOptions::new(domain, header.source());
+            options.confirm = self.confirm;
             self.publisher = Some(Publisher::connect(self.socket, options).map_err(|e| e.to_string())?);
         }
         let Some(publisher) = self.publisher.as_mut() else { unreachable!("connected above") };
@@ -260,6 +301,7 @@ impl<'a> Replay<'a> {
             let due = self.pacer.due(time, self.max_gap, speed);
             if due > Instant::now() {
                 publisher.flush().map_err(|e| e.to_string())?;
+                self.outcomes.report(publisher);
                 while let Some(left) = due.checked_duration_since(Instant::now()) {
                     if self.stop.load(Ordering::Relaxed) {
                         return Ok(false);
@@ -271,7 +313,20 @@ impl<'a> Replay<'a> {
         if self.stop.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        publisher.offer_verbatim(bytes).map_err(|e| format!("{}: {place}: {e}", self.file.display()))?;
+        let at = InFile { file: self.file, place };
+        match publisher.offer_verbatim(bytes) {
+            Ok(()) => self.outcomes.sent(publisher, bytes, at),
+            // The relay could not take it: say so and go on.
+            Err(e @ (Error::Frame(_) | Error::ControlFrame(_))) => {
+                self.outcomes.refused(&at, &e);
+                return Ok(true);
+            }
+            Err(e) => return Err(format!("{at}: {e}")),
+        }
+        if publisher.pending() == 0 {
+            // A batch was written: take in what the relay said meanwhile.
+            self.outcomes.report(publisher);
+        }
         self.first_sent.get_or_insert_with(Instant::now);
         self.frames += 1;
         self.bytes += bytes.len() as u64;

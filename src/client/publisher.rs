@@ -731,7 +731,10 @@ fn frame_start(frames: &[u8], at: usize) -> usize {
 /// Connects, and subscribes as a confirmed publisher (waiting for the acknowledgement) or
 /// says hello; the stream stays blocking (see `write_waiting`). Returns the notice reader and
 /// the relay's `max_message_size` when confirming.
-fn open(path: &Path, options: &PublisherOptions) -> Result<(UnixStream, Option<FrameReader>, Option<usize>), Error> {
+fn open(
+    path: &Path,
+    options: &PublisherOptions,
+) -> Result<(UnixStream, Option<FrameReader>, Option<usize>), Error> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut stream =
         UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
@@ -747,10 +750,8 @@ fn open(path: &Path, options: &PublisherOptions) -> Result<(UnixStream, Option<F
     let mut reader = FrameReader::new(NOTICE_BUFFER);
     let text = await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
     stream.set_read_timeout(None).map_err(io)?;
-    let max_message_size = text
-        .split(' ')
-        .find_map(|word| word.strip_prefix("max_message_size="))
-        .and_then(|n| n.parse().ok());
+    let max_message_size =
+        text.split(' ').find_map(|word| word.strip_prefix("max_message_size=")).and_then(|n| n.parse().ok());
     Ok((stream, Some(reader), max_message_size))
 }
 

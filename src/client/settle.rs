@@ -38,7 +38,7 @@ pub struct Rejection {
     pub sequence: u64,
     /// The reason token, as in the relay's metrics and audit trail (`checksum_missing`, …).
     pub reason: String,
-    /// The relay's words in full.
+    /// The relay's words: the reason token, then what it says of the frame.
     pub text: String,
 }
 
@@ -111,9 +111,13 @@ impl Ledger {
                     self.unnamed += 1;
                     return;
                 }
+                // The text without the frame number, which `frame` says.
                 let token = reason.split([' ', ':']).next().unwrap_or_default().to_string();
+                let rest = reason.get(token.len()..).unwrap_or_default();
+                let rest = rest.trim_start().split_once([' ', ':']).map_or("", |(_, after)| after);
+                let text = if rest.is_empty() { token.clone() } else { format!("{token}:{rest}") };
                 let frame = self.earlier.sent + frame;
-                self.rejections.push_back(Rejection { frame, sequence, reason: token, text: reason });
+                self.rejections.push_back(Rejection { frame, sequence, reason: token, text });
             }
             Notice::Merged { rejected, .. } => self.unnamed += rejected,
             Notice::ProtocolError { text, .. } => self.refused = Some(text),
@@ -157,7 +161,7 @@ mod tests {
         let rejection = ledger.take_rejection().unwrap();
         assert_eq!((rejection.frame, rejection.sequence), (3, 3));
         assert_eq!(rejection.reason, "checksum_missing");
-        assert_eq!(rejection.text, "checksum_missing frame=3: checksum is 0");
+        assert_eq!(rejection.text, "checksum_missing: checksum is 0");
         assert_eq!(ledger.take_rejection(), None);
     }
 

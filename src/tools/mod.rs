@@ -9,6 +9,7 @@
 //! - [`capture`]: a file opened as a raw capture or a recording, by its first bytes.
 //! - [`args`]: the subscription filter flags.
 //! - [`live`]: subscribing and receiving until a count, a deadline or a signal.
+//! - [`settle`]: what the sending tools say of their frames: rejections by input, counts.
 
 pub mod args;
 pub mod capture;
@@ -16,3 +17,4 @@ pub mod decode;
 pub mod encode;
 pub mod live;
 pub mod pcapng;
+pub mod settle;
