@@ -62,6 +62,11 @@ pub struct PublishArgs {
     socket: PathBuf,
     #[command(flatten)]
     load: Load,
+    /// Ask the relay to confirm every frame (the client library's default) and wait for it
+    /// at the end. Without it the publisher says the legacy hello, as the publishers the
+    /// relays replace do (and the floors, which answer no Subscribe, need).
+    #[arg(long)]
+    confirm: bool,
 }
 
 /// What a publisher sends: the flags `torq-perf publish` and `nats-publish` share.
@@ -256,6 +261,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     let domain = header.domain().ok_or("the template has a domain")?;
     let mut options = PublisherOptions::new(domain, header.source());
     options.checksum = load.crc;
+    options.confirm = args.confirm;
     let socket = args.socket.display();
     let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -296,6 +302,15 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
                     sent += count;
                 }
                 publisher.flush()?;
+            }
+        }
+        if args.confirm {
+            let settled = publisher.settle(Duration::from_secs(30))?;
+            if settled.accepted != settled.sent {
+                return Err(torq::client::Error::Refused {
+                    path: args.socket.clone(),
+                    text: format!("{} of {} frames accepted", settled.accepted, settled.sent),
+                });
             }
         }
         Ok::<u64, torq::client::Error>(sent)

@@ -2,9 +2,13 @@
 //!
 //! - [`FrameReader`]: bytes in, whole frames out, borrowed from its buffer (sans-IO; shared by
 //!   every client and by `torq-decode`).
-//! - [`Publisher`]: connects and says hello, builds frames in place in its send buffer with the
-//!   sequence, timestamp and checksum filled in, batches its writes, and shows back-pressure
+//! - [`Publisher`]: connects as a publisher that asks the relay to confirm every frame (or
+//!   with the legacy hello), builds frames in place in its send buffer with the sequence,
+//!   timestamp and checksum filled in, batches its writes, and shows back-pressure
 //!   ([`Error::WouldBlock`] from the `try_` calls; the others wait, with an optional deadline).
+//!   [`Publisher::settle`] waits until the relay has said what became of everything sent
+//!   ([`Settlement`]); each rejection comes back as a [`Rejection`] naming the frame and the
+//!   reason.
 //! - [`Subscriber`]: connects with a Subscribe built from typed values and hands out
 //!   [`Event`]s — frames, the relay's notices as typed values, sequence gaps, reconnections.
 //! - [`Reconnect`]: exponential back-off; both clients reconnect by themselves when given one,
