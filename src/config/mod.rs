@@ -20,6 +20,10 @@ pub use file::{ConfigFile, Logging};
 /// The smallest allowed `max_message_size`: the largest Subscribe frame (32 + 5 + 1028).
 pub const MIN_MESSAGE_SIZE: usize = 1065;
 
+/// The bounds of a buffer size (the read budget, the socket buffers): at least 4 KiB, at most
+/// 256 MiB, so that a typo cannot make every connection ask for gigabytes.
+pub const BUFFER_SIZES: std::ops::RangeInclusive<usize> = 4096..=(256 << 20);
+
 /// A configuration that cannot run, naming the setting, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -397,8 +401,11 @@ impl RelayConfig {
 pub struct EngineConfig {
     /// Reactor threads and their cores.
     pub cores: Cores,
-    /// Bytes read from one connection per loop turn (default 256 KiB).
+    /// Bytes read from one connection per loop turn (default 256 KiB; `performance.buffer_size`).
     pub read_budget: usize,
+    /// The send and receive buffer sizes (`SO_SNDBUF`, `SO_RCVBUF`) asked for every accepted
+    /// connection; `None` leaves the kernel's default (`transport.buffer_size`).
+    pub socket_buffer: Option<usize>,
     /// Connections beyond this are accepted, logged, counted and closed (default 1024).
     pub max_connections: usize,
     /// Publishers paused on a subscriber's account this long within twice the window mark it
@@ -421,6 +428,7 @@ impl Default for EngineConfig {
         EngineConfig {
             cores: Cores::available(),
             read_budget: 256 << 10,
+            socket_buffer: None,
             max_connections: 1024,
             stall_timeout: Duration::from_secs(5),
             flush_deadline: Duration::from_secs(5),
@@ -441,8 +449,30 @@ impl EngineConfig {
         if self.cores.count() == 0 || self.cores.count() > 256 {
             return Err(ConfigError::invalid("cores", self.cores.count(), "1 to 256 reactors"));
         }
-        if self.read_budget < 4096 {
-            return Err(ConfigError::invalid("read_budget", self.read_budget, "at least 4096 bytes"));
+        if !BUFFER_SIZES.contains(&self.read_budget) {
+            return Err(ConfigError::invalid(
+                "read_budget",
+                self.read_budget,
+                format!(
+                    "bytes read from one connection per loop turn: {} to {} (256 MiB)",
+                    BUFFER_SIZES.start(),
+                    BUFFER_SIZES.end()
+                ),
+            ));
+        }
+        if let Some(size) = self.socket_buffer
+            && !BUFFER_SIZES.contains(&size)
+        {
+            return Err(ConfigError::invalid(
+                "socket_buffer",
+                size,
+                format!(
+                    "the send and receive buffer size of every connection (SO_SNDBUF, SO_RCVBUF) in \
+                     bytes: {} to {} (256 MiB); leave it out for the kernel's default",
+                    BUFFER_SIZES.start(),
+                    BUFFER_SIZES.end()
+                ),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::invalid("max_connections", 0, "at least 1"));

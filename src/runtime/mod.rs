@@ -164,6 +164,12 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
         listeners.push((listener, index));
         guards.push(guard);
     }
+    if let Some(size) = engine.socket_buffer {
+        info!(
+            "socket buffers: {size} B asked (SO_SNDBUF, SO_RCVBUF) for every connection; read budget {} B",
+            engine.read_budget
+        );
+    }
     let contexts: Vec<_> = relays.into_iter().map(|(logic, relay)| RelayContext::new(logic, relay)).collect();
     let syncer = Syncer::start(to_sync)?;
     let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
