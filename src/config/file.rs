@@ -12,7 +12,7 @@
 //! | `[transport]` | `mode` (only `"unix_socket"`), `path`, `buffer_size` (`SO_SNDBUF` and `SO_RCVBUF` of every accepted connection), `address`*, `port`*, `use_topology`* | |
 //! | `[validation]` | `checksum`, `audit`, `strict`, `max_message_size` | `sequence`, `close_on_reject` |
 //! | `[performance]` | `buffer_size` (bytes read from one connection per loop turn), `max_connections`, `batch_size`*, `target_throughput`*, `monitoring`*, `max_latency_ms`* | |
-//! | `[engine]` | | `cores`, `stall_timeout_ms`, `flush_deadline_ms`, `metrics_interval`, `metrics_addr` |
+//! | `[engine]` | | `cores`, `idle`, `stall_timeout_ms`, `flush_deadline_ms`, `metrics_interval`, `metrics_addr` |
 //! | `[logging]` | `level`, `format` (`"json"` or `"text"`), `file` | |
 //! | `[topics]`* | anything (e.g. `cleanup_interval_ms`) | |
 //!
