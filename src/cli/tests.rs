@@ -385,6 +385,40 @@ fn cores_flag() {
     }
 }
 
+/// A core this process may not run on (beyond its affinity mask).
+fn missing_core() -> usize {
+    Cores::usable().unwrap().last().unwrap() + 1
+}
+
+/// Reactors asked to pin to a core the process cannot have are an error naming the flag or
+/// the key, not reactors running unpinned.
+#[test]
+fn pinned_cores_must_exist_here() {
+    let (first, core) = (Cores::usable().unwrap()[0], missing_core());
+    let flag =
+        DomainArgs::try_parse_from(["market_data_relay", "--cores", &format!("{first},{core}")]).unwrap();
+    let error = flag.resolve::<MarketDataLogic>().unwrap_err();
+    assert!(
+        error.to_string().starts_with(&format!("--cores = {first},{core}: core {core} does not exist")),
+        "{error}"
+    );
+
+    let text = format!("{MINIMAL}[engine]\ncores = [{core}]\n");
+    let path = temp_file(&text);
+    let relay = resolve(&path).unwrap_err();
+    let dev = DevArgs::try_parse_from(["relay_dev", "market-data", "-c", path.to_str().unwrap()]).unwrap();
+    let dev = dev.resolve(dev.load().unwrap().as_ref()).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    for error in [relay, dev] {
+        let ConfigError::Invalid { file: Some(file), .. } = &error else { panic!("{error:?}") };
+        assert!(file.ends_with(".toml"), "{file}");
+        assert_eq!(setting(error), "engine.cores");
+    }
+    // Unpinned reactors, however many, are not checked.
+    let flag = DomainArgs::try_parse_from(["market_data_relay", "--cores", "none:256"]).unwrap();
+    assert_eq!(flag.resolve::<MarketDataLogic>().unwrap().0.cores, Cores::Unpinned(256));
+}
+
 #[test]
 fn domain_flags() {
     let args = DomainArgs::try_parse_from(["market_data_relay"]).unwrap();
@@ -393,6 +427,9 @@ fn domain_flags() {
     assert_eq!(engine, EngineConfig::default());
     assert_eq!(args.log_level, LogLevel::Info);
 
+    // Pinned to cores this process may run on: the first two (or one) of its mask.
+    let usable: Vec<usize> = Cores::usable().unwrap().into_iter().take(2).collect();
+    let cores = usable.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let args = DomainArgs::try_parse_from([
         "signal_relay",
         "--slow-consumer",
@@ -400,7 +437,7 @@ fn domain_flags() {
         "--socket",
         "/tmp/x/s.sock",
         "--cores",
-        "0,1",
+        &cores,
         "--queue-bytes",
         "1000000",
         "--max-message-size",
@@ -417,7 +454,7 @@ fn domain_flags() {
     assert_eq!((relay.domain, relay.policy), (RelayDomain::Signal, Policy::Block));
     assert_eq!(relay.socket, Path::new("/tmp/x/s.sock"));
     assert_eq!((relay.queue_bytes, relay.max_message_size), (1_000_000, 2000));
-    assert_eq!(engine.cores, Cores::Pinned(vec![0, 1]));
+    assert_eq!(engine.cores, Cores::Pinned(usable));
     assert_eq!(engine.metrics_interval, Some(Duration::from_secs(5)));
     assert_eq!(engine.metrics_addr, Some("127.0.0.1:9101".parse().unwrap()));
     assert_eq!(args.log_level.filter(), log::LevelFilter::Debug);

@@ -256,6 +256,14 @@ impl Cores {
         Ok(Cores::Pinned(list))
     }
 
+    /// The cores this process may run on, in increasing order: its affinity mask, which a
+    /// cgroup's cpuset and `taskset` narrow. `None` when the system does not say.
+    pub fn usable() -> Option<Vec<usize>> {
+        let mut cores: Vec<usize> = core_affinity::get_core_ids()?.into_iter().map(|core| core.id).collect();
+        cores.sort_unstable();
+        (!cores.is_empty()).then_some(cores)
+    }
+
     /// Number of reactors.
     pub fn count(&self) -> usize {
         match self {
@@ -491,6 +499,70 @@ impl EngineConfig {
         }
         Ok(())
     }
+
+    /// Checks that every core the reactors are pinned to is one of `usable` (the cores the
+    /// process may run on, [`Cores::usable`]): a relay asked to pin must not run unpinned.
+    /// Unpinned reactors are not checked.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming `cores`, the list, the cores missing from `usable` and
+    /// those in it.
+    pub fn check_cores(&self, usable: &[usize]) -> Result<(), ConfigError> {
+        let Cores::Pinned(list) = &self.cores else { return Ok(()) };
+        let missing: Vec<usize> = list.iter().copied().filter(|core| !usable.contains(core)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let missing = match missing.as_slice() {
+            [core] => format!("core {core} does not exist or this process may not run on it"),
+            more => format!("cores {} do not exist or this process may not run on them", join(more)),
+        };
+        Err(ConfigError::invalid(
+            "cores",
+            join(list),
+            format!(
+                "{missing}; it may run on {}: pin to those only, or leave the reactors unpinned \
+                 with \"none\"",
+                match usable {
+                    [core] => format!("core {core} only"),
+                    _ => format!("cores {} ({} cores)", ranges(usable), usable.len()),
+                }
+            ),
+        ))
+    }
+
+    /// [`EngineConfig::check_cores`] against the cores this process may run on now
+    /// ([`Cores::usable`]); nothing to check when the system does not say.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineConfig::check_cores`].
+    pub fn check_cores_here(&self) -> Result<(), ConfigError> {
+        match (&self.cores, Cores::usable()) {
+            (Cores::Pinned(_), Some(usable)) => self.check_cores(&usable),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `0,3,4`.
+fn join(cores: &[usize]) -> String {
+    cores.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Sorted core numbers as ranges: `0-3,6,8-9`.
+fn ranges(cores: &[usize]) -> String {
+    let mut out = Vec::new();
+    let mut rest = cores.iter().copied().peekable();
+    while let Some(first) = rest.next() {
+        let mut last = first;
+        while rest.next_if(|&next| next == last + 1).is_some() {
+            last += 1;
+        }
+        out.push(if first == last { first.to_string() } else { format!("{first}-{last}") });
+    }
+    out.join(",")
 }
 
 #[cfg(test)]
@@ -547,6 +619,48 @@ mod tests {
         );
         let relay = finished(|r| r.queue_bytes = 1 << 20, true).unwrap();
         assert_eq!(relay.queue_bytes, 1 << 20);
+    }
+
+    fn pinned(list: &[usize]) -> EngineConfig {
+        EngineConfig { cores: Cores::Pinned(list.to_vec()), ..EngineConfig::default() }
+    }
+
+    #[test]
+    fn pinned_cores_must_be_cores_the_process_may_run_on() {
+        let two = [0, 1];
+        assert_eq!(pinned(&[0, 1]).check_cores(&two), Ok(()));
+        assert_eq!(pinned(&[1]).check_cores(&two), Ok(()));
+        assert_eq!(EngineConfig { cores: Cores::Unpinned(64), ..pinned(&[]) }.check_cores(&two), Ok(()));
+
+        let error = pinned(&[9]).check_cores(&two).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cores = 9: core 9 does not exist or this process may not run on it; it may run on cores \
+             0-1 (2 cores): pin to those only, or leave the reactors unpinned with \"none\""
+        );
+        // Every missing core is named; the usable ones as ranges (an affinity mask has gaps).
+        let error = pinned(&[2, 0, 9, 4]).check_cores(&[0, 1, 2, 5, 7, 8]).unwrap_err();
+        let ConfigError::Invalid { setting, value, allowed, .. } = error else { panic!("{error:?}") };
+        assert_eq!((setting.as_str(), value.as_str()), ("cores", "2,0,9,4"));
+        assert!(
+            allowed.starts_with(
+                "cores 9,4 do not exist or this process may not run on them; it may run on cores \
+                 0-2,5,7-8 (6 cores)"
+            ),
+            "{allowed}"
+        );
+        let error = pinned(&[0]).check_cores(&[3]).unwrap_err();
+        assert!(error.to_string().contains("it may run on core 3 only:"), "{error}");
+    }
+
+    /// This process may run on at least one core, and pinning to all of them is accepted.
+    #[test]
+    fn the_usable_cores_are_the_affinity_mask() {
+        let usable = Cores::usable().expect("Linux says which cores a process may run on");
+        assert!(usable.windows(2).all(|w| w[0] < w[1]), "{usable:?}");
+        assert_eq!(pinned(&usable).check_cores_here(), Ok(()));
+        let beyond = usable.last().unwrap() + 1;
+        assert!(pinned(&[beyond]).check_cores_here().is_err());
     }
 
     #[test]
