@@ -95,7 +95,8 @@ pub struct DomainArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Reactor cores: `none` = one unpinned reactor per available core; `none:N` = N unpinned
-    /// reactors; a list like `0,1` = one reactor pinned to each core
+    /// reactors; a list like `0,1` = one reactor pinned to each core, which must be a core this
+    /// process may run on (else exit 2)
     #[arg(long, value_name = "LIST|none|none:N", default_value = "none")]
     pub cores: String,
     /// What an idle reactor does: `block` waits in the poll; `spin` never sleeps (lowest
