@@ -4,7 +4,7 @@
 Run from anywhere: python3 fuzz/gen_seeds.py. Framer seeds start with the 2-byte
 little-endian max_message_size the `framer` target reads first; walker seeds are payloads;
 subscribe seeds are Subscribe (116) values; config seeds are TOML files: copies of
-config/*.toml and tests/legacy/*.toml (rerun after changing those) and a few broken ones.
+config/*.toml and tests/legacy/**/*.toml (rerun after changing those) and a few broken ones.
 """
 import os
 import struct
@@ -116,12 +116,17 @@ seeds["subscribe"] = {
 assert len(seeds["subscribe"]["bad_n65"]) == 4 + 16 * 65
 
 seeds["config"] = {}
-for folder, prefix in (("config", "example_"), (os.path.join("tests", "legacy"), "legacy_")):
+for folder, prefix in (
+    ("config", "example_"),
+    (os.path.join("tests", "legacy"), "legacy_"),
+    (os.path.join("tests", "legacy", "development"), "legacy_development_"),
+):
     for name in sorted(os.listdir(os.path.join(ROOT, folder))):
-        if name.endswith(".toml"):
+        # config/bridge.toml configures torq-bridge, not a relay.
+        if name.endswith(".toml") and name != "bridge.toml":
             with open(os.path.join(ROOT, folder, name), "rb") as f:
                 seeds["config"][prefix + name] = f.read()
-assert len(seeds["config"]) == 7, sorted(seeds["config"])
+assert len(seeds["config"]) == 10, sorted(seeds["config"])
 MINIMAL = b"[relay]\ndomain = 1\n"
 seeds["config"].update({
     "broken_empty.toml": b"",

@@ -519,12 +519,15 @@ fn publisher_allow_list_denies_data_frames() {
 
 /// Runs `binary --socket path` directly; returns (exit code, stderr), bounded.
 fn run_to_exit(binary: &str, socket: &Path) -> (Option<i32>, String) {
-    let dir = socket.parent().unwrap();
+    exit_of(binary, &["--socket", socket.to_str().unwrap(), "--cores", "none:2"], socket.parent().unwrap())
+}
+
+/// Runs `binary args…` to its exit, its stderr in a file of `dir` (removed after);
+/// returns (exit code, stderr), bounded.
+fn exit_of(binary: &str, args: &[&str], dir: &Path) -> (Option<i32>, String) {
     let err = dir.join(format!("stderr-{}", std::process::id()));
     let mut child = Command::new(binary)
-        .arg("--socket")
-        .arg(socket)
-        .args(["--cores", "none:2"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -534,6 +537,32 @@ fn run_to_exit(binary: &str, socket: &Path) -> (Option<i32>, String) {
     let stderr = std::fs::read_to_string(&err).unwrap();
     std::fs::remove_file(&err).unwrap();
     (status.code(), stderr)
+}
+
+/// Reactors pinned to a core that is not there (or not this process's to run on) used to run
+/// unpinned after a warning: a deployment that pins asked for something it cannot have. It is
+/// a configuration error (exit 2) naming the flag or key and the core, before any socket.
+#[test]
+fn pinning_to_a_core_that_is_not_there_exits_2_before_binding() {
+    let dir = temp_dir("cores");
+    let socket = dir.join("run").join("relay.sock");
+    let socket_arg = socket.to_str().unwrap();
+    let (code, stderr) = exit_of(MARKET_DATA, &["--cores", "9999", "--socket", socket_arg], &dir);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--cores") && stderr.contains("9999"), "{stderr}");
+    assert!(!socket.parent().unwrap().exists(), "nothing was made for the socket");
+
+    let file = dir.join("relay.toml");
+    std::fs::write(
+        &file,
+        format!("[relay]\ndomain = 3\n[transport]\npath = {socket_arg:?}\n[engine]\ncores = [9999]\n"),
+    )
+    .unwrap();
+    let (code, stderr) = exit_of(RELAY, &["--config", file.to_str().unwrap()], &dir);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("engine.cores") && stderr.contains("9999"), "{stderr}");
+    assert!(!socket.parent().unwrap().exists(), "nothing was made for the socket");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

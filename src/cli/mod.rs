@@ -95,7 +95,8 @@ pub struct DomainArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Reactor cores: `none` = one unpinned reactor per available core; `none:N` = N unpinned
-    /// reactors; a list like `0,1` = one reactor pinned to each core
+    /// reactors; a list like `0,1` = one reactor pinned to each core, which must be a core this
+    /// process may run on (else exit 2)
     #[arg(long, value_name = "LIST|none|none:N", default_value = "none")]
     pub cores: String,
     /// What an idle reactor does: `block` waits in the poll; `spin` never sleeps (lowest
@@ -131,7 +132,8 @@ pub struct DomainArgs {
 }
 
 impl DomainArgs {
-    /// The flags applied over the defaults of `L`, finished and validated.
+    /// The flags applied over the defaults of `L`, finished and validated; the cores of
+    /// `--cores` must be cores this process may run on ([`EngineConfig::check_cores_here`]).
     ///
     /// # Errors
     ///
@@ -162,6 +164,7 @@ impl DomainArgs {
         engine.metrics_addr = self.metrics_addr;
         relay.finish(&defaults, self.queue_bytes.is_some()).map_err(|e| e.renamed(FLAGS))?;
         engine.validate().map_err(|e| e.renamed(FLAGS))?;
+        engine.check_cores_here().map_err(|e| e.renamed(FLAGS))?;
         Ok((engine, relay))
     }
 }
@@ -191,13 +194,16 @@ impl RelayArgs {
         ConfigFile::load(&self.config)
     }
 
-    /// The file's relay: its domain's defaults, the file, finished.
+    /// The file's relay: its domain's defaults, the file, finished; the cores of
+    /// `engine.cores` must be cores this process may run on
+    /// ([`EngineConfig::check_cores_here`]).
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the file and the key.
     pub fn resolve(&self, file: &ConfigFile) -> Result<(EngineConfig, Vec<RelayConfig>), ConfigError> {
         let (engine, relay) = resolve_file(file, None)?;
+        engine.check_cores_here().map_err(|e| file.rename(e))?;
         Ok((engine, vec![relay]))
     }
 
@@ -360,6 +366,11 @@ impl DevArgs {
             engine.metrics_addr = Some(addr);
         }
         engine.validate().map_err(|e| e.renamed(FLAGS))?;
+        // Only a file pins the reactors of relay_dev.
+        engine.check_cores_here().map_err(|e| match file {
+            Some(file) => file.rename(e),
+            None => e,
+        })?;
         Ok((engine, relays))
     }
 }

@@ -109,6 +109,7 @@ fn legacy_only_file_loads() {
     assert_eq!(relay.max_message_size, 65536);
     assert_eq!(relay.policy, Policy::Block);
     assert_eq!((engine.read_budget, engine.max_connections), (65536, 100));
+    assert_eq!(engine.socket_buffer, None);
 }
 
 #[test]
@@ -179,8 +180,20 @@ fn sizes_are_checked() {
     assert_eq!(setting(error), "validation.max_message_size");
     let (_, relay) = load("[relay]\ndomain = 1\n[validation]\nmax_message_size = 1065\n").unwrap();
     assert_eq!(relay.max_message_size, 1065);
-    let error = load("[relay]\ndomain = 1\n[performance]\nbuffer_size = 100\n").unwrap_err();
-    assert_eq!(setting(error), "performance.buffer_size");
+    for (table, size) in [("performance", "100"), ("performance", "1073741824"), ("transport", "0")] {
+        let error = load(&format!("{MINIMAL}[{table}]\nbuffer_size = {size}\n")).unwrap_err();
+        assert_eq!(setting(error), format!("{table}.buffer_size"), "{size}");
+    }
+    // The error names the file, the key, the value and what is allowed.
+    let error = load(&format!("{MINIMAL}[transport]\nbuffer_size = 1073741824\n")).unwrap_err();
+    let ConfigError::Invalid { file: Some(file), .. } = &error else { panic!("{error:?}") };
+    assert!(
+        error.to_string().starts_with(&format!(
+            "{file}: transport.buffer_size = 1073741824: the send and receive buffer size of every \
+             connection (SO_SNDBUF, SO_RCVBUF) in bytes: 4096 to 268435456"
+        )),
+        "{error}"
+    );
     let error = load("[relay]\ndomain = 1\n[performance]\nmax_connections = 0\n").unwrap_err();
     assert_eq!(setting(error), "performance.max_connections");
 }
@@ -372,6 +385,40 @@ fn cores_flag() {
     }
 }
 
+/// A core this process may not run on (beyond its affinity mask).
+fn missing_core() -> usize {
+    Cores::usable().unwrap().last().unwrap() + 1
+}
+
+/// Reactors asked to pin to a core the process cannot have are an error naming the flag or
+/// the key, not reactors running unpinned.
+#[test]
+fn pinned_cores_must_exist_here() {
+    let (first, core) = (Cores::usable().unwrap()[0], missing_core());
+    let flag =
+        DomainArgs::try_parse_from(["market_data_relay", "--cores", &format!("{first},{core}")]).unwrap();
+    let error = flag.resolve::<MarketDataLogic>().unwrap_err();
+    assert!(
+        error.to_string().starts_with(&format!("--cores = {first},{core}: core {core} does not exist")),
+        "{error}"
+    );
+
+    let text = format!("{MINIMAL}[engine]\ncores = [{core}]\n");
+    let path = temp_file(&text);
+    let relay = resolve(&path).unwrap_err();
+    let dev = DevArgs::try_parse_from(["relay_dev", "market-data", "-c", path.to_str().unwrap()]).unwrap();
+    let dev = dev.resolve(dev.load().unwrap().as_ref()).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    for error in [relay, dev] {
+        let ConfigError::Invalid { file: Some(file), .. } = &error else { panic!("{error:?}") };
+        assert!(file.ends_with(".toml"), "{file}");
+        assert_eq!(setting(error), "engine.cores");
+    }
+    // Unpinned reactors, however many, are not checked.
+    let flag = DomainArgs::try_parse_from(["market_data_relay", "--cores", "none:256"]).unwrap();
+    assert_eq!(flag.resolve::<MarketDataLogic>().unwrap().0.cores, Cores::Unpinned(256));
+}
+
 #[test]
 fn domain_flags() {
     let args = DomainArgs::try_parse_from(["market_data_relay"]).unwrap();
@@ -380,6 +427,9 @@ fn domain_flags() {
     assert_eq!(engine, EngineConfig::default());
     assert_eq!(args.log_level, LogLevel::Info);
 
+    // Pinned to cores this process may run on: the first two (or one) of its mask.
+    let usable: Vec<usize> = Cores::usable().unwrap().into_iter().take(2).collect();
+    let cores = usable.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let args = DomainArgs::try_parse_from([
         "signal_relay",
         "--slow-consumer",
@@ -387,7 +437,7 @@ fn domain_flags() {
         "--socket",
         "/tmp/x/s.sock",
         "--cores",
-        "0,1",
+        &cores,
         "--queue-bytes",
         "1000000",
         "--max-message-size",
@@ -404,7 +454,7 @@ fn domain_flags() {
     assert_eq!((relay.domain, relay.policy), (RelayDomain::Signal, Policy::Block));
     assert_eq!(relay.socket, Path::new("/tmp/x/s.sock"));
     assert_eq!((relay.queue_bytes, relay.max_message_size), (1_000_000, 2000));
-    assert_eq!(engine.cores, Cores::Pinned(vec![0, 1]));
+    assert_eq!(engine.cores, Cores::Pinned(usable));
     assert_eq!(engine.metrics_interval, Some(Duration::from_secs(5)));
     assert_eq!(engine.metrics_addr, Some("127.0.0.1:9101".parse().unwrap()));
     assert_eq!(args.log_level.filter(), log::LevelFilter::Debug);
@@ -541,29 +591,52 @@ fn a_large_message_size_grows_the_default_queue_bound_only() {
     assert_eq!(setting(error.unwrap_err()), "relay.queue_bytes");
 }
 
+/// The legacy relays' files (`tests/legacy/`, the production ones and the template;
+/// `tests/legacy/development/`): every value where it belongs, the two buffer sizes apart.
 #[test]
 fn the_legacy_production_files_and_template_load() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/legacy");
-    let mut names: Vec<_> =
-        std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
-    names.sort();
-    assert_eq!(names, ["execution.toml", "market_data.toml", "signal.toml", "template.toml"]);
-    for (name, domain, max_connections, read_budget, max_message_size, queue_bytes, json) in [
-        ("market_data.toml", RelayDomain::MarketData, 1000, 65536, 16 << 20, 32 << 20, true),
-        ("signal.toml", RelayDomain::Signal, 200, 32768, 65536, 4 << 20, true),
-        ("execution.toml", RelayDomain::Execution, 50, 16384, 16 << 20, 32 << 20, true),
-        ("template.toml", RelayDomain::MarketData, 100, 65536, 65536, 4 << 20, false),
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/legacy");
+    let toml_files = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".toml"))
+            .collect();
+        names.sort();
+        names
+    };
+    let files = ["execution.toml", "market_data.toml", "signal.toml", "template.toml"];
+    assert_eq!(toml_files(&legacy), files);
+    assert_eq!(toml_files(&legacy.join("development")), files[..3]);
+    let (info, warn) = (Some(log::LevelFilter::Info), Some(log::LevelFilter::Warn));
+    let md = RelayDomain::MarketData;
+    for (name, domain, max_connections, read_budget, socket_buffer, max_message_size, queue_bytes, level) in [
+        ("market_data.toml", md, 5000, 65536, Some(131072), 16 << 20, 32 << 20, warn),
+        ("signal.toml", RelayDomain::Signal, 500, 16384, Some(65536), 65536, 4 << 20, info),
+        ("execution.toml", RelayDomain::Execution, 100, 16384, Some(32768), 1 << 20, 16 << 20, info),
+        ("template.toml", md, 1000, 32768, Some(65536), 16 << 20, 32 << 20, info),
+        ("development/market_data.toml", md, 1000, 65536, None, 65536, 4 << 20, None),
+        ("development/signal.toml", RelayDomain::Signal, 100, 32768, None, 32768, 4 << 20, None),
+        ("development/execution.toml", RelayDomain::Execution, 50, 16384, None, 16384, 16 << 20, None),
     ] {
-        let path = dir.join(name);
+        let path = legacy.join(name);
         let file = ConfigFile::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let logging = file.logging();
-        assert_eq!(logging.level, Some(log::LevelFilter::Info), "{name}");
-        assert_eq!(logging.json, Some(json), "{name}");
-        assert!(logging.file.unwrap().starts_with("/var/log/torq"), "{name}");
+        assert_eq!(logging.level, level, "{name}");
+        if level.is_some() {
+            assert_eq!(logging.json, Some(true), "{name}");
+            assert!(logging.file.unwrap().starts_with("/var/log/torq"), "{name}");
+        } else {
+            assert_eq!(logging, Logging::default(), "{name}");
+        }
         let (engine, relays) = resolve(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let relay = &relays[0];
         assert_eq!(relay.domain, domain, "{name}");
-        assert_eq!((engine.max_connections, engine.read_budget), (max_connections, read_budget), "{name}");
+        assert_eq!(
+            (engine.max_connections, engine.read_budget, engine.socket_buffer),
+            (max_connections, read_budget, socket_buffer),
+            "{name}"
+        );
         assert_eq!((relay.max_message_size, relay.queue_bytes), (max_message_size, queue_bytes), "{name}");
     }
 }
@@ -575,10 +648,28 @@ fn legacy_keys_for_one_setting_must_agree() {
     assert_eq!(engine.max_connections, 7);
     let error = load("[relay]\ndomain = 1\nmax_connections = 7\n[performance]\nmax_connections = 8\n");
     assert_eq!(setting(error.unwrap_err()), "relay.max_connections");
-    let error = load("[relay]\ndomain = 1\n[transport]\nbuffer_size = 100\n");
-    assert_eq!(setting(error.unwrap_err()), "transport.buffer_size");
     let error = load("[relay]\ndomain = 1\nmax_connections = 0\n");
     assert_eq!(setting(error.unwrap_err()), "relay.max_connections");
+}
+
+/// The legacy relays' production files give `transport.buffer_size` (the socket buffers) and
+/// `performance.buffer_size` (the relay's read buffer) different values on purpose; each sets
+/// its own setting.
+#[test]
+fn the_two_buffer_sizes_are_two_settings() {
+    let both = format!("{MINIMAL}[transport]\nbuffer_size = 131072\n[performance]\nbuffer_size = 65536\n");
+    let (engine, _) = load(&both).unwrap();
+    assert_eq!((engine.socket_buffer, engine.read_budget), (Some(131072), 65536));
+    // The socket buffers alone: the read budget keeps its default.
+    let (engine, _) = load(&format!("{MINIMAL}[transport]\nbuffer_size = 32768\n")).unwrap();
+    assert_eq!(
+        (engine.socket_buffer, engine.read_budget),
+        (Some(32768), EngineConfig::default().read_budget)
+    );
+    // The read budget alone: the kernel's default socket buffers.
+    let (engine, _) = load(&format!("{MINIMAL}[performance]\nbuffer_size = 16384\n")).unwrap();
+    assert_eq!((engine.socket_buffer, engine.read_budget), (None, 16384));
+    assert_eq!(EngineConfig::default().socket_buffer, None);
 }
 
 #[test]

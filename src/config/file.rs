@@ -9,10 +9,10 @@
 //! | table | legacy keys | new keys |
 //! |---|---|---|
 //! | `[relay]` | `domain` (required), `name`, `description`*, `max_connections` (as `performance.max_connections`) | `slow_consumer`, `queue_bytes`, `socket_mode`, `parent_mode`, `connect_uids`, `connect_gids`, `publisher_uids`, `audit_file`, `audit_fsync_ms` |
-//! | `[transport]` | `mode` (only `"unix_socket"`), `path`, `buffer_size` (as `performance.buffer_size`), `address`*, `port`*, `use_topology`* | |
+//! | `[transport]` | `mode` (only `"unix_socket"`), `path`, `buffer_size` (`SO_SNDBUF` and `SO_RCVBUF` of every accepted connection), `address`*, `port`*, `use_topology`* | |
 //! | `[validation]` | `checksum`, `audit`, `strict`, `max_message_size` | `sequence`, `close_on_reject` |
-//! | `[performance]` | `buffer_size`, `max_connections`, `batch_size`*, `target_throughput`*, `monitoring`*, `max_latency_ms`* | |
-//! | `[engine]` | | `cores`, `stall_timeout_ms`, `flush_deadline_ms`, `metrics_interval`, `metrics_addr` |
+//! | `[performance]` | `buffer_size` (bytes read from one connection per loop turn), `max_connections`, `batch_size`*, `target_throughput`*, `monitoring`*, `max_latency_ms`* | |
+//! | `[engine]` | | `cores`, `idle`, `stall_timeout_ms`, `flush_deadline_ms`, `metrics_interval`, `metrics_addr` |
 //! | `[logging]` | `level`, `format` (`"json"` or `"text"`), `file` | |
 //! | `[topics]`* | anything (e.g. `cleanup_interval_ms`) | |
 //!
@@ -210,9 +210,12 @@ impl ConfigFile {
             )),
             (a, b) => Ok(a.or(b)),
         };
-        if let Some(budget) =
-            pair(("performance.buffer_size", p.buffer_size), ("transport.buffer_size", t.buffer_size))?
-        {
+        // Two settings, as in the legacy relays, whose production files give them different
+        // values: the socket buffers of every connection, and the relay's read buffer.
+        if let Some(size) = t.buffer_size {
+            engine.socket_buffer = Some(size);
+        }
+        if let Some(budget) = p.buffer_size {
             engine.read_budget = budget;
         }
         if let Some(max) = pair(
@@ -266,11 +269,7 @@ impl ConfigFile {
     /// Names this file and the key it wrote in an error from [`RelayConfig::finish`] or
     /// [`EngineConfig::validate`].
     pub fn rename(&self, error: ConfigError) -> ConfigError {
-        let Tables { relay, transport, performance, .. } = &self.tables;
-        let read_budget = match (performance.buffer_size, transport.buffer_size) {
-            (None, Some(_)) => "transport.buffer_size",
-            _ => "performance.buffer_size",
-        };
+        let Tables { relay, performance, .. } = &self.tables;
         let max_connections = match (performance.max_connections, relay.max_connections) {
             (None, Some(_)) => "relay.max_connections",
             _ => "performance.max_connections",
@@ -282,7 +281,8 @@ impl ConfigFile {
             ("socket_mode", "relay.socket_mode"),
             ("parent_mode", "relay.parent_mode"),
             ("cores", "engine.cores"),
-            ("read_budget", read_budget),
+            ("read_budget", "performance.buffer_size"),
+            ("socket_buffer", "transport.buffer_size"),
             ("max_connections", max_connections),
             ("stall_timeout", "engine.stall_timeout_ms"),
             ("metrics_addr", "engine.metrics_addr"),

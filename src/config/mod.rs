@@ -20,6 +20,10 @@ pub use file::{ConfigFile, Logging};
 /// The smallest allowed `max_message_size`: the largest Subscribe frame (32 + 5 + 1028).
 pub const MIN_MESSAGE_SIZE: usize = 1065;
 
+/// The bounds of a buffer size (the read budget, the socket buffers): at least 4 KiB, at most
+/// 256 MiB, so that a typo cannot make every connection ask for gigabytes.
+pub const BUFFER_SIZES: std::ops::RangeInclusive<usize> = 4096..=(256 << 20);
+
 /// A configuration that cannot run, naming the setting, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -252,6 +256,14 @@ impl Cores {
         Ok(Cores::Pinned(list))
     }
 
+    /// The cores this process may run on, in increasing order: its affinity mask, which a
+    /// cgroup's cpuset and `taskset` narrow. `None` when the system does not say.
+    pub fn usable() -> Option<Vec<usize>> {
+        let mut cores: Vec<usize> = core_affinity::get_core_ids()?.into_iter().map(|core| core.id).collect();
+        cores.sort_unstable();
+        (!cores.is_empty()).then_some(cores)
+    }
+
     /// Number of reactors.
     pub fn count(&self) -> usize {
         match self {
@@ -397,8 +409,11 @@ impl RelayConfig {
 pub struct EngineConfig {
     /// Reactor threads and their cores.
     pub cores: Cores,
-    /// Bytes read from one connection per loop turn (default 256 KiB).
+    /// Bytes read from one connection per loop turn (default 256 KiB; `performance.buffer_size`).
     pub read_budget: usize,
+    /// The send and receive buffer sizes (`SO_SNDBUF`, `SO_RCVBUF`) asked for every accepted
+    /// connection; `None` leaves the kernel's default (`transport.buffer_size`).
+    pub socket_buffer: Option<usize>,
     /// Connections beyond this are accepted, logged, counted and closed (default 1024).
     pub max_connections: usize,
     /// Publishers paused on a subscriber's account this long within twice the window mark it
@@ -421,6 +436,7 @@ impl Default for EngineConfig {
         EngineConfig {
             cores: Cores::available(),
             read_budget: 256 << 10,
+            socket_buffer: None,
             max_connections: 1024,
             stall_timeout: Duration::from_secs(5),
             flush_deadline: Duration::from_secs(5),
@@ -441,8 +457,30 @@ impl EngineConfig {
         if self.cores.count() == 0 || self.cores.count() > 256 {
             return Err(ConfigError::invalid("cores", self.cores.count(), "1 to 256 reactors"));
         }
-        if self.read_budget < 4096 {
-            return Err(ConfigError::invalid("read_budget", self.read_budget, "at least 4096 bytes"));
+        if !BUFFER_SIZES.contains(&self.read_budget) {
+            return Err(ConfigError::invalid(
+                "read_budget",
+                self.read_budget,
+                format!(
+                    "bytes read from one connection per loop turn: {} to {} (256 MiB)",
+                    BUFFER_SIZES.start(),
+                    BUFFER_SIZES.end()
+                ),
+            ));
+        }
+        if let Some(size) = self.socket_buffer
+            && !BUFFER_SIZES.contains(&size)
+        {
+            return Err(ConfigError::invalid(
+                "socket_buffer",
+                size,
+                format!(
+                    "the send and receive buffer size of every connection (SO_SNDBUF, SO_RCVBUF) in \
+                     bytes: {} to {} (256 MiB); leave it out for the kernel's default",
+                    BUFFER_SIZES.start(),
+                    BUFFER_SIZES.end()
+                ),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::invalid("max_connections", 0, "at least 1"));
@@ -461,6 +499,70 @@ impl EngineConfig {
         }
         Ok(())
     }
+
+    /// Checks that every core the reactors are pinned to is one of `usable` (the cores the
+    /// process may run on, [`Cores::usable`]): a relay asked to pin must not run unpinned.
+    /// Unpinned reactors are not checked.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming `cores`, the list, the cores missing from `usable` and
+    /// those in it.
+    pub fn check_cores(&self, usable: &[usize]) -> Result<(), ConfigError> {
+        let Cores::Pinned(list) = &self.cores else { return Ok(()) };
+        let missing: Vec<usize> = list.iter().copied().filter(|core| !usable.contains(core)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let missing = match missing.as_slice() {
+            [core] => format!("core {core} does not exist or this process may not run on it"),
+            more => format!("cores {} do not exist or this process may not run on them", join(more)),
+        };
+        Err(ConfigError::invalid(
+            "cores",
+            join(list),
+            format!(
+                "{missing}; it may run on {}: pin to those only, or leave the reactors unpinned \
+                 with \"none\"",
+                match usable {
+                    [core] => format!("core {core} only"),
+                    _ => format!("cores {} ({} cores)", ranges(usable), usable.len()),
+                }
+            ),
+        ))
+    }
+
+    /// [`EngineConfig::check_cores`] against the cores this process may run on now
+    /// ([`Cores::usable`]); nothing to check when the system does not say.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineConfig::check_cores`].
+    pub fn check_cores_here(&self) -> Result<(), ConfigError> {
+        match (&self.cores, Cores::usable()) {
+            (Cores::Pinned(_), Some(usable)) => self.check_cores(&usable),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `0,3,4`.
+fn join(cores: &[usize]) -> String {
+    cores.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Sorted core numbers as ranges: `0-3,6,8-9`.
+fn ranges(cores: &[usize]) -> String {
+    let mut out = Vec::new();
+    let mut rest = cores.iter().copied().peekable();
+    while let Some(first) = rest.next() {
+        let mut last = first;
+        while rest.next_if(|&next| next == last + 1).is_some() {
+            last += 1;
+        }
+        out.push(if first == last { first.to_string() } else { format!("{first}-{last}") });
+    }
+    out.join(",")
 }
 
 #[cfg(test)]
@@ -517,6 +619,48 @@ mod tests {
         );
         let relay = finished(|r| r.queue_bytes = 1 << 20, true).unwrap();
         assert_eq!(relay.queue_bytes, 1 << 20);
+    }
+
+    fn pinned(list: &[usize]) -> EngineConfig {
+        EngineConfig { cores: Cores::Pinned(list.to_vec()), ..EngineConfig::default() }
+    }
+
+    #[test]
+    fn pinned_cores_must_be_cores_the_process_may_run_on() {
+        let two = [0, 1];
+        assert_eq!(pinned(&[0, 1]).check_cores(&two), Ok(()));
+        assert_eq!(pinned(&[1]).check_cores(&two), Ok(()));
+        assert_eq!(EngineConfig { cores: Cores::Unpinned(64), ..pinned(&[]) }.check_cores(&two), Ok(()));
+
+        let error = pinned(&[9]).check_cores(&two).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cores = 9: core 9 does not exist or this process may not run on it; it may run on cores \
+             0-1 (2 cores): pin to those only, or leave the reactors unpinned with \"none\""
+        );
+        // Every missing core is named; the usable ones as ranges (an affinity mask has gaps).
+        let error = pinned(&[2, 0, 9, 4]).check_cores(&[0, 1, 2, 5, 7, 8]).unwrap_err();
+        let ConfigError::Invalid { setting, value, allowed, .. } = error else { panic!("{error:?}") };
+        assert_eq!((setting.as_str(), value.as_str()), ("cores", "2,0,9,4"));
+        assert!(
+            allowed.starts_with(
+                "cores 9,4 do not exist or this process may not run on them; it may run on cores \
+                 0-2,5,7-8 (6 cores)"
+            ),
+            "{allowed}"
+        );
+        let error = pinned(&[0]).check_cores(&[3]).unwrap_err();
+        assert!(error.to_string().contains("it may run on core 3 only:"), "{error}");
+    }
+
+    /// This process may run on at least one core, and pinning to all of them is accepted.
+    #[test]
+    fn the_usable_cores_are_the_affinity_mask() {
+        let usable = Cores::usable().expect("Linux says which cores a process may run on");
+        assert!(usable.windows(2).all(|w| w[0] < w[1]), "{usable:?}");
+        assert_eq!(pinned(&usable).check_cores_here(), Ok(()));
+        let beyond = usable.last().unwrap() + 1;
+        assert!(pinned(&[beyond]).check_cores_here().is_err());
     }
 
     #[test]

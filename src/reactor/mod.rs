@@ -185,6 +185,7 @@ impl<L: RelayLogic> Reactors<L> {
                     shard: Shard::new(shard, Arc::clone(&relays)),
                     audit: AuditWriter::new(Arc::clone(&audits)),
                     read_budget: engine.read_budget,
+                    socket_buffer: engine.socket_buffer,
                     flush_deadline: engine.flush_deadline,
                     idle: engine.idle,
                     listeners: Vec::new(),
@@ -197,6 +198,8 @@ impl<L: RelayLogic> Reactors<L> {
                     accept_retry: false,
                     accept_log: LogLimit::default(),
                     refusal_log: LogLimit::default(),
+                    buffer_log: LogLimit::default(),
+                    buffers_reported: false,
                 }
             })
             .collect();
@@ -227,6 +230,8 @@ pub(crate) struct Reactor<L: RelayLogic> {
     shard: Shard<L, Socket>,
     audit: AuditWriter,
     read_budget: usize,
+    /// `SO_SNDBUF` and `SO_RCVBUF` asked for every accepted connection (reactor 0 accepts).
+    socket_buffer: Option<usize>,
     flush_deadline: Duration,
     idle: Idle,
     listeners: Vec<(UnixListener, usize)>,
@@ -244,6 +249,11 @@ pub(crate) struct Reactor<L: RelayLogic> {
     accept_retry: bool,
     accept_log: LogLimit,
     refusal_log: LogLimit,
+    /// Socket buffers that could not be set.
+    buffer_log: LogLimit,
+    /// Whether what the kernel gave for the socket buffers was logged (once a process: the
+    /// kernel's rule is the same for every connection).
+    buffers_reported: bool,
 }
 
 /// At most one log line a second, counting what was left out.
@@ -459,6 +469,24 @@ impl<L: RelayLogic> Reactor<L> {
             }
             let id = self.shared.next_connection_id.fetch_add(1, Relaxed);
             info!("{name}: connection {id} from {peer}");
+            if let Some(size) = self.socket_buffer {
+                match set_socket_buffers(&stream, size) {
+                    Ok(given) if !self.buffers_reported => {
+                        self.buffers_reported = true;
+                        report_socket_buffers(name, size, given);
+                    }
+                    Ok(_) => {}
+                    // The connection works with the kernel's default buffers: keep it.
+                    Err(e) => {
+                        if self.buffer_log.due(Instant::now()) {
+                            warn!(
+                                "{name}: connection {id}: cannot set its socket buffers to {size} B \
+                                 (transport.buffer_size): {e}; it keeps the kernel's default"
+                            );
+                        }
+                    }
+                }
+            }
             metrics.connections.fetch_add(1, Relaxed);
             metrics.connections_total.fetch_add(1, Relaxed);
             let target = self.next_target % self.shared.inboxes.len();
@@ -677,6 +705,42 @@ impl<L: RelayLogic> Reactor<L> {
     }
 }
 
+/// Asks for `size` bytes of send and receive buffer (`SO_SNDBUF`, `SO_RCVBUF`) on a socket, and
+/// returns what the kernel gave, read back: (send, receive). Linux doubles the size asked (room
+/// for its own bookkeeping) and caps it at twice `net.core.wmem_max` / `net.core.rmem_max`
+/// without an error. The reactor calls it on every accepted connection when
+/// [`EngineConfig::socket_buffer`] is set.
+///
+/// # Errors
+///
+/// What `setsockopt` or `getsockopt` returns.
+pub fn set_socket_buffers(fd: impl AsFd, size: usize) -> io::Result<(usize, usize)> {
+    use rustix::net::sockopt;
+    let fd = fd.as_fd();
+    sockopt::set_socket_send_buffer_size(fd, size)?;
+    sockopt::set_socket_recv_buffer_size(fd, size)?;
+    Ok((sockopt::socket_send_buffer_size(fd)?, sockopt::socket_recv_buffer_size(fd)?))
+}
+
+/// Logs what the kernel gave for the socket buffers asked: at info when it capped them, with
+/// the fix; at debug otherwise.
+fn report_socket_buffers(name: &str, size: usize, (send, receive): (usize, usize)) {
+    // Linux doubles what it was asked for, when it does not cap it.
+    let uncapped = if cfg!(target_os = "linux") { size.saturating_mul(2) } else { size };
+    if send < uncapped || receive < uncapped {
+        info!(
+            "{name}: socket buffers of {size} B asked (transport.buffer_size); the kernel gave \
+             SO_SNDBUF {send} B and SO_RCVBUF {receive} B: it caps them at \
+             net.core.wmem_max and net.core.rmem_max (doubled; raise those with sysctl for more)"
+        );
+    } else {
+        debug!(
+            "{name}: socket buffers of {size} B asked (transport.buffer_size); the kernel gave \
+             SO_SNDBUF {send} B and SO_RCVBUF {receive} B"
+        );
+    }
+}
+
 /// Reads the credentials of the peer of a connected Unix stream socket (`SO_PEERCRED`).
 ///
 /// # Errors
@@ -685,4 +749,33 @@ impl<L: RelayLogic> Reactor<L> {
 pub fn peer_credentials(fd: impl AsFd) -> io::Result<Peer> {
     let cred = rustix::net::sockopt::socket_peercred(fd)?;
     Ok(Peer { pid: Some(cred.pid.as_raw_pid()), uid: cred.uid.as_raw(), gid: cred.gid.as_raw() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::net::sockopt;
+
+    /// What `accept` calls on every connection when `transport.buffer_size` is set: the
+    /// kernel's sizes, read back independently, are at least those asked (Linux doubles them).
+    #[test]
+    fn socket_buffers_are_set_on_a_connected_socket() {
+        let (relay_side, _client_side) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut given = Vec::new();
+        for size in [16384, 131072] {
+            let (send, receive) = set_socket_buffers(&relay_side, size).unwrap();
+            assert_eq!(
+                (send, receive),
+                (
+                    sockopt::socket_send_buffer_size(&relay_side).unwrap(),
+                    sockopt::socket_recv_buffer_size(&relay_side).unwrap()
+                ),
+                "what it returns is what the socket has"
+            );
+            assert!(send >= size && receive >= size, "asked {size}, got {send} and {receive}");
+            given.push((send, receive));
+        }
+        // Whatever the kernel's default: a larger size asked gives larger buffers.
+        assert!(given[0].0 < given[1].0 && given[0].1 < given[1].1, "{given:?}");
+    }
 }

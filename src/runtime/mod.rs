@@ -110,6 +110,8 @@ pub fn run_any(engine: EngineConfig, relays: Vec<RelayConfig>) -> Result<i32, St
 /// [`StartError`] when a relay cannot start.
 pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -> Result<i32, StartError> {
     engine.validate()?;
+    // Before any socket or file: reactors asked to pin never run unpinned.
+    engine.check_cores_here()?;
     for (logic, relay) in &relays {
         relay.validate()?;
         if relay.domain != logic.domain() {
@@ -164,6 +166,12 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
         listeners.push((listener, index));
         guards.push(guard);
     }
+    if let Some(size) = engine.socket_buffer {
+        info!(
+            "socket buffers: {size} B asked (SO_SNDBUF, SO_RCVBUF) for every connection; read budget {} B",
+            engine.read_budget
+        );
+    }
     let contexts: Vec<_> = relays.into_iter().map(|(logic, relay)| RelayContext::new(logic, relay)).collect();
     let syncer = Syncer::start(to_sync)?;
     let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
@@ -190,11 +198,19 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
             Cores::Pinned(list) => Some(list[index]),
             Cores::Unpinned(_) => None,
         };
+        let shared = Arc::clone(&shared);
         threads.push(std::thread::Builder::new().name(format!("reactor-{index}")).spawn(move || {
+            // The cores were checked at start-up; one taken away since (a cpuset changed, a
+            // core went offline) stops the relay rather than leave it running unpinned.
             if let Some(core) = core
                 && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
             {
-                warn!("reactor {index}: cannot pin to core {core}; running unpinned");
+                error!(
+                    "reactor {index}: cannot pin to core {core}, which this process may no longer run \
+                     on; stopping (exit status 1)"
+                );
+                shared.fail(1);
+                shared.request_stop();
             }
             reactor.run();
         })?);
@@ -310,5 +326,24 @@ mod tests {
             Err(StartError::Config(ConfigError::Invalid { setting, .. })) => assert_eq!(setting, "domain"),
             other => panic!("expected a configuration error naming the domain, got {other:?}"),
         }
+    }
+
+    /// `run` itself refuses reactors pinned to a core this process may not run on (for
+    /// callers of the library that did not go through `cli`), before it makes any directory,
+    /// file or socket.
+    #[test]
+    fn a_relay_pinned_to_a_core_it_may_not_run_on_does_not_start() {
+        let beyond = Cores::usable().unwrap().last().unwrap() + 1;
+        let engine = EngineConfig { cores: Cores::Pinned(vec![beyond]), ..EngineConfig::default() };
+        let dir = std::env::temp_dir().join(format!("torq-pin-{}", std::process::id()));
+        let mut config = RelayConfig::new(&MarketDataLogic.defaults());
+        config.socket = dir.join("relay.sock");
+        match Relay::<MarketDataLogic>::new(engine, config).run() {
+            Err(StartError::Config(ConfigError::Invalid { setting, value, .. })) => {
+                assert_eq!((setting.as_str(), value), ("cores", beyond.to_string()));
+            }
+            other => panic!("expected a configuration error naming the cores, got {other:?}"),
+        }
+        assert!(!dir.exists(), "nothing is made before the check");
     }
 }
