@@ -41,7 +41,10 @@ fn demo_runs_the_three_relays_and_loses_nothing() {
     assert!(orders > 0 && fills == orders, "{json}");
     assert_eq!(execution["orders_received"], orders, "{json}");
     assert_eq!(execution["fills_received"], fills, "{json}");
-    for check in ["lost", "gaps", "out_of_order", "incomplete"] {
+    // The relay confirmed every order and fill to its publisher (notice 7), rejecting none.
+    assert_eq!(execution["orders_confirmed"], orders, "{json}");
+    assert_eq!(execution["fills_confirmed"], fills, "{json}");
+    for check in ["lost", "gaps", "out_of_order", "incomplete", "rejected"] {
         assert_eq!(execution[check], 0, "{check}: {json}");
     }
     assert_eq!(execution["audited"], orders + fills, "every order and fill audited: {json}");

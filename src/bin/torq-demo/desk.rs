@@ -110,6 +110,12 @@ pub struct Tally {
     pub out_of_order: AtomicU64,
     /// Frames whose checksum or TLVs were not what was sent.
     pub incomplete: AtomicU64,
+    /// Orders the relay confirmed it accepted (notice 7), and fills.
+    pub orders_confirmed: AtomicU64,
+    /// See [`Tally::orders_confirmed`].
+    pub fills_confirmed: AtomicU64,
+    /// Orders and fills the relay rejected.
+    pub rejected: AtomicU64,
 }
 
 impl Tally {
@@ -120,9 +126,10 @@ impl Tally {
             + get(&self.fills_sent).saturating_sub(get(&self.fills_received))
     }
 
-    /// Every order and fill arrived, complete and in order.
+    /// Every order and fill arrived, complete and in order, and the relay rejected none.
     pub fn sound(&self) -> bool {
         self.lost() == 0
+            && self.rejected.load(Relaxed) == 0
             && self.gaps.load(Relaxed) == 0
             && self.out_of_order.load(Relaxed) == 0
             && self.incomplete.load(Relaxed) == 0
@@ -539,7 +546,17 @@ fn engine(desk: &Desk, mut signals: Subscriber, mut orders: Publisher) -> Result
         }
         Ok(())
     };
-    run(&mut signals, Some(&mut orders), &desk.lanes[SIGNAL], handle, || {})
+    let ran = run(&mut signals, Some(&mut orders), &desk.lanes[SIGNAL], handle, || {});
+    confirmed(&mut orders, &desk.tally.orders_confirmed, &desk.tally.rejected);
+    ran
+}
+
+/// Takes in the relay's last confirmations (it sent them before closing) and books them.
+fn confirmed(publisher: &mut Publisher, accepted: &AtomicU64, rejected: &AtomicU64) {
+    let _ = publisher.settle(Duration::from_secs(1));
+    let settlement = publisher.settlement();
+    accepted.store(settlement.accepted, Relaxed);
+    rejected.fetch_add(settlement.rejected, Relaxed);
 }
 
 /// The simulated venue: fills every order in full at its limit price, answering with one
@@ -579,7 +596,9 @@ fn venue(desk: &Desk, mut orders: Subscriber, mut fills: Publisher) -> Result<()
     let gap = || {
         tally.gaps.fetch_add(1, Relaxed);
     };
-    run(&mut orders, Some(&mut fills), &desk.lanes[EXECUTION], handle, gap)
+    let ran = run(&mut orders, Some(&mut fills), &desk.lanes[EXECUTION], handle, gap);
+    confirmed(&mut fills, &tally.fills_confirmed, &tally.rejected);
+    ran
 }
 
 /// The engine's fills: checks they arrive whole and in order, and books the profit (a buy

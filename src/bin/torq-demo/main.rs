@@ -307,6 +307,8 @@ impl Summary {
             lines.push(format!(
                 "execution: {orders} orders, {fills} fills: all arrived complete and in order"
             ));
+        } else if get(&tally.rejected) > 0 {
+            lines.push(format!("execution: the relay REJECTED {} orders and fills", get(&tally.rejected)));
         } else {
             lines.push(format!(
                 "execution: LOST {} of {} frames; {} gaps, {} out of order, {} incomplete",
@@ -322,6 +324,11 @@ impl Summary {
                 get(&tally.fills_received),
             ));
         }
+        lines.push(format!(
+            "execution: the relay confirmed {} of {orders} orders and {} of {fills} fills",
+            get(&tally.orders_confirmed),
+            get(&tally.fills_confirmed),
+        ));
         lines.push(match audited {
             Some(n) if audit_ok => format!("execution: {n} accepted frames audited, one per order and fill"),
             Some(n) => {
@@ -346,6 +353,9 @@ impl Summary {
                 "gaps": get(&tally.gaps),
                 "out_of_order": get(&tally.out_of_order),
                 "incomplete": get(&tally.incomplete),
+                "orders_confirmed": get(&tally.orders_confirmed),
+                "fills_confirmed": get(&tally.fills_confirmed),
+                "rejected": get(&tally.rejected),
                 "lost": tally.lost(),
                 "audited": audited,
             },
