@@ -170,6 +170,23 @@ fn metrics_port(relay: &Relay) -> u16 {
     log[at..].split('/').next().unwrap().parse().unwrap()
 }
 
+/// Waits (bounded) until the relay has started all its threads: the housekeeping thread is
+/// the last one started, after the metrics endpoint has logged its port.
+fn wait_all_threads(pid: u32) {
+    let start = std::time::Instant::now();
+    let started = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|task| {
+                std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "housekeeping")
+            })
+        })
+    };
+    while !started() {
+        assert!(start.elapsed() < WAIT, "the relay never started its housekeeping thread");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn get(port: u16, path: &str) -> String {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -186,6 +203,7 @@ fn the_metrics_endpoint_holds_one_connection_whatever_clients_do() {
     let port = metrics_port(&relay);
     assert_ne!(port, 0, "the bound port is logged, not port 0");
     assert!(get(port, "/metrics").starts_with("HTTP/1.1 200 OK"));
+    wait_all_threads(relay.child.id());
     let before = fds_and_threads(relay.child.id());
     // Idle connections that never send a request.
     let idle: Vec<_> = (0..12).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
