@@ -153,8 +153,13 @@ impl Session {
         {
             return Verdict::Reject { reason: Reason::NotAllowed, close: true };
         }
-        // Validation has seen the whole header of a data frame.
-        if let (Some(last), Some(header)) = (&mut self.last_sequence, Header::view(frame)) {
+        // Validation has seen the whole header of a data frame. A bridged frame (flags bit 0)
+        // was checked by the relay it was first published to, and the importing bridge writes
+        // every publisher of its node on one connection, in their origin's order: its
+        // sequences are not this connection's to check (docs/protocol-notes.md).
+        if let (Some(last), Some(header)) = (&mut self.last_sequence, Header::view(frame))
+            && !header.is_bridged()
+        {
             let (source, sequence) = (header.source(), header.sequence());
             let slot = &mut last[usize::from(source)];
             match *slot {
@@ -259,6 +264,32 @@ mod tests {
         let gap = frame(RelayDomain::Execution, 20, 9, &[(40, &order)]);
         assert!(session.judge(&gap, &logic, &config) == Verdict::Forward);
         assert_eq!(session.sequence_gaps, 1);
+    }
+
+    #[test]
+    fn bridged_frames_are_not_sequence_checked_and_leave_the_sequences_alone() {
+        let logic = ExecutionLogic;
+        let mut config = RelayConfig::new(&ExecutionLogic.defaults());
+        config.audit_file = Some("/dev/null".into());
+        let mut session = Session::new(&config, 0);
+        let order = [0u8; 48];
+        let bridged = |sequence| {
+            let mut frame = frame(RelayDomain::Execution, 20, sequence, &[(40, &order)]);
+            crate::protocol::mark_bridged(&mut frame).unwrap();
+            frame
+        };
+        // Two publishers of one source at the origin, interleaved on the bridge's connection.
+        for sequence in [5, 1, 6, 2, 2] {
+            assert_eq!(session.judge(&bridged(sequence), &logic, &config), Verdict::Forward, "{sequence}");
+        }
+        assert_eq!(session.sequence_gaps, 0);
+        // The connection's own frames are still checked, from where they were.
+        let own = frame(RelayDomain::Execution, 20, 3, &[(40, &order)]);
+        assert!(session.judge(&own, &logic, &config) == Verdict::Forward);
+        assert!(matches!(
+            session.judge(&own, &logic, &config),
+            Verdict::Reject { reason: Reason::SequenceReplay, .. }
+        ));
     }
 
     #[test]
