@@ -73,6 +73,8 @@ pub async fn export(
         node: &config.node,
         domain: config.domain,
         jetstream: matches!(out, Route::JetStream(_)),
+        instance: instance_id(),
+        exported: 0,
         subjects: HashMap::new(),
         ready: Vec::new(),
         copies: BytesMut::new(),
@@ -216,6 +218,10 @@ struct Exporter<'a> {
     domain: Domain,
     /// Execution: each frame with its JetStream message id.
     jetstream: bool,
+    /// This exporter, in its message ids (drawn at start).
+    instance: u64,
+    /// Frames given a message id so far.
+    exported: u64,
     /// Subjects made once per (first TLV type, source).
     subjects: HashMap<(u8, u8), Subject>,
     /// The frames of this pass, for NATS.
@@ -265,7 +271,10 @@ impl Exporter<'_> {
             .entry(key)
             .or_insert_with(|| Subject::from(export_subject(node, domain, frame.bytes())))
             .clone();
-        let id = self.jetstream.then(|| message_id(node, header));
+        let id = self.jetstream.then(|| {
+            self.exported += 1;
+            message_id(node, self.instance, self.exported)
+        });
         let bytes = frame.bytes();
         if self.copies.capacity() < bytes.len() {
             self.copies.reserve(COPIES.max(bytes.len()));
@@ -273,6 +282,18 @@ impl Exporter<'_> {
         self.copies.extend_from_slice(bytes);
         self.ready.push(Outgoing { subject, id, frame: self.copies.split().freeze() });
     }
+}
+
+/// An exporter's instance id: unique across its starts and hosts with overwhelming odds (the
+/// standard library's per-process random keys, the time and the pid, hashed).
+fn instance_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Creates (or finds) this node's execution stream.

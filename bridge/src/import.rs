@@ -1,22 +1,33 @@
 //! Import: tasks take frames from NATS (core subscriptions for market data and signals, a
-//! durable JetStream consumer per imported node for execution) and hand them through a bounded
-//! queue to a thread that writes them into the local relay through the client library, with
-//! flags bit 0 (bridged) set, one publisher connection per imported node (sequences are per
-//! connection and source, PROTOCOL.md §6).
+//! durable JetStream consumer per imported node for execution) and hand them to a thread that
+//! writes them into the local relay through the client library, with flags bit 0 (bridged)
+//! set, on one publisher connection that asks the relay to confirm every frame (PROTOCOL.md
+//! §6). Bridged frames are not sequence-checked by the relay (docs/protocol-notes.md), so one
+//! connection carries every node and publisher, each in its origin's order.
+//!
+//! Before a frame is written it is checked as the local relay will check it (framing, domain,
+//! TLVs, a non-zero checksum verified — and on Execution required — before it is marked and
+//! made again): a control frame, a frame already bridged or one the relay would reject is
+//! skipped and counted, never written, so it can take nothing with it. A frame the relay
+//! rejects all the same (its configuration is stricter) is counted and skipped too.
 //!
 //! Execution frames are delivered strictly in stream order and once: the thread records in the
-//! [`Cursor`] what it is about to write, writes it, records that it is in, and only then
-//! acknowledges; a frame at or below the cursor is a redelivery and is skipped; a frame past the
-//! one due means the consumer moved on without us, and it is made again from the frame due. A
-//! bridge started after a kill in the middle asks the relay's audit trail which of the frames
-//! being written the relay accepted, and skips those.
+//! [`Cursor`] what it is about to write, writes it, waits until the relay has confirmed it (on
+//! Execution: after its audit records), records that it is in, and only then acknowledges; a
+//! frame at or below the cursor is a redelivery and is skipped; a frame past the one due means
+//! the consumer moved on without us, and it is made again from the frame due. Each frame's
+//! message id names its exporter and the exporter's count: a copy of a frame already imported
+//! (republished on NATS under another id, or none) is skipped. A bridge started after a kill
+//! in the middle asks the relay's audit trail which of the frames being written the relay
+//! accepted, and skips those.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use bytes::Bytes;
@@ -25,24 +36,28 @@ use futures::{FutureExt, StreamExt};
 use log::{debug, error, info, warn};
 use tokio::sync::mpsc;
 use torq::client::{Publisher, PublisherOptions, Reconnect};
-use torq::protocol::{Framing, Header, RelayDomain, frame};
+use torq::protocol::{Checks, ChecksumLevel, FrameKind, Framing, Header, RelayDomain, frame, validate};
 
 use crate::audit::{self, Key};
-use crate::config::{Config, Domain};
+use crate::config::{Config, Domain, valid_node};
 use crate::metrics::{Metrics, add};
 use crate::state::{Cursor, InDoubt};
-use crate::subject::{Gaps, MAX_NODES, node_of, stream_name};
+use crate::subject::{Gaps, MAX_NODES, node_of, parse_message_id, stream_name};
 
 /// The most frames written into the relay between two cursor records.
 const BATCH: usize = 4096;
+/// How long an execution import may go without a frame before its place goes to a stream
+/// waiting for one (past [`MAX_NODES`] streams).
+const IDLE_IMPORT: Duration = Duration::from_secs(10);
+/// Exporters whose high-water marks one import keeps (a few: one per start of the exporter).
+const MAX_EXPORTERS: usize = 64;
 
 /// A frame on its way into the local relay.
 #[derive(Debug)]
 pub struct Incoming {
-    node: Arc<str>,
     frame: Bytes,
     /// Execution: the message (acknowledged once written), its stream sequence, the cursor, and
-    /// whether the relay already holds it (written by a bridge killed before recording it).
+    /// whether to write it.
     jetstream: Option<Delivery>,
 }
 
@@ -52,7 +67,9 @@ struct Delivery {
     message: jetstream::Message,
     sequence: u64,
     cursor: Arc<Mutex<Cursor>>,
-    in_relay: bool,
+    /// Not written, only recorded and acknowledged: the relay holds it already (written by a
+    /// bridge killed before recording it), or it is a copy or not a frame to import.
+    skip: bool,
 }
 
 /// The cursors of one batch and the last delivery of each.
@@ -60,7 +77,8 @@ type Written = Vec<(Arc<Mutex<Cursor>>, u64, jetstream::Message)>;
 
 /// Starts the thread that writes execution frames into the local relay; it ends when every
 /// sender is gone. Per batch: the cursors say what is being written, the frames are written
-/// and flushed, the cursors say it is in, and the acknowledgements go out through `acks`.
+/// and confirmed by the relay, the cursors say it is in, and the acknowledgements go out
+/// through `acks`.
 pub fn spawn_writer(
     config: &Config,
     metrics: Arc<Metrics>,
@@ -79,8 +97,10 @@ pub fn spawn_writer(
 
 /// Starts the thread that imports market data or signals: it takes what the NATS subscriptions
 /// hold (the client's queue, `--queue` messages; beyond, NATS drops and the gaps count them)
-/// and writes it into the local relay, one hand-off from the NATS client to the relay. It ends
-/// when `stop` fires (or is dropped), having written the batch it holds.
+/// and writes it into the local relay, one hand-off from the NATS client to the relay. While
+/// the relay cannot be reached it goes on taking messages and drops them (counted), so the
+/// NATS client's queue never grows. It ends when `stop` fires (or is dropped), having written
+/// the batch it holds.
 pub fn spawn_core(
     config: &Config,
     metrics: Arc<Metrics>,
@@ -95,7 +115,6 @@ pub fn spawn_core(
         let metrics = metrics_in;
         let mut messages = Merged { subscriptions, next: 0 };
         let mut gaps = Gaps::default();
-        let mut told_of_too_many = false;
         let mut batch: Vec<Incoming> = Vec::new();
         while let Either::Left((Some(first), _)) =
             futures::executor::block_on(futures::future::select(messages.next(), &mut stop))
@@ -105,29 +124,14 @@ pub fn spawn_core(
             while let Some(message) = next {
                 if let Some(from) = node_of(&message.subject).filter(|from| *from != me) {
                     received += 1;
-                    match one_frame(&message.payload, max_message_size, domain) {
-                        Some(header) => match gaps.record(from, header) {
-                            Some((missed, node)) => {
-                                lost += missed;
-                                batch.push(Incoming { node, frame: message.payload, jetstream: None });
-                            }
-                            None => {
-                                invalid += 1;
-                                if !std::mem::replace(&mut told_of_too_many, true) {
-                                    warn!(
-                                        "import: frames from node {from} skipped: this bridge imports from at most \
-                                         {MAX_NODES} nodes (counted as invalid; is someone publishing on NATS as \
-                                         many nodes?)"
-                                    );
-                                }
-                            }
-                        },
-                        None => {
+                    match importable(&message.payload, max_message_size, domain) {
+                        Ok(header) => {
+                            lost += gaps.record(from, header);
+                            batch.push(Incoming { frame: message.payload, jetstream: None });
+                        }
+                        Err(why) => {
                             invalid += 1;
-                            debug!(
-                                "import: a message on {} is not one whole frame of this relay's domain; skipped",
-                                message.subject
-                            );
+                            debug!("import: a message on {} skipped: {why}", message.subject);
                         }
                     }
                 }
@@ -176,15 +180,22 @@ impl<S: futures::Stream + Unpin> futures::Stream for Merged<S> {
     }
 }
 
-/// Writes batches of imported frames into the local relay.
+/// Writes batches of imported frames into the local relay, on one connection.
 struct Writer {
     relay: PathBuf,
     domain: Domain,
-    max_message_size: usize,
     metrics: Arc<Metrics>,
+    /// Execution: acknowledgements go here once the relay has confirmed the frames; the
+    /// connection reconnects by itself and every batch waits for its confirmation. Market data
+    /// and signals: `None`, and a relay out of reach drops what comes meanwhile.
     acks: Option<mpsc::UnboundedSender<jetstream::Message>>,
-    /// One per imported node (a few): found by the node's shared name.
-    sinks: Vec<(Arc<str>, Sink)>,
+    publisher: Option<Publisher>,
+    /// When a connection to the relay was last tried (market data and signals).
+    last_attempt: Option<Instant>,
+    /// The publisher's reconnections, rejections and frames in doubt already counted.
+    reconnections: u64,
+    unsettled: u64,
+    last_rejection_log: Option<Instant>,
     written: Written,
     batches: u64,
     /// Fault injection for the tests: abort after writing this many batches, before recording
@@ -201,27 +212,69 @@ impl Writer {
         Writer {
             relay: config.relay.clone(),
             domain: config.domain,
-            max_message_size: config.max_message_size,
             metrics,
             acks,
-            sinks: Vec::new(),
+            publisher: None,
+            last_attempt: None,
+            reconnections: 0,
+            unsettled: 0,
+            last_rejection_log: None,
             written: Vec::new(),
             batches: 0,
             abort_after: std::env::var("TORQ_BRIDGE_ABORT_AFTER_WRITES").ok().and_then(|n| n.parse().ok()),
         }
     }
 
+    /// The connection to the relay: for execution, waited for as long as it takes (JetStream
+    /// holds what comes meanwhile); for market data and signals, tried at most once a second.
+    fn publisher(&mut self) -> Option<&mut Publisher> {
+        if self.publisher.is_none() {
+            let lossless = self.acks.is_some();
+            if !lossless && self.last_attempt.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return None;
+            }
+            self.last_attempt = Some(Instant::now());
+            let mut options = PublisherOptions::new(self.domain.relay(), 0);
+            options.reconnect = lossless.then(Reconnect::default);
+            let relay = &self.relay;
+            let mut told = false;
+            let mut connect = || {
+                Publisher::connect(relay, options.clone()).inspect_err(|e| {
+                    if !std::mem::replace(&mut told, true) {
+                        warn!("import: waiting for the relay: {e}");
+                    }
+                })
+            };
+            let connected = if lossless {
+                let (publisher, attempts) =
+                    Reconnect::default().run(connect).expect("Reconnect::default() tries for ever");
+                if attempts > 1 {
+                    add(&self.metrics.relay_reconnects, 1);
+                }
+                Some(publisher)
+            } else {
+                connect().ok()
+            };
+            if connected.is_some() && self.batches > 0 {
+                add(&self.metrics.relay_reconnects, 1);
+            }
+            self.publisher = connected;
+            self.reconnections = 0;
+            self.unsettled = 0;
+        }
+        self.publisher.as_mut()
+    }
+
     /// Writes (and empties) one batch.
     fn write_batch(&mut self, batch: &mut Vec<Incoming>) {
-        let (relay, domain, metrics) = (&self.relay, self.domain, &*self.metrics);
-        // 1. The cursors say what is being written. Frames the relay holds already (a prefix
-        // of what a killed bridge was writing) are recorded as in first, so that a second
+        // 1. The cursors say what is being written. Frames skipped (the relay holds them
+        // already, or they are not to be written) are recorded as in first, so that a second
         // kill does not take them for this process's.
         let mut intents: Vec<(&Arc<Mutex<Cursor>>, u64)> = Vec::new();
         for delivery in batch.iter().filter_map(|i| i.jetstream.as_ref()) {
             match intents.iter_mut().find(|(cursor, _)| Arc::ptr_eq(cursor, &delivery.cursor)) {
                 Some(intent) => intent.1 = delivery.sequence,
-                None if delivery.in_relay => {
+                None if delivery.skip => {
                     if let Err(e) = delivery.cursor.lock().expect("cursor lock").advance(delivery.sequence) {
                         error!("import: {e}");
                     }
@@ -234,8 +287,9 @@ impl Writer {
                 error!("import: {e}: a restart could write these frames twice");
             }
         }
-        // 2. The frames.
-        let (mut count, mut last_timestamp) = (0u64, 0);
+        // 2. The frames, then the relay's word on them.
+        let (mut count, mut last_timestamp, mut dropped) = (0u64, 0, 0u64);
+        let relay = self.relay.clone();
         for incoming in batch.drain(..) {
             if let Some(delivery) = incoming.jetstream {
                 let (cursor, sequence) = (delivery.cursor, delivery.sequence);
@@ -243,43 +297,33 @@ impl Writer {
                     Some(last) => *last = (cursor, sequence, delivery.message),
                     None => self.written.push((cursor, sequence, delivery.message)),
                 }
-                if delivery.in_relay {
+                if delivery.skip {
                     continue;
                 }
             }
-            let Some(header) = one_frame(&incoming.frame, self.max_message_size, domain).copied() else {
-                add(&metrics.invalid, 1);
-                debug!(
-                    "import: a message from node {} is not one whole frame of this relay's domain; skipped",
-                    incoming.node
-                );
+            let Some(publisher) = self.publisher() else {
+                dropped += 1;
                 continue;
             };
-            let at = match self
-                .sinks
-                .iter()
-                .position(|(node, _)| Arc::ptr_eq(node, &incoming.node) || *node == incoming.node)
-            {
-                Some(at) => at,
-                None => {
-                    self.sinks.push((Arc::clone(&incoming.node), Sink::connect(relay, domain, metrics)));
-                    self.sinks.len() - 1
-                }
-            };
-            let sink = &mut self.sinks[at].1;
-            if let Err(e) = sink.write(&incoming.frame, &header, &incoming.node, relay, domain, metrics) {
+            if let Err(e) = publisher.offer_bridged(&incoming.frame) {
                 error!("import: cannot write to the relay at {}: {e}", relay.display());
+                self.publisher = None;
+                dropped += 1;
+                continue;
             }
-            last_timestamp = header.timestamp();
+            last_timestamp = Header::view(&incoming.frame).map_or(0, Header::timestamp);
             count += 1;
         }
         self.flush();
+        if self.acks.is_some() {
+            self.settle();
+        }
+        self.count_rejections();
         let metrics = &*self.metrics;
         add(&metrics.imported_out, count);
+        add(&metrics.dropped, dropped);
         if count > 0 {
-            metrics
-                .lag_ns
-                .store(now_ns().saturating_sub(last_timestamp), std::sync::atomic::Ordering::Relaxed);
+            metrics.lag_ns.store(now_ns().saturating_sub(last_timestamp), Relaxed);
         }
         self.batches += 1;
         if self.abort_after == Some(self.batches) {
@@ -299,82 +343,128 @@ impl Writer {
         }
     }
 
-    /// Writes what every connection holds.
-    fn flush(&mut self) {
-        for (_, sink) in &mut self.sinks {
-            if let Err(e) = sink.publisher.flush() {
-                error!("import: cannot write to the relay at {}: {e}", self.relay.display());
-            }
-            let reconnections = sink.publisher.reconnections();
-            let before = std::mem::replace(&mut sink.reconnections, reconnections);
-            add(&self.metrics.relay_reconnects, reconnections - before);
-        }
-    }
-}
-
-/// The publisher connection of one imported node.
-struct Sink {
-    publisher: Publisher,
-    /// The last sequence written per source on this connection.
-    last: Box<[Option<u64>; 256]>,
-    /// The publisher's reconnections already counted.
-    reconnections: u64,
-}
-
-impl Sink {
-    fn connect(relay: &PathBuf, domain: Domain, metrics: &Metrics) -> Sink {
-        let mut options = PublisherOptions::new(domain.relay(), 0);
-        options.reconnect = Some(Reconnect::default());
+    /// Waits until the relay has confirmed (accepted or rejected) every frame written, however
+    /// long a paused relay takes; frames written to a connection lost before their
+    /// confirmation are counted in doubt.
+    fn settle(&mut self) {
+        let Some(publisher) = self.publisher.as_mut() else { return };
+        let waiting = Instant::now();
         let mut told = false;
-        let (publisher, attempts) = Reconnect::default()
-            .run(|| {
-                Publisher::connect(relay, options.clone()).inspect_err(|e| {
-                    if !std::mem::replace(&mut told, true) {
-                        warn!("import: waiting for the relay: {e}");
+        loop {
+            match publisher.settle(Duration::from_secs(1)) {
+                Ok(_) => break,
+                Err(torq::client::Error::TimedOut(_)) => {
+                    if !told && waiting.elapsed() >= Duration::from_secs(10) {
+                        told = true;
+                        warn!(
+                            "import: the relay at {} has not confirmed {} frames for 10 s (is a subscriber \
+                             pausing it?); waiting",
+                            self.relay.display(),
+                            publisher.settlement().unsettled()
+                        );
                     }
-                })
-            })
-            .expect("Reconnect::default() tries for ever");
-        if attempts > 1 {
-            add(&metrics.relay_reconnects, 1);
+                }
+                Err(e) => {
+                    error!("import: the relay at {}: {e}", self.relay.display());
+                    break;
+                }
+            }
         }
-        Sink { publisher, last: Box::new([None; 256]), reconnections: 0 }
+        let unsettled = publisher.settlement().unsettled();
+        let new = unsettled.saturating_sub(std::mem::replace(&mut self.unsettled, unsettled));
+        if new > 0 {
+            add(&self.metrics.in_doubt, new);
+            warn!(
+                "import: {new} frames were written to a relay connection lost before the relay confirmed them \
+                 (the relay's audit trail says which it holds)"
+            );
+        }
     }
 
-    /// Queues one frame; a source whose sequence goes back (its publisher started again) gets a
-    /// new connection, as the relay wants sequences to rise per connection.
-    fn write(
-        &mut self,
-        frame: &[u8],
-        header: &Header,
-        node: &str,
-        relay: &PathBuf,
-        domain: Domain,
-        metrics: &Metrics,
-    ) -> Result<(), torq::client::Error> {
-        let source = usize::from(header.source());
-        if self.last[source].is_some_and(|last| header.sequence() <= last) {
-            info!(
-                "import: source {source} of node {node} started its sequences again; a new connection to the relay"
-            );
-            self.publisher.flush()?;
-            *self = Sink::connect(relay, domain, metrics);
+    /// Counts what the relay rejected, and says so at most once a second.
+    fn count_rejections(&mut self) {
+        let Some(publisher) = self.publisher.as_mut() else { return };
+        let mut rejected = 0;
+        let mut last = None;
+        while let Some(rejection) = publisher.take_rejection() {
+            rejected += 1;
+            last = Some(rejection);
         }
-        self.last[source] = Some(header.sequence());
-        self.publisher.offer_bridged(frame)
+        add(&self.metrics.rejected, rejected);
+        if let Some(rejection) = last
+            && self.last_rejection_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_rejection_log = Some(Instant::now());
+            warn!(
+                "import: the relay rejected {rejected} imported frames (skipped), the last: sequence {}: {}",
+                rejection.sequence, rejection.text
+            );
+        }
+    }
+
+    /// Writes what the connection holds.
+    fn flush(&mut self) {
+        let Some(publisher) = self.publisher.as_mut() else { return };
+        if let Err(e) = publisher.flush() {
+            error!("import: cannot write to the relay at {}: {e}", self.relay.display());
+            self.publisher = None;
+            return;
+        }
+        let reconnections = publisher.reconnections();
+        let before = std::mem::replace(&mut self.reconnections, reconnections);
+        add(&self.metrics.relay_reconnects, reconnections - before);
     }
 }
 
-/// The header of `bytes` when they are exactly one frame the relay takes (magic, version, a
-/// size within `max_message_size` that is the message's, the relay's `domain` or System):
-/// anything else from NATS is skipped, as the relay would close the connection on it or reject
-/// it.
-fn one_frame(bytes: &[u8], max_message_size: usize, domain: Domain) -> Option<&Header> {
-    match frame(bytes, max_message_size) {
-        Ok(Framing::Frame(len)) if len == bytes.len() => Header::view(bytes).filter(
-            |header| matches!(header.domain(), Some(d) if d == domain.relay() || d == RelayDomain::System),
-        ),
-        _ => None,
+/// Why a message from NATS is not imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Not exactly one frame the relay can frame (magic, version, size, or more or less than
+    /// one frame).
+    NotOneFrame,
+    /// Of another relay's domain.
+    Domain,
+    /// A hello, or a Subscribe or RelayNotice control frame: the relay would take it as the
+    /// import connection's own.
+    Control,
+    /// Already bridged: exporters never export one, so it was not exported.
+    Bridged,
+    /// The local relay would reject it (the reason token and message).
+    Rejected(String),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::NotOneFrame => f.write_str("not one whole frame within the relay's size"),
+            Skip::Domain => f.write_str("a frame of another relay's domain"),
+            Skip::Control => f.write_str("a hello or control frame"),
+            Skip::Bridged => f.write_str("a frame already bridged"),
+            Skip::Rejected(why) => write!(f, "the relay would reject it: {why}"),
+        }
+    }
+}
+
+/// The header of `bytes` when they are exactly one data frame the local relay takes, checked
+/// as its domain's relay checks it — framing, domain, TLVs, a non-zero checksum verified (on
+/// Execution required) — before the importer marks it bridged and makes its checksum again
+/// (which would otherwise give a corrupted frame a valid checksum).
+pub fn importable(bytes: &[u8], max_message_size: usize, domain: Domain) -> Result<&Header, Skip> {
+    let header = match frame(bytes, max_message_size) {
+        Ok(Framing::Frame(len)) if len == bytes.len() => Header::view(bytes).ok_or(Skip::NotOneFrame)?,
+        _ => return Err(Skip::NotOneFrame),
+    };
+    if !matches!(header.domain(), Some(d) if d == domain.relay() || d == RelayDomain::System) {
+        return Err(Skip::Domain);
+    }
+    if header.is_bridged() {
+        return Err(Skip::Bridged);
+    }
+    let checksum = if domain == Domain::Execution { ChecksumLevel::Required } else { ChecksumLevel::Verify };
+    match validate(bytes, &Checks { domain: domain.relay(), checksum, strict_types: false }) {
+        Ok(FrameKind::Data) => Ok(header),
+        Ok(_) => Err(Skip::Control),
+        Err(e) => Err(Skip::Rejected(format!("{}: {e}", e.reason()))),
     }
 }
 
@@ -392,7 +482,19 @@ pub async fn acknowledge(mut acks: mpsc::UnboundedReceiver<jetstream::Message>) 
     }
 }
 
+/// An execution import running: its node, its task, and when it last had a frame.
+struct Slot {
+    node: String,
+    task: tokio::task::JoinHandle<()>,
+    /// Milliseconds since `epoch` at its last frame.
+    active: Arc<AtomicU64>,
+}
+
 /// Imports every other node's execution stream, and the streams of nodes that appear later.
+/// At most [`MAX_NODES`] at once: past that, an import idle for [`IDLE_IMPORT`] gives its place
+/// to a stream waiting for one (its frames stay in its stream until its turn comes again), so
+/// streams invented by others never lock a real node out. Names that cannot be a node's are
+/// skipped and counted, never fatal.
 pub async fn import_all_jetstream(
     js: jetstream::Context,
     config: Arc<Config>,
@@ -400,32 +502,67 @@ pub async fn import_all_jetstream(
     frames: mpsc::Sender<Incoming>,
     fatal: mpsc::UnboundedSender<String>,
 ) {
-    let mut started: Vec<String> = Vec::new();
+    let epoch = Instant::now();
+    let mut slots: Vec<Slot> = Vec::new();
+    // Names already reported (bounded: a flood of names is reported once a minute at most).
+    let mut reported: HashSet<String> = HashSet::new();
+    let mut last_report = None::<Instant>;
     loop {
+        slots.retain(|slot| !slot.task.is_finished());
         let mut names = js.stream_names();
         while let Some(name) = names.next().await {
             let Ok(name) = name else { break };
             let Some(node) = name.strip_prefix("TORQ_").and_then(|n| n.strip_suffix("_EXECUTION")) else {
                 continue;
             };
-            if node == config.node || started.iter().any(|s| s == node) {
+            if node == config.node || slots.iter().any(|s| s.node == node) {
                 continue;
             }
-            if started.len() >= MAX_NODES {
-                warn!(
-                    "import: stream {name} not imported: this bridge imports from at most {MAX_NODES} nodes"
-                );
+            let mut report = |why: &str| {
+                if reported.len() < 1024 && reported.insert(name.clone()) {
+                    add(&metrics.invalid, 1);
+                    if last_report.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
+                        last_report = Some(Instant::now());
+                        warn!("import: stream {name:.80} not imported: {why}");
+                    }
+                }
+            };
+            if !valid_node(node) {
+                report("its node name is not 1-64 letters, digits, '-' or '_'");
                 continue;
             }
-            started.push(node.to_string());
-            tokio::spawn(import_jetstream(
+            if slots.len() >= MAX_NODES {
+                let now = epoch.elapsed().as_millis() as u64;
+                let idlest = slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, slot)| slot.active.load(Relaxed))
+                    .filter(|(_, slot)| {
+                        now.saturating_sub(slot.active.load(Relaxed)) >= IDLE_IMPORT.as_millis() as u64
+                    })
+                    .map(|(at, _)| at);
+                let Some(at) = idlest else {
+                    report(&format!(
+                        "{MAX_NODES} streams are being imported and none is idle; it waits its turn"
+                    ));
+                    continue;
+                };
+                let slot = slots.swap_remove(at);
+                info!("import: node {}'s stream idle; its place goes to node {node}", slot.node);
+                slot.task.abort();
+            }
+            reported.remove(&name);
+            let active = Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64));
+            let task = tokio::spawn(import_jetstream(
                 js.clone(),
                 Arc::clone(&config),
                 node.to_string(),
                 Arc::clone(&metrics),
                 frames.clone(),
                 fatal.clone(),
+                Some((epoch, Arc::clone(&active))),
             ));
+            slots.push(Slot { node: node.to_string(), task, active });
         }
         if frames.is_closed() {
             return;
@@ -434,7 +571,43 @@ pub async fn import_all_jetstream(
     }
 }
 
-/// Imports node `from`'s execution stream, in order, each frame once.
+/// High-water marks of one node's exporters: the last count imported per exporter.
+#[derive(Debug, Default)]
+struct Exporters {
+    /// (exporter, count), most recent last.
+    marks: Vec<(u64, u64)>,
+}
+
+impl Exporters {
+    /// Whether the frame `count` of `exporter` is new (and records it): a count at or below
+    /// the exporter's mark is a copy of a frame already imported.
+    fn admit(&mut self, exporter: u64, count: u64) -> bool {
+        match self.marks.iter().position(|(e, _)| *e == exporter) {
+            Some(at) if self.marks[at].1 >= count => false,
+            Some(at) => {
+                self.marks.remove(at);
+                self.marks.push((exporter, count));
+                true
+            }
+            None => {
+                if self.marks.len() >= MAX_EXPORTERS {
+                    self.marks.remove(0);
+                }
+                self.marks.push((exporter, count));
+                true
+            }
+        }
+    }
+}
+
+/// The exporter and its count of a stream message of `node` (its message id).
+fn exporter_of(headers: Option<&async_nats::HeaderMap>, node: &str) -> Option<(u64, u64)> {
+    let id = headers?.get("Nats-Msg-Id")?;
+    parse_message_id(id.as_str(), node)
+}
+
+/// Imports node `from`'s execution stream, in order, each frame once; `activity` (an epoch
+/// and a clock) is set at every frame.
 pub async fn import_jetstream(
     js: jetstream::Context,
     config: Arc<Config>,
@@ -442,6 +615,7 @@ pub async fn import_jetstream(
     metrics: Arc<Metrics>,
     frames: mpsc::Sender<Incoming>,
     fatal: mpsc::UnboundedSender<String>,
+    activity: Option<(Instant, Arc<AtomicU64>)>,
 ) {
     let cursor = match Cursor::open(&config.state_dir, &config.node, &from) {
         Ok(cursor) => Arc::new(Mutex::new(cursor)),
@@ -451,7 +625,6 @@ pub async fn import_jetstream(
             return;
         }
     };
-    let node: Arc<str> = Arc::from(from.as_str());
     let durable = format!("import-{}", config.node);
     let stream_name = stream_name(&from);
     let mut waited = false;
@@ -475,13 +648,22 @@ pub async fn import_jetstream(
         Err(_) => 0,
     };
     let mut handed = recorded.max(acknowledged);
+    // The exporter of the last frame imported: a copy of it or of one before it is skipped.
+    let mut exporters = Exporters::default();
+    if handed > 0
+        && let Ok(last) = stream.get_raw_message(handed).await
+        && let Some((exporter, count)) = exporter_of(Some(&last.headers), &from)
+    {
+        exporters.admit(exporter, count);
+    }
     let in_doubt = cursor.lock().expect("cursor lock").in_doubt();
     let in_relay = match in_doubt {
         Some(doubt) if doubt.after == handed => settle(&stream, &config, &from, doubt, &metrics).await,
         _ => HashSet::new(),
     };
+    let mut last_skip_log = None::<Instant>;
     loop {
-        let mut messages = match consume(&stream, &durable, handed + 1).await {
+        let mut messages = match consume(&stream, &durable, handed + 1, config.queue).await {
             Ok(messages) => messages,
             Err(e) => {
                 warn!("import: cannot consume node {from}'s stream {stream_name} ({e}); trying again");
@@ -526,14 +708,39 @@ pub async fn import_jetstream(
             }
             handed = sequence;
             add(&metrics.imported_in, 1);
-            let frame = message.payload.clone();
-            let in_relay = in_relay.contains(&sequence);
-            let cursor = Arc::clone(&cursor);
-            let incoming = Incoming {
-                node: Arc::clone(&node),
-                frame,
-                jetstream: Some(Delivery { message, sequence, cursor, in_relay }),
+            if let Some((epoch, active)) = &activity {
+                active.store(epoch.elapsed().as_millis() as u64, Relaxed);
+            }
+            // Not written (only recorded and acknowledged, in order): what the relay holds
+            // already, a copy of a frame imported, what no exporter of `from` sent, and what
+            // the relay would refuse.
+            let skip = if in_relay.contains(&sequence) {
+                None
+            } else {
+                match exporter_of(message.headers.as_ref(), &from) {
+                    None => {
+                        Some((&metrics.invalid, "its message id is not one an exporter of the node writes"))
+                    }
+                    Some((exporter, count)) if !exporters.admit(exporter, count) => {
+                        Some((&metrics.duplicates_skipped, "a copy of a frame already imported"))
+                    }
+                    Some(_) => match importable(&message.payload, config.max_message_size, config.domain) {
+                        Ok(_) => None,
+                        Err(_) => Some((&metrics.invalid, "not a frame the relay takes")),
+                    },
+                }
             };
+            if let Some((counter, why)) = skip {
+                add(counter, 1);
+                if last_skip_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    last_skip_log = Some(Instant::now());
+                    warn!("import: node {from}: stream sequence {sequence} skipped: {why}");
+                }
+            }
+            let frame = message.payload.clone();
+            let skip = skip.is_some() || in_relay.contains(&sequence);
+            let cursor = Arc::clone(&cursor);
+            let incoming = Incoming { frame, jetstream: Some(Delivery { message, sequence, cursor, skip }) };
             if frames.send(incoming).await.is_err() {
                 return;
             }
@@ -598,6 +805,7 @@ async fn consume(
     stream: &jetstream::stream::Stream,
     durable: &str,
     start: u64,
+    queue: usize,
 ) -> Result<pull::Stream, async_nats::Error> {
     let _ = stream.delete_consumer(durable).await;
     let deliver_policy = if start <= 1 {
@@ -611,7 +819,9 @@ async fn consume(
             deliver_policy,
             ack_policy: AckPolicy::All,
             ack_wait: Duration::from_secs(30),
-            max_ack_pending: 65_536,
+            // At most `--queue` frames delivered and not yet acknowledged: what a relay that
+            // pauses the import holds back stays in the stream.
+            max_ack_pending: i64::try_from(queue.min(65_536)).unwrap_or(65_536),
             ..Default::default()
         })
         .await?;
@@ -643,18 +853,83 @@ mod tests {
         assert_eq!(merged.next().now_or_never(), None, "pending, not ended");
     }
 
+    /// An execution frame from source 4 with a checksum, as `validate` wants it.
+    fn order(sequence: u64, crc: torq::protocol::Crc) -> Vec<u8> {
+        let mut buf = vec![0; 128];
+        let mut builder = torq::protocol::FrameBuilder::new(&mut buf, RelayDomain::Execution, 4).unwrap();
+        builder.tlv(40, &[1; 48]).unwrap();
+        let len = builder.finish(sequence, 2, crc);
+        buf.truncate(len);
+        buf
+    }
+
     #[test]
-    fn only_one_whole_frame_within_the_size_is_imported() {
-        let header = Header::new(RelayDomain::Execution, 4, 1, 2, 8);
-        let one = [header.as_bytes(), &[200, 6, 0, 0, 0, 0, 0, 0]].concat();
+    fn only_one_frame_the_relay_takes_is_imported() {
+        use torq::protocol::Crc;
         let execution = Domain::Execution;
-        assert_eq!(one_frame(&one, 1024, execution).map(Header::sequence), Some(1));
-        assert!(one_frame(&one[..39], 1024, execution).is_none(), "truncated");
-        assert!(one_frame(&[one.clone(), one.clone()].concat(), 1024, execution).is_none(), "two frames");
-        assert!(one_frame(&one, 39, execution).is_none(), "over the relay's size");
-        assert!(one_frame(&[0u8; 40], 1024, execution).is_none(), "no magic");
-        assert!(one_frame(&one, 1024, Domain::Signal).is_none(), "another relay's domain");
-        let system = [Header::new(RelayDomain::System, 4, 1, 2, 8).as_bytes(), &one[32..]].concat();
-        assert!(one_frame(&system, 1024, Domain::Signal).is_some(), "System frames go to every relay");
+        let one = order(1, Crc::Compute);
+        assert_eq!(importable(&one, 1024, execution).map(Header::sequence), Ok(1));
+        assert_eq!(importable(&one[..39], 1024, execution).err(), Some(Skip::NotOneFrame), "truncated");
+        let two = [one.clone(), one.clone()].concat();
+        assert_eq!(importable(&two, 1024, execution).err(), Some(Skip::NotOneFrame), "two frames");
+        assert_eq!(importable(&one, 39, execution).err(), Some(Skip::NotOneFrame), "over the relay's size");
+        assert_eq!(importable(&[0u8; 40], 1024, execution).err(), Some(Skip::NotOneFrame), "no magic");
+        assert_eq!(
+            importable(&one, 1024, Domain::Signal).err(),
+            Some(Skip::Domain),
+            "another relay's domain"
+        );
+        // What the relay would reject: no checksum on Execution, a TLV of type 0, and a
+        // corrupted frame (its checksum is verified before it is made again).
+        let unchecked = order(2, Crc::Skip);
+        assert!(
+            matches!(importable(&unchecked, 1024, execution), Err(Skip::Rejected(r)) if r.starts_with("checksum_missing"))
+        );
+        assert!(importable(&unchecked, 1024, Domain::Signal).is_err(), "another domain still");
+        let mut corrupted = order(3, Crc::Compute);
+        corrupted[40] ^= 1;
+        assert!(
+            matches!(importable(&corrupted, 1024, execution), Err(Skip::Rejected(r)) if r.starts_with("checksum_mismatch"))
+        );
+        let mut type_zero = one.clone();
+        type_zero[32] = 0;
+        assert!(importable(&type_zero, 1024, execution).is_err());
+        // Control frames, hellos and frames already bridged are never written.
+        let subscribe = torq::client::subscribe_frame(
+            &torq::protocol::Subscribe {
+                role: torq::protocol::Role::PublishSubscribe,
+                options: 0,
+                filters: vec![],
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(importable(&subscribe, 1024, Domain::MarketData).err(), Some(Skip::Control));
+        let hello = Header::new(RelayDomain::Execution, 4, 1, 2, 0);
+        assert_eq!(importable(hello.as_bytes(), 1024, execution).err(), Some(Skip::Control));
+        let mut bridged = one.clone();
+        torq::protocol::mark_bridged(&mut bridged).unwrap();
+        assert_eq!(importable(&bridged, 1024, execution).err(), Some(Skip::Bridged));
+        // System data frames go to every relay.
+        let mut buf = vec![0; 64];
+        let mut builder = torq::protocol::FrameBuilder::new(&mut buf, RelayDomain::System, 4).unwrap();
+        builder.tlv(100, &[0; 16]).unwrap();
+        let len = builder.finish(1, 2, Crc::Compute);
+        assert!(importable(&buf[..len], 1024, Domain::Signal).is_ok());
+    }
+
+    #[test]
+    fn a_copy_of_a_frame_already_imported_is_not_admitted() {
+        let mut exporters = Exporters::default();
+        assert!(exporters.admit(7, 1));
+        assert!(exporters.admit(7, 2));
+        assert!(!exporters.admit(7, 2), "the same frame again");
+        assert!(!exporters.admit(7, 1), "an older one");
+        assert!(exporters.admit(8, 1), "another exporter (a restart) counts from 1");
+        assert!(!exporters.admit(7, 2), "the first exporter's mark is kept");
+        for exporter in 100..100 + MAX_EXPORTERS as u64 {
+            assert!(exporters.admit(exporter, 5));
+        }
+        assert_eq!(exporters.marks.len(), MAX_EXPORTERS, "bounded");
     }
 }

@@ -197,6 +197,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                         metrics,
                         sender,
                         fatal.clone(),
+                        None,
                     )),
                 });
             }

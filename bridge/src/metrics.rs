@@ -26,8 +26,13 @@ pub struct Metrics {
     /// Frames missing on import: sequence gaps per (node, source) — dropped by the exporting
     /// relay or bridge, or lost by NATS.
     pub lost: AtomicU64,
-    /// Execution frames JetStream delivered again and the bridge skipped.
+    /// Execution frames JetStream delivered again, or copies of frames already imported, that
+    /// the bridge skipped.
     pub duplicates_skipped: AtomicU64,
+    /// Frames the local relay rejected on import (skipped; they take no other frame with them).
+    pub rejected: AtomicU64,
+    /// Frames written to a relay connection that was lost before the relay confirmed them.
+    pub in_doubt: AtomicU64,
     /// Connections made again to the local relay.
     pub relay_reconnects: AtomicU64,
     /// Connections made again to NATS.
@@ -43,7 +48,7 @@ pub struct Metrics {
 type Line<'a> = (&'static str, &'static str, &'a AtomicU64);
 
 impl Metrics {
-    fn lines(&self) -> [Line<'_>; 14] {
+    fn lines(&self) -> [Line<'_>; 16] {
         [
             ("exported_in_total", "Frames read from the local relay for export", &self.exported_in),
             (
@@ -70,6 +75,12 @@ impl Metrics {
                 "duplicates_skipped_total",
                 "Execution frames delivered again and skipped",
                 &self.duplicates_skipped,
+            ),
+            ("rejected_total", "Frames the local relay rejected on import (skipped)", &self.rejected),
+            (
+                "in_doubt_total",
+                "Frames written to a relay connection lost before the relay confirmed them",
+                &self.in_doubt,
             ),
             ("relay_reconnects_total", "Connections made again to the local relay", &self.relay_reconnects),
             ("nats_reconnects_total", "Connections made again to NATS", &self.nats_reconnects),
@@ -136,7 +147,7 @@ mod tests {
             text.contains("torq_bridge_lag_seconds{node=\"a\",domain=\"market_data\"} 0.0015\n"),
             "{text}"
         );
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 14);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 16);
         assert_eq!(metrics.stats_line(), "stats: dropped=3 lag_us=1500");
     }
 }
