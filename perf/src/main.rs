@@ -2,7 +2,7 @@
 //! measurement several times and prints the median.
 //!
 //! ```text
-//! cargo run --release --bin torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
+//! cargo run --release -p torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
 //! torq-perf throughput --target naive|RELAY-BINARY --subscribers N --frames N [--runs N] [-- RELAY ARGS]
 //! torq-perf latency --target naive|RELAY-BINARY --rates 10k,100k [--seconds 6] [--out DIR] [-- RELAY ARGS]
 //! torq-perf bridge [--domain market-data|execution] [--rates 10k] [--throughput-s 3] [--taps] [--out DIR]

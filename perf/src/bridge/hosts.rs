@@ -49,8 +49,8 @@ impl Binaries {
                 Ok(path)
             } else {
                 Err(format!(
-                    "{} not found: build the workspace's binaries first (cargo build --release --bins \
-                     --workspace), or name their directory with --bin-dir",
+                    "{} not found: build the workspace's binaries first (cargo build --release --workspace --bins), \
+                     or name their directory with --bin-dir",
                     path.display()
                 ))
             }
