@@ -557,3 +557,52 @@ fn a_bridge_given_another_node_s_credentials_is_refused_that_node_s_subjects_and
     let export = host.bridge(MarketData, "a", &url, &strs(&with(&login(&dir, "a"), &["--export"])));
     on_other.until_bridged(&mut publisher, 4, &|| logs(&[&export, &import]));
 }
+
+#[test]
+fn with_the_streams_made_ahead_the_nodes_need_no_right_to_make_streams() {
+    use async_nats::jetstream::{self, stream};
+    let dir = temp_dir("auth-ahead");
+    let mut nats = Nats::with_config(&dir, sample_nats_config);
+    let url = nats.url();
+    let (a, b) = (Host::start("auth-ahead-a"), Host::start("auth-ahead-b"));
+    // The streams made once (here by the bridges themselves, as an administrator would).
+    for (host, node) in [(&a, "a"), (&b, "b")] {
+        let mut export = host.bridge(Execution, node, &url, &strs(&with(&login(&dir, node), &["--export"])));
+        wait_log(&|| export.log(), &format!("stream TORQ_{node}_EXECUTION ready"));
+        export.terminate();
+    }
+    // Then the configuration without the two lines that let a node make or change its stream,
+    // as config/nats-server.conf says.
+    let config = nats.config_file();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for node in ["a", "b"] {
+        for action in ["CREATE", "UPDATE"] {
+            let line = format!("      \"$JS.API.STREAM.{action}.TORQ_{node}_EXECUTION\",\n");
+            assert_eq!(text.matches(&line).count(), 1, "no {line:?} in the sample");
+            text = text.replace(&line, "");
+        }
+    }
+    std::fs::write(&config, text).unwrap();
+    nats.restart();
+
+    let export = a.bridge(Execution, "a", &url, &strs(&with(&login(&dir, "a"), &["--export"])));
+    let import = b.bridge(Execution, "b", &url, &strs(&with(&login(&dir, "b"), &["--import", "a"])));
+    let on_b = Collector::start(&b, Execution);
+    on_b.until_bridged(&mut a.publisher(Execution, 90), 90, &|| logs(&[&export, &import, &nats.proc]));
+    assert!(!nats.proc.log().contains("Violation"), "{}", logs(&[&export, &import, &nats.proc]));
+
+    // And node b cannot make its stream over node a's subjects (the sample as it is lets a node
+    // do that before the other's stream exists).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, errors) = client_as(&url, "b").await;
+        let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(2)).build(client);
+        let grab = stream::Config {
+            name: "TORQ_b_EXECUTION".into(),
+            subjects: vec!["torq.a.execution.>".into()],
+            ..Default::default()
+        };
+        assert!(js.create_stream(grab).await.is_err());
+        refused(&errors, "$JS.API.STREAM.CREATE.TORQ_b_EXECUTION").await;
+    });
+}
