@@ -29,7 +29,11 @@ pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
         Market data and signals cross over core NATS (at most once; frames lost between hosts \
         are counted from sequence gaps). Execution crosses over JetStream: a stream per \
         exporting node (file storage, de-duplicated by message id), a durable consumer per \
-        importing node, acknowledged once the frame is written to the local relay.",
+        importing node, acknowledged once the frame is written to the local relay.\n\n\
+        Without credentials anyone who reaches NATS may publish as any node: log in with one of \
+        --nats-creds, --nats-nkey, --nats-user with --nats-password-file, --nats-token-file (secrets \
+        are read from files, never logged). With the server configuration config/nats-server.conf, \
+        a node's user may publish only as that node.",
     after_help = "Example, one command per host:\n  \
         torq-bridge --relay /tmp/torq/execution.sock --domain execution --node a --nats nats://hub:4222 --export --import b\n  \
         torq-bridge --relay /tmp/torq/execution.sock --domain execution --node b --nats nats://hub:4222 --export --import a"
@@ -841,6 +845,31 @@ mod tests {
         assert_eq!(config.import, Some(Import::Nodes(vec!["b".into()])));
         assert_eq!(config.export, Some(vec![]));
         assert_eq!(config.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn every_key_the_example_file_shows_commented_out_is_a_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/bridge.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut keys = 0;
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(key, _)| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) =>
+                {
+                    keys += 1;
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        assert!(keys >= 14, "{keys} commented-out keys");
+        let file: File = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(file.nats_user.as_deref(), Some("a"));
+        assert!(file.tls_required);
     }
 
     #[test]
