@@ -29,7 +29,11 @@ pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
         Market data and signals cross over core NATS (at most once; frames lost between hosts \
         are counted from sequence gaps). Execution crosses over JetStream: a stream per \
         exporting node (file storage, de-duplicated by message id), a durable consumer per \
-        importing node, acknowledged once the frame is written to the local relay.",
+        importing node, acknowledged once the frame is written to the local relay.\n\n\
+        Without credentials anyone who reaches NATS may publish as any node: log in with one of \
+        --nats-creds, --nats-nkey, --nats-user with --nats-password-file, --nats-token-file (secrets \
+        are read from files, never logged). With the server configuration config/nats-server.conf, \
+        a node's user may publish only as that node.",
     after_help = "Example, one command per host:\n  \
         torq-bridge --relay /tmp/torq/execution.sock --domain execution --node a --nats nats://hub:4222 --export --import b\n  \
         torq-bridge --relay /tmp/torq/execution.sock --domain execution --node b --nats nats://hub:4222 --export --import a"
@@ -49,6 +53,39 @@ pub struct Args {
     /// when one goes) [default: nats://127.0.0.1:4222].
     #[arg(long, value_name = "URL[,URL]...")]
     pub nats: Option<String>,
+    /// Log in to NATS with this credentials file: a user JWT and its nkey seed, as `nsc generate
+    /// creds` writes it (decentralized auth: operator, accounts, users).
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Log in to NATS with the nkey seed in FILE (`SU...`, as `nk -gen user` writes it); the
+    /// server's configuration names the public key. The seed is never logged.
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub nats_nkey: Option<PathBuf>,
+    /// Log in to NATS as this user, with the password in --nats-password-file.
+    #[arg(long, value_name = "USER", help_heading = "NATS login (at most one) and TLS")]
+    pub nats_user: Option<String>,
+    /// The --nats-user's password: the file's content, surrounding white space trimmed (never on
+    /// the command line, where `ps` shows it).
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub nats_password_file: Option<PathBuf>,
+    /// Log in to NATS with the token in FILE (trimmed).
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub nats_token_file: Option<PathBuf>,
+    /// TLS: trust only the CA certificate(s) in this PEM file for the server's certificate (not
+    /// the system's); implies --tls-required.
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: present this client certificate (PEM), for a server that verifies clients; needs
+    /// --tls-key; implies --tls-required.
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "NATS login (at most one) and TLS")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: never talk to NATS in clear, even to a server that does not ask for TLS (a `tls://`
+    /// URL, --tls-ca and --tls-cert require it too).
+    #[arg(long, help_heading = "NATS login (at most one) and TLS")]
+    pub tls_required: bool,
     /// This host's name in the subjects: letters, digits, `-` and `_`.
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -141,6 +178,16 @@ struct File {
     relay: Option<PathBuf>,
     domain: Option<Domain>,
     nats: Option<String>,
+    nats_creds: Option<PathBuf>,
+    nats_nkey: Option<PathBuf>,
+    nats_user: Option<String>,
+    nats_password_file: Option<PathBuf>,
+    nats_token_file: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    tls_required: bool,
     node: Option<String>,
     #[serde(default)]
     export: bool,
@@ -172,6 +219,95 @@ pub enum Import {
     All,
 }
 
+/// A secret read from a file: `{:?}` shows no more than that it is there, and nothing else
+/// prints it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the NATS client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(hidden)")
+    }
+}
+
+/// How the bridge logs in to NATS, its secret read and checked at start.
+#[derive(Debug, Clone)]
+pub enum Login {
+    /// Without credentials.
+    Anonymous,
+    /// A `.creds` file: a user JWT and its nkey seed.
+    Creds {
+        /// `--nats-creds`.
+        file: PathBuf,
+        /// Its content.
+        creds: Secret,
+    },
+    /// An nkey seed.
+    Nkey {
+        /// `--nats-nkey`.
+        file: PathBuf,
+        /// The seed.
+        seed: Secret,
+        /// Its public key, the name the server knows the bridge by.
+        public: String,
+    },
+    /// A user and password.
+    User {
+        /// `--nats-user`.
+        user: String,
+        /// `--nats-password-file`.
+        file: PathBuf,
+        /// The password.
+        password: Secret,
+    },
+    /// A token.
+    Token {
+        /// `--nats-token-file`.
+        file: PathBuf,
+        /// The token.
+        token: Secret,
+    },
+}
+
+impl Login {
+    /// Who the bridge says it is, for the log and its errors: flags, files and public names,
+    /// never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Login::Anonymous => "no credentials".into(),
+            Login::Creds { file, .. } => format!("the credentials in --nats-creds {}", file.display()),
+            Login::Nkey { file, public, .. } => {
+                format!("nkey {public} (its seed in --nats-nkey {})", file.display())
+            }
+            Login::User { user, file, .. } => {
+                format!(
+                    "user {user:?} (--nats-user, its password in --nats-password-file {})",
+                    file.display()
+                )
+            }
+            Login::Token { file, .. } => format!("the token in --nats-token-file {}", file.display()),
+        }
+    }
+}
+
+/// TLS to NATS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// `--tls-ca`: the only CAs trusted for the server's certificate (the system's otherwise).
+    pub ca: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Never in clear.
+    pub required: bool,
+}
+
 /// A bridge's settings, every default applied.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -181,6 +317,12 @@ pub struct Config {
     pub domain: Domain,
     /// NATS server URLs.
     pub nats: Vec<String>,
+    /// How the bridge logs in to NATS.
+    pub login: Login,
+    /// TLS to NATS.
+    pub tls: Tls,
+    /// What is not wrong but unwise (a secret file others may read), logged once logging starts.
+    pub warnings: Vec<String>,
     /// This node.
     pub node: String,
     /// Export filters, when exporting.
@@ -257,6 +399,9 @@ impl Args {
             Some(path) => load(path)?,
             None => File::default(),
         };
+        let mut warnings = Vec::new();
+        let login = self.login(&file, &mut warnings)?;
+        let mut tls = self.tls(&file, &mut warnings)?;
         let relay = self.relay.clone().or(file.relay).ok_or_else(|| {
             invalid(
                 "--relay",
@@ -283,6 +428,17 @@ impl Args {
             .collect();
         if nats.is_empty() {
             return Err(invalid("--nats", "no server URL given (e.g. --nats nats://127.0.0.1:4222)"));
+        }
+        tls.required |= nats.iter().any(|url| url.starts_with("tls://"));
+        if matches!(login, Login::User { .. } | Login::Token { .. })
+            && !tls.required
+            && nats.iter().any(|url| !loopback(url))
+        {
+            warnings.push(format!(
+                "{} crosses the network in clear unless the server asks for TLS, which a machine in \
+                 the middle can deny: give --tls-required (with --tls-ca for a private CA)",
+                if matches!(login, Login::User { .. }) { "the NATS password" } else { "the NATS token" }
+            ));
         }
         let mut filters = self.filters.clone();
         if filters.types.is_empty() && filters.sources.is_empty() && filters.instruments.is_empty() {
@@ -339,6 +495,9 @@ impl Args {
             relay,
             domain,
             nats,
+            login,
+            tls,
+            warnings,
             node,
             export,
             import,
@@ -355,6 +514,246 @@ impl Args {
             log_level,
         })
     }
+}
+
+impl Args {
+    /// The login: the command line's login flags if it has any, else the file's keys; at most
+    /// one way, its secret read and checked.
+    fn login(&self, file: &File, warnings: &mut Vec<String>) -> Result<Login, ConfigError> {
+        let flags = (
+            self.nats_creds.clone(),
+            self.nats_nkey.clone(),
+            self.nats_user.clone(),
+            self.nats_password_file.clone(),
+            self.nats_token_file.clone(),
+        );
+        let (creds, nkey, user, password_file, token) = if flags.0.is_some()
+            || flags.1.is_some()
+            || flags.2.is_some()
+            || flags.3.is_some()
+            || flags.4.is_some()
+        {
+            flags
+        } else {
+            (
+                file.nats_creds.clone(),
+                file.nats_nkey.clone(),
+                file.nats_user.clone(),
+                file.nats_password_file.clone(),
+                file.nats_token_file.clone(),
+            )
+        };
+        let given: Vec<&str> = [
+            (creds.is_some(), "--nats-creds"),
+            (nkey.is_some(), "--nats-nkey"),
+            (user.is_some() || password_file.is_some(), "--nats-user"),
+            (token.is_some(), "--nats-token-file"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        if given.len() > 1 {
+            return Err(invalid(
+                "--nats-creds/--nats-nkey/--nats-user/--nats-token-file",
+                format!("{} given: log in to NATS one way only", given.join(" and ")),
+            ));
+        }
+        if let Some(file) = creds {
+            let text = read_secret("--nats-creds", &file, "a NATS credentials file", warnings)?;
+            if let Err(e) = async_nats::ConnectOptions::new().credentials(&text) {
+                return Err(invalid(
+                    "--nats-creds",
+                    format!(
+                        "{}: not a NATS credentials file ({e}); give the .creds file `nsc generate creds` \
+                         writes (a user JWT and its nkey seed)",
+                        file.display()
+                    ),
+                ));
+            }
+            return Ok(Login::Creds { file, creds: Secret(text) });
+        }
+        if let Some(file) = nkey {
+            let seed = read_secret("--nats-nkey", &file, "an nkey seed", warnings)?;
+            let public = match nkeys::KeyPair::from_seed(&seed) {
+                Ok(pair) => pair.public_key(),
+                // The error's words could quote the seed: not shown.
+                Err(_) => {
+                    return Err(invalid(
+                        "--nats-nkey",
+                        format!(
+                            "{}: not an nkey seed; give a file holding one seed (SU..., as `nk -gen user` \
+                             writes it) whose public key the server's configuration names",
+                            file.display()
+                        ),
+                    ));
+                }
+            };
+            if !public.starts_with('U') {
+                return Err(invalid(
+                    "--nats-nkey",
+                    format!("{}: the seed of a {public:.1}... key, not a user's (SU...)", file.display()),
+                ));
+            }
+            return Ok(Login::Nkey { file, seed: Secret(seed), public });
+        }
+        match (user, password_file) {
+            (Some(user), Some(file)) => {
+                if user.is_empty() {
+                    return Err(invalid(
+                        "--nats-user",
+                        "empty: give the user the server's configuration names",
+                    ));
+                }
+                let password = read_secret("--nats-password-file", &file, "the user's password", warnings)?;
+                return Ok(Login::User { user, file, password: Secret(password) });
+            }
+            (Some(user), None) => {
+                return Err(invalid(
+                    "--nats-user",
+                    format!(
+                        "{user:?} needs --nats-password-file FILE, a file holding its password (a password \
+                         is never taken on the command line, where `ps` shows it)"
+                    ),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "--nats-password-file",
+                    "needs --nats-user USER: the user whose password the file holds",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(file) = token {
+            let token = read_secret("--nats-token-file", &file, "the NATS token", warnings)?;
+            return Ok(Login::Token { file, token: Secret(token) });
+        }
+        Ok(Login::Anonymous)
+    }
+
+    /// TLS: each key from the flag, else the file; the PEM files read and checked.
+    fn tls(&self, file: &File, warnings: &mut Vec<String>) -> Result<Tls, ConfigError> {
+        let ca = self.tls_ca.clone().or_else(|| file.tls_ca.clone());
+        let cert = self.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = self.tls_key.clone().or_else(|| file.tls_key.clone());
+        if let Some(ca) = &ca {
+            certificates("--tls-ca", ca, "the CA certificate(s) that signed the server's certificate")?;
+        }
+        let client = match (cert, key) {
+            (Some(cert), Some(key)) => {
+                certificates("--tls-cert", &cert, "the bridge's client certificate")?;
+                private_key(&key, warnings)?;
+                Some((cert, key))
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "--tls-cert",
+                    "needs --tls-key FILE: the client certificate's private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "--tls-key",
+                    "needs --tls-cert FILE: the client certificate of that key",
+                ));
+            }
+            (None, None) => None,
+        };
+        let required = self.tls_required || file.tls_required || ca.is_some() || client.is_some();
+        Ok(Tls { ca, client, required })
+    }
+}
+
+/// Whether a NATS URL names this machine.
+fn loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|name| {
+        host.strip_prefix(name)
+            .is_some_and(|after| after.is_empty() || after.starts_with(':') || after.starts_with('/'))
+    })
+}
+
+/// A file's secret, surrounding white space trimmed (a `.creds` file is read as it is: its
+/// last line must end); a warning when every user may read it.
+fn read_secret(
+    setting: &'static str,
+    path: &Path,
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            setting,
+            format!("cannot read {}: {e}; give a file this user can read, holding {what}", path.display()),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(invalid(setting, format!("{} is empty: it must hold {what}", path.display())));
+    }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.mode() & 0o004 != 0
+    {
+        warnings.push(format!(
+            "{setting} {}: every user of this machine may read this secret (mode {:03o}): chmod o-r it",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(if setting == "--nats-creds" { text } else { text.trim().to_string() })
+}
+
+/// Checks that a PEM file holds at least one certificate, as the NATS client will read it.
+fn certificates(setting: &'static str, path: &Path, what: &str) -> Result<(), ConfigError> {
+    use async_nats::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let file = std::fs::File::open(path).map_err(|e| {
+        invalid(setting, format!("cannot read {}: {e}; give a PEM file holding {what}", path.display()))
+    })?;
+    let certificates = CertificateDer::pem_reader_iter(std::io::BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(setting, format!("{}: {e}; give a PEM file holding {what}", path.display())))?;
+    if certificates.is_empty() {
+        return Err(invalid(
+            setting,
+            format!(
+                "{} holds no certificate (-----BEGIN CERTIFICATE-----): give a PEM file holding {what}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `--tls-key` holds a private key, as the NATS client will read it.
+fn private_key(path: &Path, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+    use async_nats::rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| {
+        invalid(
+            "--tls-key",
+            format!("cannot read {}: {e}; give the client certificate's private key (PEM)", path.display()),
+        )
+    })?;
+    if PrivateKeyDer::from_pem_reader(std::io::BufReader::new(file)).is_err() {
+        return Err(invalid(
+            "--tls-key",
+            format!(
+                "{} holds no private key (-----BEGIN PRIVATE KEY-----, PEM): give the client certificate's key",
+                path.display()
+            ),
+        ));
+    }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.mode() & 0o004 != 0
+    {
+        warnings.push(format!(
+            "--tls-key {}: every user of this machine may read this private key (mode {:03o}): chmod o-r it",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<File, ConfigError> {
@@ -449,6 +848,31 @@ mod tests {
     }
 
     #[test]
+    fn every_key_the_example_file_shows_commented_out_is_a_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/bridge.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut keys = 0;
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(key, _)| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) =>
+                {
+                    keys += 1;
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        assert!(keys >= 14, "{keys} commented-out keys");
+        let file: File = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(file.nats_user.as_deref(), Some("a"));
+        assert!(file.tls_required);
+    }
+
+    #[test]
     fn the_file_fills_what_the_flags_leave() {
         let dir = std::env::temp_dir().join(format!("torq-bridge-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -468,5 +892,195 @@ mod tests {
         let error = args(&["-c", path.to_str().unwrap()]).resolve().unwrap_err().to_string();
         assert!(error.contains("relays"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+    /// A fresh directory for files a test writes.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("torq-bridge-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    }
+
+    const BASE: [&str; 7] = ["--relay", "/r.sock", "--domain", "market-data", "--node", "a", "--export"];
+
+    fn with(extra: &[&str]) -> Args {
+        args(&[&BASE[..], extra].concat())
+    }
+
+    fn problem(extra: &[&str]) -> (&'static str, String) {
+        match with(extra).resolve() {
+            Err(ConfigError::Invalid { setting, problem }) => (setting, problem),
+            other => panic!("expected an error for {extra:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_login_reads_its_secret_from_a_file_and_never_shows_it() {
+        let dir = scratch("login");
+        let password = write(&dir, "password", "  s3cret-pass\n", 0o600);
+        let config = with(&["--nats-user", "a", "--nats-password-file", &password]).resolve().unwrap();
+        let Login::User { user, password: secret, .. } = &config.login else { panic!("{:?}", config.login) };
+        assert_eq!((user.as_str(), secret.expose()), ("a", "s3cret-pass"), "trimmed");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        for shown in [format!("{config:?}"), config.login.describe()] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+
+        let token = write(&dir, "token", "t0ken\n", 0o644);
+        let config = with(&["--nats-token-file", &token]).resolve().unwrap();
+        assert!(matches!(&config.login, Login::Token { token, .. } if token.expose() == "t0ken"));
+        // Every user of the machine may read it: said, with the fix.
+        assert!(config.warnings.iter().any(|w| w.contains("--nats-token-file") && w.contains("chmod o-r")));
+
+        let pair = nkeys::KeyPair::new_user();
+        let seed = write(&dir, "seed", &format!("{}\n", pair.seed().unwrap()), 0o600);
+        let config = with(&["--nats-nkey", &seed]).resolve().unwrap();
+        let Login::Nkey { public, .. } = &config.login else { panic!("{:?}", config.login) };
+        assert_eq!(public, &pair.public_key());
+        assert!(config.login.describe().contains(&pair.public_key()));
+        assert!(!format!("{config:?}").contains(&pair.seed().unwrap()));
+
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.c2ln\n------END NATS USER \
+             JWT------\n\n-----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            pair.seed().unwrap()
+        );
+        let creds = write(&dir, "a.creds", &creds, 0o600);
+        assert!(matches!(with(&["--nats-creds", &creds]).resolve().unwrap().login, Login::Creds { .. }));
+        assert!(matches!(with(&[]).resolve().unwrap().login, Login::Anonymous));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn login_mistakes_name_the_flags_and_the_fix() {
+        let dir = scratch("login-mistakes");
+        let password = write(&dir, "password", "p\n", 0o600);
+        let token = write(&dir, "token", "t\n", 0o600);
+        let empty = write(&dir, "empty", " \n", 0o600);
+        let not_seed = write(&dir, "not-seed", "SUNOTASEED\n", 0o600);
+        let account = write(&dir, "account-seed", &nkeys::KeyPair::new_account().seed().unwrap(), 0o600);
+        let absent = dir.join("absent").display().to_string();
+
+        let (setting, text) =
+            problem(&["--nats-user", "a", "--nats-password-file", &password, "--nats-token-file", &token]);
+        assert!(
+            setting.contains("--nats-user") && text.contains("--nats-user and --nats-token-file given"),
+            "{text}"
+        );
+        let (setting, text) = problem(&["--nats-user", "a"]);
+        assert_eq!(setting, "--nats-user");
+        assert!(text.contains("needs --nats-password-file") && text.contains("ps"), "{text}");
+        assert_eq!(problem(&["--nats-password-file", &password]).0, "--nats-password-file");
+        let (setting, text) = problem(&["--nats-user", "a", "--nats-password-file", &absent]);
+        assert_eq!(setting, "--nats-password-file");
+        assert!(text.contains(&format!("cannot read {absent}")), "{text}");
+        let (setting, text) = problem(&["--nats-token-file", &empty]);
+        assert_eq!(setting, "--nats-token-file");
+        assert!(text.contains("is empty"), "{text}");
+        let (setting, text) = problem(&["--nats-nkey", &not_seed]);
+        assert_eq!(setting, "--nats-nkey");
+        assert!(text.contains("not an nkey seed") && !text.contains("SUNOTASEED"), "{text}");
+        assert!(problem(&["--nats-nkey", &account]).1.contains("not a user's"));
+        let (setting, text) = problem(&["--nats-creds", &password]);
+        assert_eq!(setting, "--nats-creds");
+        assert!(text.contains("not a NATS credentials file"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_files_are_checked_and_a_ca_or_a_certificate_requires_tls() {
+        let dir = scratch("tls");
+        // Not a real certificate: what is checked here is the PEM framing the NATS client reads.
+        let pem =
+            write(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n", 0o644);
+        let key =
+            write(&dir, "key.pem", "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n", 0o600);
+        let garbage = write(&dir, "garbage.pem", "hello\n", 0o644);
+
+        assert_eq!(with(&[]).resolve().unwrap().tls, Tls::default());
+        assert!(with(&["--tls-required"]).resolve().unwrap().tls.required);
+        let tls = with(&["--tls-ca", &pem]).resolve().unwrap().tls;
+        assert_eq!((tls.ca, tls.required), (Some(PathBuf::from(&pem)), true));
+        let tls = with(&["--tls-cert", &pem, "--tls-key", &key]).resolve().unwrap().tls;
+        assert_eq!((tls.client, tls.required), (Some((PathBuf::from(&pem), PathBuf::from(&key))), true));
+        assert!(
+            args(&[
+                "--relay",
+                "/r",
+                "--domain",
+                "signal",
+                "--node",
+                "a",
+                "--export",
+                "--nats",
+                "tls://h:4222"
+            ])
+            .resolve()
+            .unwrap()
+            .tls
+            .required
+        );
+
+        assert_eq!(problem(&["--tls-cert", &pem]).0, "--tls-cert");
+        assert!(problem(&["--tls-key", &key]).1.contains("needs --tls-cert"));
+        let (setting, text) = problem(&["--tls-ca", &garbage]);
+        assert_eq!(setting, "--tls-ca");
+        assert!(text.contains("holds no certificate"), "{text}");
+        let (setting, text) = problem(&["--tls-cert", &pem, "--tls-key", &pem]);
+        assert_eq!(setting, "--tls-key");
+        assert!(text.contains("holds no private key"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_login_and_tls_come_from_the_file_unless_flags_give_a_login() {
+        let dir = scratch("login-file");
+        let password = write(&dir, "password", "p\n", 0o600);
+        let token = write(&dir, "token", "t\n", 0o600);
+        let pem =
+            write(&dir, "ca.pem", "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n", 0o644);
+        let path = write(
+            &dir,
+            "bridge.toml",
+            &format!(
+                "relay = \"/r.sock\"\ndomain = \"signal\"\nnode = \"a\"\nexport = true\nnats_user = \"a\"\n\
+                 nats_password_file = {password:?}\ntls_ca = {pem:?}\n"
+            ),
+            0o644,
+        );
+        let config = args(&["-c", &path]).resolve().unwrap();
+        assert!(matches!(&config.login, Login::User { user, .. } if user == "a"));
+        assert!(config.tls.required);
+        // A login flag replaces the file's login as a whole (no "two ways" error).
+        let config = args(&["-c", &path, "--nats-token-file", &token]).resolve().unwrap();
+        assert!(matches!(config.login, Login::Token { .. }));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn help_shows_the_login_and_tls_flags() {
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        for flag in [
+            "--nats-creds <FILE>",
+            "--nats-nkey <FILE>",
+            "--nats-user <USER>",
+            "--nats-password-file <FILE>",
+            "--nats-token-file <FILE>",
+            "--tls-ca <FILE>",
+            "--tls-cert <FILE>",
+            "--tls-key <FILE>",
+            "--tls-required",
+        ] {
+            assert!(help.contains(flag), "{flag} not in\n{help}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use log::{error, info, warn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use config::{Args, Config, Domain, Import};
+use config::{Args, Config, Domain, Import, Login, Tls};
 use metrics::{Metrics, add};
 
 fn main() -> ExitCode {
@@ -34,6 +34,9 @@ fn main() -> ExitCode {
     if let Err(e) = torq::cli::init_logging(config.log_level.filter(), false, None) {
         eprintln!("error: cannot start logging: {e}");
         return ExitCode::from(1);
+    }
+    for warning in &config.warnings {
+        warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
@@ -65,12 +68,25 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .iter()
         .map(|url| url.parse::<async_nats::ServerAddr>().map_err(|e| format!("--nats {url:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    // What stops the bridge with an error: NATS refusing its credentials at the first
+    // connection, an export reading a relay of another domain, an import cursor held by another
+    // bridge.
+    let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
+    info!("NATS: logging in with {}{}", config.login.describe(), tls_description(&config.tls));
     let events = Arc::clone(&metrics);
     let connected_once = Arc::new(AtomicBool::new(false));
     // Connection errors repeat at every retry: one warning per 10 s, the rest at debug.
     let last_warning = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
-    let named = urls.clone();
-    let client = async_nats::ConnectOptions::new()
+    // A refusal of the server's (credentials, permissions) is an error: once per outage for the
+    // credentials, once per 10 s for permissions.
+    let refused_since_connected = Arc::new(AtomicBool::new(false));
+    let last_violation = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    // The server's last refusal of a publish, for the export's set-up to tell why it fails.
+    let violation = Arc::new(std::sync::Mutex::new(None::<String>));
+    let violated = Arc::clone(&violation);
+    let (named, login, to_stop) = (urls.clone(), config.login.describe(), fatal.clone());
+    let tls_required = config.tls.required;
+    let client = login_options(&config)?
         .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
         .retry_on_initial_connect()
         .client_capacity(config.queue)
@@ -79,9 +95,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .event_callback(move |event| {
             let (metrics, connected_once) = (Arc::clone(&events), Arc::clone(&connected_once));
             let (last_warning, urls) = (Arc::clone(&last_warning), named.clone());
+            let (refused, last_violation) = (Arc::clone(&refused_since_connected), Arc::clone(&last_violation));
+            let (login, to_stop, violated) = (login.clone(), to_stop.clone(), Arc::clone(&violated));
             async move {
                 match event {
                     async_nats::Event::Connected => {
+                        refused.store(false, Ordering::Relaxed);
                         if connected_once.swap(true, Ordering::Relaxed) {
                             add(&metrics.nats_reconnects, 1);
                             info!("connected to NATS again");
@@ -90,12 +109,56 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                         }
                     }
                     async_nats::Event::Disconnected => warn!("lost the connection to NATS; reconnecting"),
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(reason)) if refusal(&reason) => {
+                        if !connected_once.load(Ordering::Relaxed) {
+                            // Nothing was done yet, and retrying cannot help until someone
+                            // changes the credentials or the server: stop, saying so.
+                            let _ = to_stop.send(format!(
+                                "NATS at {urls} refused to let this bridge in ({reason}) with {login}: give the \
+                                 credentials the server's configuration names for this node (its users or \
+                                 authorization block)"
+                            ));
+                        } else if !refused.swap(true, Ordering::Relaxed) {
+                            error!(
+                                "NATS at {urls} refused to let this bridge in again ({reason}) with {login}; \
+                                 trying again with back-off until the credentials or the server's configuration \
+                                 are fixed"
+                            );
+                        } else {
+                            log::debug!("NATS refused the credentials again ({reason})");
+                        }
+                    }
+                    async_nats::Event::ServerError(async_nats::ServerError::Other(text))
+                        if text.to_lowercase().contains("permissions violation") =>
+                    {
+                        *violated.lock().expect("violation lock") = Some(text.clone());
+                        let text = format!(
+                            "NATS refused: {text}; the server's configuration does not let {login} do that (a \
+                             node may publish only under its own subjects, torq.<node>.>: see \
+                             config/nats-server.conf)"
+                        );
+                        let mut last = last_violation.lock().expect("violation lock");
+                        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                            *last = Some(std::time::Instant::now());
+                            error!("{text}");
+                        } else {
+                            log::debug!("{text}");
+                        }
+                    }
                     async_nats::Event::ClientError(_) | async_nats::Event::SlowConsumer(_) => {
                         let mut last = last_warning.lock().expect("warning lock");
                         let text = match event {
                             async_nats::Event::SlowConsumer(_) => "the NATS client dropped messages for the import: the \
                                  local relay takes frames more slowly than they come (lost_total counts them)"
                                 .to_string(),
+                            // The NATS client names no more than the kind of error; a TLS
+                            // handshake that fails is an "IO error" to it.
+                            other if tls_required => format!(
+                                "cannot reach NATS at {urls} over TLS ({other}); trying again (is nats-server \
+                                 running there? does --tls-ca hold the CA that signed its certificate, and does \
+                                 that certificate name the URL's host? does the server ask for a client \
+                                 certificate, --tls-cert and --tls-key?)"
+                            ),
                             other => format!("cannot reach NATS at {urls} ({other}); trying again (is nats-server running there?)"),
                         };
                         if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
@@ -121,26 +184,45 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .build(client.clone());
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    // What stops the bridge with an error: an export reading a relay of another domain, an
-    // import cursor held by another bridge.
-    let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
     let mut reader = None;
     let mut exporter = None;
     if let Some(filters) = &config.export {
         let route = if config.domain == Domain::Execution {
             let (sender, receiver) = mpsc::channel(config.queue);
-            // Bounded retries: JetStream may still be electing a leader at start.
-            let mut tries = 0;
-            while let Err(e) = export::ensure_stream(&js, &config).await {
-                tries += 1;
-                if tries == 30 {
-                    return Err(format!(
-                        "cannot create the stream {} on {urls} within 30 s: {e} (is the server reachable, with \
-                         JetStream enabled: nats-server -js?)",
-                        subject::stream_name(&config.node)
-                    ));
+            // Bounded retries: JetStream may still be electing a leader at start. NATS refusing
+            // the credentials ends them at once.
+            let ensure = async {
+                let mut tries = 0;
+                while let Err(e) = export::ensure_stream(&js, &config).await {
+                    let stream = subject::stream_name(&config.node);
+                    // Refused by the server's permissions: no retry changes that.
+                    if let Some(refusal) = violation.lock().expect("violation lock").take()
+                        && refusal.contains(&stream)
+                    {
+                        return Err(format!(
+                            "NATS refused {} the stream {stream} ({refusal}): the server's configuration must \
+                             let node {}'s user create it (see config/nats-server.conf), or --node or the \
+                             credentials are another node's",
+                            config.login.describe(),
+                            config.node
+                        ));
+                    }
+                    tries += 1;
+                    if tries == 30 {
+                        return Err(format!(
+                            "cannot create the stream {} on {urls} within 30 s: {e} (is the server reachable, \
+                             with JetStream enabled: nats-server -js? may {} create it?)",
+                            subject::stream_name(&config.node),
+                            config.login.describe()
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(())
+            };
+            tokio::select! {
+                result = ensure => result?,
+                Some(error) = fatal_errors.recv() => return Err(error),
             }
             exporter = Some(tokio::spawn(export::publish_jetstream(
                 js.clone(),
@@ -273,6 +355,53 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
     info!("{}", metrics.stats_line());
     failure.map_or(Ok(()), Err)
+}
+
+/// The NATS client's options for logging in and TLS.
+fn login_options(config: &Config) -> Result<async_nats::ConnectOptions, String> {
+    let options = async_nats::ConnectOptions::new();
+    let mut options = match &config.login {
+        Login::Anonymous => options,
+        // Checked at start: a failure here is a file changed since.
+        Login::Creds { file, creds } => options
+            .credentials(creds.expose())
+            .map_err(|e| format!("--nats-creds {}: not a NATS credentials file ({e})", file.display()))?,
+        Login::Nkey { seed, .. } => options.nkey(seed.expose().to_string()),
+        Login::User { user, password, .. } => {
+            options.user_and_password(user.clone(), password.expose().to_string())
+        }
+        Login::Token { token, .. } => options.token(token.expose().to_string()),
+    };
+    if let Some(ca) = &config.tls.ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.tls.client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options.require_tls(config.tls.required))
+}
+
+/// How the bridge's TLS is set, for the log.
+fn tls_description(tls: &Tls) -> String {
+    if !tls.required {
+        return ", TLS if the server asks for it".into();
+    }
+    let mut text = ", TLS required".to_string();
+    if let Some(ca) = &tls.ca {
+        text += &format!(", trusting the CA in {}", ca.display());
+    }
+    if let Some((cert, _)) = &tls.client {
+        text += &format!(", client certificate {}", cert.display());
+    }
+    text
+}
+
+/// Whether the NATS client's connection error is the server refusing the credentials (its
+/// "authorization violation"), or the client unable to sign with them.
+fn refusal(reason: &str) -> bool {
+    [async_nats::ConnectErrorKind::AuthorizationViolation, async_nats::ConnectErrorKind::Authentication]
+        .iter()
+        .any(|kind| kind.to_string() == reason)
 }
 
 async fn wait_for_stop() {

@@ -157,6 +157,26 @@ impl Nats {
         Nats::run(dir, client_port, args)
     }
 
+    /// A server started with `-c FILE`, FILE holding what `config(port, store directory)`
+    /// returns.
+    pub fn with_config(dir: &Path, config: impl Fn(u16, &Path) -> String) -> Nats {
+        let port = free_port();
+        let path = dir.join(format!("nats-{port}.conf"));
+        std::fs::write(&path, config(port, &dir.join(format!("store-{port}")))).unwrap();
+        Nats::run(dir, port, vec!["-c".into(), path.display().to_string()])
+    }
+
+    /// The configuration file of a server started [`Nats::with_config`]; [`Nats::restart`]
+    /// reads it again.
+    pub fn config_file(&self) -> PathBuf {
+        assert_eq!(
+            self.args.first().map(String::as_str),
+            Some("-c"),
+            "not started with a configuration file"
+        );
+        PathBuf::from(&self.args[1])
+    }
+
     fn run(dir: &Path, port: u16, args: Vec<String>) -> Nats {
         let proc = Proc::spawn(&nats_server_binary(), &args, dir.join(format!("nats-{port}.log")));
         let nats = Nats { proc, port, args, dir: dir.to_path_buf() };
@@ -187,6 +207,47 @@ impl Nats {
         );
         self.wait_ready();
     }
+}
+
+/// The repository's sample server configuration, `config/nats-server.conf`.
+pub fn sample_nats_config_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/nats-server.conf")
+}
+
+/// `config/nats-server.conf` as it is but for its port and store directory: what a test runs
+/// is the sample operators deploy.
+pub fn sample_nats_config(port: u16, store: &Path) -> String {
+    let text = std::fs::read_to_string(sample_nats_config_file()).unwrap();
+    let replace = |text: String, from: &str, to: &str| {
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "config/nats-server.conf has no single `{from}` for the tests to rewrite: change the tests with it"
+        );
+        text.replace(from, to)
+    };
+    let text = replace(text, "listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{port}"));
+    replace(text, "store_dir: \"/var/lib/nats\"", &format!("store_dir: {:?}", store.display().to_string()))
+}
+
+/// The password the sample configuration gives node `node`'s user.
+pub fn sample_password(node: &str) -> String {
+    let text = std::fs::read_to_string(sample_nats_config_file()).unwrap();
+    let start = format!("{{ user: {node}, password: \"");
+    let line = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&start))
+        .unwrap_or_else(|| panic!("config/nats-server.conf has no `{start}` line"));
+    line.split('"').next().unwrap().to_string()
+}
+
+/// A file holding `secret` (mode 600), as an operator gives a bridge its password.
+pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
 }
 
 /// The workspace's `target/<profile>` directory (the test binary lives in its `deps`).
