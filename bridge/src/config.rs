@@ -74,7 +74,8 @@ pub struct Args {
     /// three-server cluster) [default: 1].
     #[arg(long, value_name = "N")]
     pub replicas: Option<usize>,
-    /// Execution export: how long this node's stream keeps frames, in seconds [default: 86400].
+    /// Execution export: how long this node's stream keeps frames, in seconds. Import: a frame
+    /// stamped longer than this before the bridge started does not set lag_seconds [default: 86400].
     #[arg(long, value_name = "SECONDS")]
     pub max_age: Option<u64>,
     /// Import: the local relay's max_message_size; a larger message from NATS is skipped

@@ -277,9 +277,7 @@ impl Writer {
         let metrics = &*self.metrics;
         add(&metrics.imported_out, count);
         if count > 0 {
-            metrics
-                .lag_ns
-                .store(now_ns().saturating_sub(last_timestamp), std::sync::atomic::Ordering::Relaxed);
+            metrics.record_lag(now_ns(), last_timestamp);
         }
         self.batches += 1;
         if self.abort_after == Some(self.batches) {

@@ -58,7 +58,8 @@ fn main() -> ExitCode {
 
 /// Runs until SIGINT or SIGTERM.
 async fn run(config: Arc<Config>) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::default());
+    let started_ns = metrics::now_ns();
+    let metrics = Arc::new(Metrics::new(started_ns, config.max_age));
     let urls = config.nats.join(",");
     let servers = config
         .nats

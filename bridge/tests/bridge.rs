@@ -492,3 +492,42 @@ fn export_filters_narrow_what_crosses_as_torq_tap_takes_them() {
     assert_eq!(on_b.sequences(4, true), (1..=500).collect::<Vec<_>>());
     assert_eq!(on_b.count(5), 0, "source 5 is not among --source 90 --source 4");
 }
+
+/// A bridge's gauge in Prometheus text.
+fn gauge(text: &str, node: &str, domain: &str, name: &str) -> f64 {
+    let line = format!("torq_bridge_{name}{{node=\"{node}\",domain=\"{domain}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn lag_seconds_ignores_timestamps_that_cannot_be_right() {
+    use torq::protocol::{Header, RelayDomain};
+    use zerocopy::IntoBytes;
+    let dir = temp_dir("lag");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("lag-a"), Host::start("lag-b"));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let logs = || logs(&[&export, &import]);
+    let on_b = Collector::start(&b, MarketData);
+    on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
+    // Probes still on their way set the gauge too.
+    std::thread::sleep(Duration::from_millis(500));
+    let lag = || gauge(&scrape(&metrics), "b", "market_data", "lag_seconds");
+    let real = lag();
+    assert!(real > 0.0 && real < 60.0, "a frame that crossed just now: {real} s\n{}", logs());
+
+    // Node a's frames as anyone may publish them on NATS: stamped 0, and an hour ahead.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for (sequence, timestamp) in [(1, 0), (2, now + 3_600_000_000_000)] {
+        let header = Header::new(RelayDomain::MarketData, 77, sequence, timestamp, 8);
+        let frame = [header.as_bytes(), &[200, 6, 0, 0, 0, 0, 0, 0]].concat();
+        nats_publish_raw(nats.port, "torq.a.market_data.200.77", &frame);
+        on_b.wait_for(77, sequence as usize, WAIT, &logs);
+        assert_eq!(lag(), real, "after the frame stamped {timestamp} ns\n{}", logs());
+    }
+}
