@@ -6,6 +6,7 @@ mod config;
 mod export;
 mod import;
 mod metrics;
+mod presence;
 mod state;
 mod subject;
 
@@ -123,8 +124,23 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     // What stops the bridge with an error: an export reading a relay of another domain, an
-    // import cursor held by another bridge.
+    // import cursor held by another bridge, another bridge of this node and domain.
     let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
+        tokio::spawn(serve_metrics(listener, Arc::clone(&config), Arc::clone(&metrics)));
+        info!("metrics on http://{addr}/metrics");
+    }
+    // Nothing is exported or imported before NATS says that no other bridge of this node and
+    // domain runs (the check waits for NATS; a signal stops the wait).
+    let mut signalled = std::pin::pin!(wait_for_stop());
+    let me = presence::Identity::of_this_process(started_ns);
+    let presence = tokio::select! {
+        claimed = presence::claim(client.clone(), &config, me, fatal.clone()) => claimed?,
+        () = &mut signalled => return Ok(()),
+    };
     let mut reader = None;
     let mut exporter = None;
     if let Some(filters) = &config.export {
@@ -221,13 +237,6 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         tokio::spawn(check_max_payload(client.clone(), Arc::clone(&config)));
     }
 
-    if let Some(addr) = config.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
-        tokio::spawn(serve_metrics(listener, Arc::clone(&config), Arc::clone(&metrics)));
-        info!("metrics on http://{addr}/metrics");
-    }
     if !config.metrics_interval.is_zero() {
         let (metrics, every) = (Arc::clone(&metrics), config.metrics_interval);
         tokio::spawn(async move {
@@ -241,10 +250,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
 
     let failure = tokio::select! {
-        () = wait_for_stop() => None,
+        () = &mut signalled => None,
         Some(error) = fatal_errors.recv() => Some(error),
     };
     info!("stopping");
+    // A bridge started to replace this one need not wait for the end of its stop.
+    drop(presence);
     let _ = stop.send(true);
     for task in importers {
         task.abort();
