@@ -21,7 +21,10 @@ pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
     version,
     about = "Carries a relay's frames to and from the relays of other hosts through NATS",
     long_about = "Carries a relay's frames to and from the relays of other hosts through NATS.\n\n\
-        One bridge per host and domain. --export publishes every frame the local relay forwards \
+        One bridge per host and domain, each host with its own --node: before exporting or importing \
+        anything a bridge asks through NATS (on torq-bridge.<node>.<domain>) whether another bridge of its \
+        node and domain runs, on any host, and if one does it stops (exit 1) naming that bridge's host, pid \
+        and start. --export publishes every frame the local relay forwards \
         (narrowed by --type/--source/--instrument) on torq.<node>.<domain>.<type>.<source>; \
         --import NODE subscribes to that node's subjects (or every other node's with `all`) and \
         publishes them into the local relay with flags bit 0 (bridged) set. A bridge never exports \
@@ -111,7 +114,8 @@ pub struct Args {
     /// three-server cluster) [default: 1].
     #[arg(long, value_name = "N")]
     pub replicas: Option<usize>,
-    /// Execution export: how long this node's stream keeps frames, in seconds [default: 86400].
+    /// Execution export: how long this node's stream keeps frames, in seconds. Import: a frame
+    /// stamped longer than this before the bridge started does not set lag_seconds [default: 86400].
     #[arg(long, value_name = "SECONDS")]
     pub max_age: Option<u64>,
     /// Import: the local relay's max_message_size; a larger message from NATS is skipped

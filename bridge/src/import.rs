@@ -323,7 +323,7 @@ impl Writer {
         add(&metrics.imported_out, count);
         add(&metrics.dropped, dropped);
         if count > 0 {
-            metrics.lag_ns.store(now_ns().saturating_sub(last_timestamp), Relaxed);
+            metrics.record_lag(now_ns(), last_timestamp);
         }
         self.batches += 1;
         if self.abort_after == Some(self.batches) {

@@ -6,6 +6,7 @@ mod config;
 mod export;
 mod import;
 mod metrics;
+mod presence;
 mod state;
 mod subject;
 
@@ -61,7 +62,8 @@ fn main() -> ExitCode {
 
 /// Runs until SIGINT or SIGTERM.
 async fn run(config: Arc<Config>) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::default());
+    let started_ns = metrics::now_ns();
+    let metrics = Arc::new(Metrics::new(started_ns, config.max_age));
     let urls = config.nats.join(",");
     let servers = config
         .nats
@@ -70,7 +72,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     // What stops the bridge with an error: NATS refusing its credentials at the first
     // connection, an export reading a relay of another domain, an import cursor held by another
-    // bridge.
+    // bridge, another bridge of this node and domain.
     let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
     info!("NATS: logging in with {}{}", config.login.describe(), tls_description(&config.tls));
     let events = Arc::clone(&metrics);
@@ -85,6 +87,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let violation = Arc::new(std::sync::Mutex::new(None::<String>));
     let violated = Arc::clone(&violation);
     let (named, login, to_stop) = (urls.clone(), config.login.describe(), fatal.clone());
+    let node_name = config.node.clone();
     let tls_required = config.tls.required;
     let client = login_options(&config)?
         .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
@@ -97,6 +100,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             let (last_warning, urls) = (Arc::clone(&last_warning), named.clone());
             let (refused, last_violation) = (Arc::clone(&refused_since_connected), Arc::clone(&last_violation));
             let (login, to_stop, violated) = (login.clone(), to_stop.clone(), Arc::clone(&violated));
+            let node_name = node_name.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -132,6 +136,17 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                         if text.to_lowercase().contains("permissions violation") =>
                     {
                         *violated.lock().expect("violation lock") = Some(text.clone());
+                        // Refused its own node's presence subject: these are another node's
+                        // credentials, or the server forgot torq-bridge.<node>.>. Nothing was
+                        // exported or imported yet; no retry changes it.
+                        if text.contains(&format!("\"torq-bridge.{}.", node_name)) {
+                            let _ = to_stop.send(format!(
+                                "NATS refused {login} the subject of this node's bridges ({text}): the credentials \
+                                 are another node's (--node {node_name}?), or the server's configuration must let \
+                                 node {node_name}'s user publish and subscribe to torq-bridge.{node_name}.> (see \
+                                 config/nats-server.conf)"
+                            ));
+                        }
                         let text = format!(
                             "NATS refused: {text}; the server's configuration does not let {login} do that (a \
                              node may publish only under its own subjects, torq.<node>.>: see \
@@ -184,6 +199,23 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .build(client.clone());
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
+        tokio::spawn(serve_metrics(listener, Arc::clone(&config), Arc::clone(&metrics)));
+        info!("metrics on http://{addr}/metrics");
+    }
+    // Nothing is exported or imported before NATS says that no other bridge of this node and
+    // domain runs (the check waits for NATS; a signal stops the wait).
+    let mut signalled = std::pin::pin!(wait_for_stop());
+    let me = presence::Identity::of_this_process(started_ns);
+    let presence = tokio::select! {
+        claimed = presence::claim(client.clone(), &config, me, fatal.clone()) => claimed?,
+        // NATS refusing the credentials, or this node's presence subject.
+        Some(error) = fatal_errors.recv() => return Err(error),
+        () = &mut signalled => return Ok(()),
+    };
     let mut reader = None;
     let mut exporter = None;
     if let Some(filters) = &config.export {
@@ -303,13 +335,6 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         tokio::spawn(check_max_payload(client.clone(), Arc::clone(&config)));
     }
 
-    if let Some(addr) = config.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
-        tokio::spawn(serve_metrics(listener, Arc::clone(&config), Arc::clone(&metrics)));
-        info!("metrics on http://{addr}/metrics");
-    }
     if !config.metrics_interval.is_zero() {
         let (metrics, every) = (Arc::clone(&metrics), config.metrics_interval);
         tokio::spawn(async move {
@@ -323,10 +348,12 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
 
     let failure = tokio::select! {
-        () = wait_for_stop() => None,
+        () = &mut signalled => None,
         Some(error) = fatal_errors.recv() => Some(error),
     };
     info!("stopping");
+    // A bridge started to replace this one need not wait for the end of its stop.
+    drop(presence);
     let _ = stop.send(true);
     for task in importers {
         task.abort();

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// Counters of one bridge, shared by its threads and tasks.
 #[derive(Debug, Default)]
@@ -40,14 +41,57 @@ pub struct Metrics {
     /// Execution publishes sent again after a failure (de-duplicated by the server).
     pub republished: AtomicU64,
     /// Nanoseconds from a frame's timestamp to its import into the local relay (the last frame
-    /// of the last batch written).
+    /// of the last batch written whose timestamp can be right: [`plausible_lag`]).
     pub lag_ns: AtomicU64,
+    /// When the bridge started (ns since the Unix epoch) and how old a frame may be: the bounds
+    /// of [`plausible_lag`].
+    started_ns: u64,
+    max_age: Duration,
+}
+
+/// How far in the future a frame's timestamp may be (the hosts' clocks differ a little): its
+/// lag counts as 0.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(1);
+
+/// The lag of a frame stamped `timestamp_ns` and imported at `now_ns`, or `None` when that
+/// timestamp cannot be right: more than [`CLOCK_SKEW`] in the future, or older than the bridge's
+/// start (`started_ns`) by more than `max_age` (the execution stream keeps nothing older; market
+/// data and signals have no stream, and are not kept that long either). A publisher's clock that
+/// is off, or a timestamp of 0, would otherwise set `lag_seconds` to any value (1.8e9 s was seen).
+pub fn plausible_lag(now_ns: u64, timestamp_ns: u64, started_ns: u64, max_age: Duration) -> Option<u64> {
+    let skew = u64::try_from(CLOCK_SKEW.as_nanos()).unwrap_or(u64::MAX);
+    let max_age = u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX);
+    let in_future = timestamp_ns > now_ns.saturating_add(skew);
+    let too_old = timestamp_ns < started_ns.saturating_sub(max_age);
+    (!in_future && !too_old).then(|| now_ns.saturating_sub(timestamp_ns))
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A counter's name, help and value, in the order they are shown.
 type Line<'a> = (&'static str, &'static str, &'a AtomicU64);
 
 impl Metrics {
+    /// The counters of a bridge started at `started_ns` whose frames are at most `max_age` old.
+    pub fn new(started_ns: u64, max_age: Duration) -> Metrics {
+        Metrics { started_ns, max_age, ..Metrics::default() }
+    }
+
+    /// Sets `lag_seconds` from the timestamp of a frame imported at `now_ns`, unless that
+    /// timestamp cannot be right ([`plausible_lag`]): then the gauge keeps its value.
+    pub fn record_lag(&self, now_ns: u64, timestamp_ns: u64) {
+        match plausible_lag(now_ns, timestamp_ns, self.started_ns, self.max_age) {
+            Some(lag) => self.lag_ns.store(lag, Relaxed),
+            None => log::debug!(
+                "import: a frame stamped {timestamp_ns} ns (now {now_ns}) is from the future or older than \
+                 --max-age: lag_seconds not set from it (is its publisher's clock wrong?)"
+            ),
+        }
+    }
+
     fn lines(&self) -> [Line<'_>; 16] {
         [
             ("exported_in_total", "Frames read from the local relay for export", &self.exported_in),
@@ -85,7 +129,11 @@ impl Metrics {
             ("relay_reconnects_total", "Connections made again to the local relay", &self.relay_reconnects),
             ("nats_reconnects_total", "Connections made again to NATS", &self.nats_reconnects),
             ("republished_total", "Execution publishes sent again after a failure", &self.republished),
-            ("lag_seconds", "From a frame's timestamp to its import (the last frame)", &self.lag_ns),
+            (
+                "lag_seconds",
+                "From a frame's timestamp to its import (the last frame stamped at most 1 s ahead and within max_age of the start)",
+                &self.lag_ns,
+            ),
         ]
     }
 
@@ -149,5 +197,32 @@ mod tests {
         );
         assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 16);
         assert_eq!(metrics.stats_line(), "stats: dropped=3 lag_us=1500");
+    }
+
+    #[test]
+    fn a_lag_is_taken_only_from_a_timestamp_that_can_be_right() {
+        const S: u64 = 1_000_000_000;
+        let (started, now, day) = (1_700_000_000 * S, 1_700_000_100 * S, Duration::from_secs(86_400));
+        assert_eq!(plausible_lag(now, now - 3 * S, started, day), Some(3 * S));
+        assert_eq!(plausible_lag(now, now, started, day), Some(0));
+        // A little ahead: another host's clock. Lag 0, not a wrap-around.
+        assert_eq!(plausible_lag(now, now + S / 2, started, day), Some(0));
+        assert_eq!(plausible_lag(now, now + S, started, day), Some(0));
+        assert_eq!(plausible_lag(now, now + S + 1, started, day), None, "beyond the skew");
+        assert_eq!(plausible_lag(now, u64::MAX, started, day), None);
+        // Old, within max_age of the start: a backlog the stream still held.
+        let oldest = started - 86_400 * S;
+        assert_eq!(plausible_lag(now, oldest, started, day), Some(now - oldest));
+        assert_eq!(plausible_lag(now, oldest - 1, started, day), None, "older than max_age before the start");
+        assert_eq!(plausible_lag(now, 0, started, day), None, "timestamp 0");
+        // Bounds that do not fit in u64 nanoseconds, and a start near the epoch, take everything past.
+        assert_eq!(plausible_lag(now, 0, started, Duration::from_secs(u64::MAX)), Some(now));
+        assert_eq!(plausible_lag(now, 0, 5, day), Some(now));
+
+        let metrics = Metrics::new(started, day);
+        metrics.record_lag(now, now - 2 * S);
+        metrics.record_lag(now, 0);
+        metrics.record_lag(now, now + 3600 * S);
+        assert_eq!(metrics.lag_ns.load(Relaxed), 2 * S, "the implausible ones left the gauge alone");
     }
 }

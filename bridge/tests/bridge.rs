@@ -1,7 +1,7 @@
 //! Two "hosts" (two `relay_dev all` in two directories), each with its bridges, through real
 //! NATS servers: frames cross in order both ways, nothing loops, and execution is delivered
 //! once across a `kill -9` of either bridge, a NATS restart, and the loss of one server of a
-//! three-server cluster.
+//! three-server cluster; and one bridge per node and domain, whatever its host or state directory.
 
 mod util;
 
@@ -364,7 +364,8 @@ fn what_is_not_one_frame_is_skipped_and_harms_nothing() {
     assert_eq!(counter(&scrape(&metrics), "b", "market_data", "invalid_total"), 3);
 }
 
-/// Waits until a bridge serves its metrics: it has set up everything and waits for a signal.
+/// Waits until a bridge serves its metrics (from before it checks for another bridge of its
+/// node and domain; it stops on a signal from then on).
 fn wait_serving(address: &str, bridge: &Proc) {
     let start = Instant::now();
     while std::net::TcpStream::connect(address).is_err() {
@@ -375,7 +376,8 @@ fn wait_serving(address: &str, bridge: &Proc) {
 
 #[test]
 fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
-    // Neither the relay nor NATS exists: the reader, the writer and the NATS client all wait.
+    // No NATS: the bridge waits for it to check that no other bridge of its node and domain
+    // runs, exporting and importing nothing meanwhile.
     let dir = temp_dir("stop");
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -386,18 +388,32 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
             .spawn(&dir);
     wait_serving(&metrics, &alone);
     let start = Instant::now();
+    while !alone.log().contains("waiting for NATS at") {
+        assert!(start.elapsed() < WAIT, "the bridge never said that it waits for NATS: {}", alone.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alone.log().contains("exporting market_data from"), "{}", alone.log());
+    let start = Instant::now();
+    let status = alone.terminate();
+    assert!(status.success(), "{status}: {}", alone.log());
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}: {}", start.elapsed(), alone.log());
+
+    // NATS but no relay: the reader and the writer wait for it.
+    let nats = Nats::start(&dir);
+    let mut alone =
+        Bridge { relay: &absent, domain: MarketData, node: "a", nats: &nats.url(), extra: &extra, env: &[] }
+            .spawn(&dir);
+    identity(&alone);
+    let start = Instant::now();
     let status = alone.terminate();
     assert!(status.success(), "{status}: {}", alone.log());
     assert!(start.elapsed() < Duration::from_secs(10), "took {:?}: {}", start.elapsed(), alone.log());
 
     // Both in reach: the import's thread, waiting for NATS messages, ends at once (it used to
     // take the writer's whole 5-second bound).
-    let nats = Nats::start(&dir);
     let host = Host::start("stop-host");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut bridge =
-        host.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "a", "--metrics", &metrics]);
-    wait_serving(&metrics, &bridge);
+    let mut bridge = host.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "a"]);
+    identity(&bridge);
     let start = Instant::now();
     let status = bridge.terminate();
     assert!(status.success(), "{status}: {}", bridge.log());
@@ -461,7 +477,10 @@ fn a_second_bridge_of_the_same_node_stops_instead_of_importing_without_its_curso
         assert!(start.elapsed() < WAIT, "the first bridge never locked its cursor: {}", first.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut second = host.bridge(Execution, "b", &nats.url(), &["--import", "a"]);
+    // A second on a NATS server of its own, which cannot tell it of the first: the cursor's lock
+    // stops it.
+    let elsewhere = Nats::start(&temp_dir("same-node-elsewhere"));
+    let mut second = host.bridge(Execution, "b", &elsewhere.url(), &["--import", "a"]);
     let start = Instant::now();
     let status = loop {
         if let Some(status) = second.child.try_wait().unwrap() {
@@ -491,4 +510,243 @@ fn export_filters_narrow_what_crosses_as_torq_tap_takes_them() {
     on_b.wait_for(4, 500, WAIT, &logs);
     assert_eq!(on_b.sequences(4, true), (1..=500).collect::<Vec<_>>());
     assert_eq!(on_b.count(5), 0, "source 5 is not among --source 90 --source 4");
+}
+
+/// A bridge's gauge in Prometheus text.
+fn gauge(text: &str, node: &str, domain: &str, name: &str) -> f64 {
+    let line = format!("torq_bridge_{name}{{node=\"{node}\",domain=\"{domain}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn lag_seconds_ignores_timestamps_that_cannot_be_right() {
+    use torq::protocol::{Header, RelayDomain};
+    use zerocopy::IntoBytes;
+    let dir = temp_dir("lag");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("lag-a"), Host::start("lag-b"));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let logs = || logs(&[&export, &import]);
+    let on_b = Collector::start(&b, MarketData);
+    on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
+    // Probes still on their way set the gauge too.
+    std::thread::sleep(Duration::from_millis(500));
+    let lag = || gauge(&scrape(&metrics), "b", "market_data", "lag_seconds");
+    let real = lag();
+    assert!(real > 0.0 && real < 60.0, "a frame that crossed just now: {real} s\n{}", logs());
+
+    // Node a's frames as anyone may publish them on NATS: stamped 0, and an hour ahead.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for (sequence, timestamp) in [(1, 0), (2, now + 3_600_000_000_000)] {
+        let header = Header::new(RelayDomain::MarketData, 77, sequence, timestamp, 8);
+        let frame = [header.as_bytes(), &[200, 6, 0, 0, 0, 0, 0, 0]].concat();
+        nats_publish_raw(nats.port, "torq.a.market_data.200.77", &frame);
+        on_b.wait_for(77, sequence as usize, WAIT, &logs);
+        assert_eq!(lag(), real, "after the frame stamped {timestamp} ns\n{}", logs());
+    }
+}
+
+/// Waits (bounded) for a process to exit.
+fn wait_exit(proc: &mut Proc, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "{what} still runs after {limit:?}: {}", proc.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a running bridge says of itself once no other of its node and domain answered
+/// ("pid P on host H, since T"), waited for (bounded).
+fn identity(bridge: &Proc) -> String {
+    let start = Instant::now();
+    loop {
+        let log = bridge.log();
+        if let Some(at) = log.find("this one runs: ") {
+            let line = log[at + "this one runs: ".len()..].lines().next().unwrap().to_string();
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+            assert!(
+                line.starts_with(&format!("pid {} on host {}, since ", bridge.child.id(), host.trim())),
+                "{line}"
+            );
+            return line;
+        }
+        assert!(start.elapsed() < WAIT, "the bridge never said that it runs: {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_bridge_of_a_node_and_domain_is_refused_whatever_its_state_dir_and_roles() {
+    let dir = temp_dir("twin");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("twin-a"), Host::start("twin-b"));
+    let url = nats.url();
+    let first_state = dir.join("first").display().to_string();
+    let first = a.bridge(MarketData, "a", &url, &["--export", "--state-dir", &first_state]);
+    let import = b.bridge(MarketData, "b", &url, &["--import", "a"]);
+    let on_b = Collector::start(&b, MarketData);
+    on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &|| logs(&[&first, &import]));
+
+    // Node a again, as a second host configured as a, or a restart that did not stop the first,
+    // would start it: another state directory; an importer is refused as well.
+    let other_state = dir.join("other").display().to_string();
+    for extra in
+        [&["--export", "--state-dir", &other_state][..], &["--import", "b", "--state-dir", &other_state]]
+    {
+        let mut second = a.bridge(MarketData, "a", &url, extra);
+        let status =
+            wait_exit(&mut second, Duration::from_secs(10), "a second bridge of node a, market data,");
+        assert_eq!(status.code(), Some(1), "{}", second.log());
+        let (log, first_is) = (second.log(), identity(&first));
+        assert!(log.contains("another bridge of node a and domain market_data is running"), "{log}");
+        assert!(log.contains(&first_is), "the first named as it names itself ({first_is}): {log}");
+    }
+
+    // Each frame crosses once: only the first exports.
+    publish(&mut a.publisher(MarketData, 4), 2000);
+    on_b.wait_for(4, 2000, WAIT, &|| logs(&[&first, &import]));
+    assert_eq!(on_b.sequences(4, true), (1..=2000).collect::<Vec<u64>>(), "each frame once");
+    let mut first = first;
+    assert!(first.child.try_wait().unwrap().is_none(), "the first goes on: {}", first.log());
+}
+
+#[test]
+fn a_second_execution_importer_with_another_state_dir_is_refused() {
+    let dir = temp_dir("twin-exec");
+    let nats = Nats::start(&dir);
+    let (a, b) = (Host::start("twin-exec-a"), Host::start("twin-exec-b"));
+    let url = nats.url();
+    let export = a.bridge(Execution, "a", &url, &["--export"]);
+    let mut first = b.bridge(Execution, "b", &url, &["--import", "a"]);
+    let on_b = Collector::start(&b, Execution);
+    on_b.until_bridged(&mut a.publisher(Execution, 90), 90, &|| logs(&[&export, &first]));
+
+    // Its own cursor file, unlocked: only NATS can tell that node b imports already.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let elsewhere = elsewhere.display().to_string();
+    let mut second = b.bridge(Execution, "b", &url, &["--import", "a", "--state-dir", &elsewhere]);
+    let status = wait_exit(&mut second, Duration::from_secs(10), "a second execution importer of node b");
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    assert!(second.log().contains(&identity(&first)), "{}", second.log());
+
+    publish_paced(a.publisher(Execution, 4), 500).join().unwrap();
+    on_b.wait_for(4, 500, WAIT, &|| logs(&[&export, &first]));
+    assert_eq!(on_b.sequences(4, true), (1..=500).collect::<Vec<u64>>(), "every frame once, in order");
+    assert!(first.child.try_wait().unwrap().is_none(), "the first goes on: {}", first.log());
+}
+
+#[test]
+fn two_bridges_of_a_node_started_at_once_leave_exactly_one() {
+    let dir = temp_dir("at-once");
+    let nats = Nats::start(&dir);
+    let a = Host::start("at-once-a");
+    for round in 0..3 {
+        let node = format!("a{round}");
+        let mut pair = [
+            a.bridge(MarketData, &node, &nats.url(), &["--export"]),
+            a.bridge(MarketData, &node, &nats.url(), &["--export"]),
+        ];
+        let start = Instant::now();
+        let stopped = loop {
+            if let Some(at) = (0..2).find(|&i| pair[i].child.try_wait().unwrap().is_some()) {
+                break at;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "round {round}: both run\n{}",
+                logs(&[&pair[0], &pair[1]])
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let survivor = 1 - stopped;
+        let status = pair[stopped].child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "round {round}: {}", pair[stopped].log());
+        assert!(
+            pair[stopped].log().contains(&format!("pid {} on host", pair[survivor].child.id())),
+            "round {round}: the one that stopped names the other: {}",
+            logs(&[&pair[0], &pair[1]])
+        );
+        // The survivor has decided, and goes on past a few rounds of saying that it runs.
+        identity(&pair[survivor]);
+        std::thread::sleep(Duration::from_secs(5));
+        assert!(
+            pair[survivor].child.try_wait().unwrap().is_none(),
+            "round {round}: none left\n{}",
+            logs(&[&pair[0], &pair[1]])
+        );
+    }
+}
+
+#[test]
+fn bridges_of_one_node_in_different_domains_all_run() {
+    use torq::protocol::RelayDomain::Signal;
+    let dir = temp_dir("domains");
+    let nats = Nats::start(&dir);
+    let a = Host::start("domains-a");
+    let mut bridges: Vec<Proc> = [MarketData, Signal, Execution]
+        .map(|domain| a.bridge(domain, "a", &nats.url(), &["--export"]))
+        .into();
+    for bridge in &bridges {
+        identity(bridge);
+    }
+    // Past a few rounds of each saying that it runs.
+    std::thread::sleep(Duration::from_secs(5));
+    for bridge in &mut bridges {
+        assert!(bridge.child.try_wait().unwrap().is_none(), "{}", bridge.log());
+    }
+}
+
+#[test]
+fn of_two_bridges_that_missed_each_other_at_start_the_later_stops_when_they_meet() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let dir = temp_dir("meet");
+    let nats = Nats::start(&dir);
+    let a = Host::start("meet-a");
+    let mut first = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
+    let first_is = identity(&first);
+    // Frozen, the first answers nobody: the second hears no one and runs.
+    let frozen = Pid::from_child(&first.child);
+    kill_process(frozen, Signal::STOP).unwrap();
+    let mut second = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
+    identity(&second);
+    kill_process(frozen, Signal::CONT).unwrap();
+    // Both run, and hear each other: the one started later stops.
+    let status = wait_exit(&mut second, Duration::from_secs(10), "the bridge started later");
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    assert!(
+        second.log().contains(&format!("is running too: {first_is}, started before this one")),
+        "{}",
+        second.log()
+    );
+    // Past a few rounds of the first saying that it runs.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(first.child.try_wait().unwrap().is_none(), "the first goes on: {}", first.log());
+}
+
+#[test]
+fn a_nats_user_that_may_not_use_the_control_subject_is_told_the_fix() {
+    let dir = temp_dir("denied");
+    let nats = Nats::start_with_config(
+        &dir,
+        "authorization { users = [ { user: torq, password: secret, \
+         permissions: { publish: { deny: [\"torq-bridge.>\"] } } } ] }\nno_auth_user: torq\n",
+    );
+    // (The bridge connects without credentials: the server takes it for user torq.)
+    let a = Host::start("denied-a");
+    let mut bridge = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
+    let status = wait_exit(&mut bridge, WAIT, "a bridge that cannot check for another");
+    assert_eq!(status.code(), Some(1), "{}", bridge.log());
+    let log = bridge.log();
+    // The server's refusal names the subject, and the error the fix.
+    assert!(log.contains("publish and subscribe to torq-bridge.a.>"), "{log}");
+    assert!(!log.contains("exporting market_data from"), "it exported without checking: {log}");
 }

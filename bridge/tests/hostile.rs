@@ -35,7 +35,12 @@ impl Collector {
                 {
                     let header = frame.header();
                     let marker = frame.payload().get(2).copied().unwrap_or(0);
-                    into.lock().unwrap().push((header.source(), header.sequence(), header.is_bridged(), marker));
+                    into.lock().unwrap().push((
+                        header.source(),
+                        header.sequence(),
+                        header.is_bridged(),
+                        marker,
+                    ));
                 }
             }
         });
@@ -118,7 +123,8 @@ fn nats_publish(port: u16, subject: &str, headers: &[(&str, &str)], payload: &[u
             head += &format!("{name}: {value}\r\n");
         }
         head += "\r\n";
-        message.extend(format!("HPUB {subject} {} {}\r\n", head.len(), head.len() + payload.len()).as_bytes());
+        message
+            .extend(format!("HPUB {subject} {} {}\r\n", head.len(), head.len() + payload.len()).as_bytes());
         message.extend(head.as_bytes());
     }
     message.extend(payload);
@@ -214,7 +220,11 @@ fn frames_the_relay_would_reject_take_no_order_with_them() {
     let mut type_zero = frame(Execution, 4, 5001, 40, 9, 5);
     type_zero[32] = 0;
     let subscribe = torq::client::subscribe_frame(
-        &torq::protocol::Subscribe { role: torq::protocol::Role::PublishSubscribe, options: 0, filters: vec![] },
+        &torq::protocol::Subscribe {
+            role: torq::protocol::Role::PublishSubscribe,
+            options: 0,
+            filters: vec![],
+        },
         0,
     )
     .unwrap();

@@ -129,6 +129,23 @@ impl Nats {
         Nats::run(dir, port, args)
     }
 
+    /// A single server without JetStream, with a configuration file of `config` (e.g. users and
+    /// their permissions).
+    pub fn start_with_config(dir: &Path, config: &str) -> Nats {
+        let port = free_port();
+        let file = dir.join(format!("nats-{port}.conf"));
+        std::fs::write(&file, config).unwrap();
+        let args = vec![
+            "-c".into(),
+            file.display().to_string(),
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
+        Nats::run(dir, port, args)
+    }
+
     /// Server `index` of a cluster whose route ports are `routes`.
     pub fn cluster_member(dir: &Path, index: usize, client_port: u16, routes: &[u16]) -> Nats {
         let peers: Vec<String> = routes
