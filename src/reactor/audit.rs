@@ -77,7 +77,7 @@ impl AuditWriter {
         lines.clear();
         for record in records {
             // Writing into a Vec cannot fail.
-            let _ = record.write_line(&mut lines, &relay.config.name);
+            let _ = write!(lines, "{}", record.line(&relay.config.name));
         }
         held.lines = lines;
         match write_from(file, &held.lines, &mut held.written) {

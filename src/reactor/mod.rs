@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::relays::{
     CloseReason, EngineConfig, Event, Idle, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
+    Sink, Wrote,
 };
 
 mod audit;
@@ -105,25 +106,27 @@ enum Mail {
     Done,
 }
 
-/// A connection's socket as the core sees it: written through [`Write`]; `read_closed` is
-/// set when the peer closed its side (read to the end of the stream).
+/// A connection's socket as the core sees it, a [`Sink`]; `read_closed` is set when the peer
+/// closed its side (read to the end of the stream).
 #[derive(Debug)]
 pub(crate) struct Socket {
     stream: UnixStream,
     read_closed: bool,
 }
 
-impl Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.stream.write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl Sink for Socket {
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> Wrote {
+        loop {
+            match self.stream.write_vectored(bufs) {
+                Ok(n) => return Wrote::Bytes(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::Full,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("write failed: {e}");
+                    return Wrote::Gone;
+                }
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! rejected or consumed. The core builds them; the start-up layer's writer thread appends
 //! them to the audit file.
 
-use std::io::{self, Write};
+use std::fmt;
 
 /// What happened to a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,26 +39,42 @@ pub struct Record {
 }
 
 impl Record {
-    /// Writes the record as one line of relay `relay`'s audit file.
-    ///
-    /// # Errors
-    ///
-    /// What writing to `out` returns.
-    pub fn write_line(&self, out: &mut impl Write, relay: &str) -> io::Result<()> {
-        let (outcome, reason) = match self.outcome {
+    /// The record as one line of relay `relay`'s audit file, newline included.
+    pub fn line<'a>(&'a self, relay: &'a str) -> Line<'a> {
+        Line { record: self, relay }
+    }
+}
+
+/// A record shown as a line of the audit file ([`Record::line`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    record: &'a Record,
+    relay: &'a str,
+}
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Line { record, relay } = *self;
+        let (outcome, reason) = match record.outcome {
             Outcome::Accepted => ("accepted", ""),
             Outcome::Rejected(reason) => ("rejected", reason),
             Outcome::Hello => ("hello", ""),
             Outcome::Control => ("control", ""),
         };
         write!(
-            out,
+            f,
             "{} {relay} conn={} pid={} uid={} {outcome} source={} sequence={} len={}",
-            self.time_ns, self.connection, self.pid, self.uid, self.source, self.sequence, self.len
+            record.time_ns,
+            record.connection,
+            record.pid,
+            record.uid,
+            record.source,
+            record.sequence,
+            record.len
         )?;
         if !reason.is_empty() {
-            write!(out, " reason={reason}")?;
+            write!(f, " reason={reason}")?;
         }
-        writeln!(out)
+        writeln!(f)
     }
 }

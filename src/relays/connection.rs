@@ -1,6 +1,7 @@
 //! One connection in the relay core, sans-IO: its session, its read buffer and the intake of
 //! what was read, its outbound queue. The socket is a type parameter the core only ever
-//! writes to through [`Write`]; the reactor reads into [`Connection::read_buffer`].
+//! writes to through its [`Sink`](super::Sink); the reactor reads into
+//! [`Connection::read_buffer`].
 
 use std::fmt;
 use std::sync::Arc;

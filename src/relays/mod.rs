@@ -10,7 +10,7 @@
 //!   the stop.
 //!
 //! Nothing here touches a socket, a clock or a thread: time is an argument ([`Now`]) and a
-//! socket is any [`std::io::Write`].
+//! connection's way out is any [`Sink`], which answers what became of the bytes offered.
 
 pub mod audit;
 mod connection;
@@ -20,6 +20,7 @@ pub(crate) mod outbox;
 mod reason;
 mod session;
 mod shard;
+mod sink;
 
 #[cfg(test)]
 mod tests;
@@ -33,3 +34,4 @@ pub use metrics::Metrics;
 pub use outbox::Undelivered;
 pub use reason::Reason;
 pub use shard::{Batch, Event, FrameSpan, Msg, PublisherId, RelayContext, Shard, ShardConfig};
+pub use sink::{Sink, Wrote};

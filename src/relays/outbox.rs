@@ -1,5 +1,5 @@
 //! One connection's outbound queue, sans-IO: slices of shared batches and the relay's own
-//! frames (notices, heartbeats), bounded in bytes, written through any [`Write`].
+//! frames (notices, heartbeats), bounded in bytes, written to any [`Sink`].
 //!
 //! The queue is charged the whole shared buffer its first slice of a batch keeps alive; a
 //! small part of a large buffer is copied instead so it does not pin it. A run of frames that
@@ -8,7 +8,7 @@
 //! its bound. Time is an argument.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::IoSlice;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::protocol::{Crc, FrameBuilder, Header, Heartbeat, RelayDomain, RelayNotice, notice, registry};
 
 use super::shard::{Batch, PublisherId, Run};
+use super::sink::{Sink, Wrote};
 use super::{Metrics, RelayConfig};
 use crate::config::Policy;
 
@@ -201,7 +202,7 @@ impl Outbox {
         batch: &Batch,
         runs: &[Run],
         config: &RelayConfig,
-        socket: &mut impl Write,
+        socket: &mut impl Sink,
         now: Instant,
         metrics: &Metrics,
     ) -> Offer {
@@ -453,7 +454,7 @@ impl Outbox {
     /// and nothing more is queued.
     pub(crate) fn write_to(
         &mut self,
-        socket: &mut impl Write,
+        socket: &mut impl Sink,
         now: Instant,
         metrics: &Metrics,
     ) -> Result<(), WriteFailed> {
@@ -465,19 +466,14 @@ impl Outbox {
                 *slice = IoSlice::new(&entry.data[skip..]);
                 count += 1;
             }
-            match socket.write_vectored(&slices[..count]) {
-                Ok(0) => return self.fail(),
-                Ok(n) => {
+            match socket.write(&slices[..count]) {
+                Wrote::Bytes(0) | Wrote::Gone => return self.fail(),
+                Wrote::Bytes(n) => {
                     metrics.bytes_out.fetch_add(n as u64, Relaxed);
                     self.last_sent = now;
                     self.consume(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("write failed: {e}");
-                    return self.fail();
-                }
+                Wrote::Full => return Ok(()),
             }
         }
         Ok(())

@@ -4,10 +4,9 @@
 //! The caller (a reactor, or a test's simulated one) owns the I/O: it reads into a
 //! connection's buffer and calls [`Shard::intake`], hands batches and messages between shards,
 //! and after every call drains [`Shard::poll_message`] and [`Shard::poll_event`] — the
-//! quinn-proto pattern. The shard writes to a socket only through [`Write`].
+//! quinn-proto pattern. The shard writes to a connection only through its [`Sink`].
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -22,6 +21,7 @@ use super::connection::{CloseReason, Connection, Intake, Now, Peer};
 use super::logic::RelayLogic;
 use super::outbox::{Notice, Undelivered};
 use super::session::Session;
+use super::sink::Sink;
 use super::{Metrics, RelayConfig};
 
 /// Ticks without a read after which an empty read buffer is released.
@@ -153,7 +153,7 @@ pub struct Shard<L, S> {
     runs: Vec<Run>,
 }
 
-impl<L: RelayLogic, S: Write> Shard<L, S> {
+impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// An empty shard.
     pub fn new(config: ShardConfig, relays: Arc<[RelayContext<L>]>) -> Self {
         Shard {

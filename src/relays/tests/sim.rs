@@ -3,14 +3,14 @@
 //! clocks, no sockets (quinn-proto's `Pair` is the model).
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Crc, FrameBuilder, Framing, Header, RelayDomain, RelayNotice, Subscribe, frame, tlvs};
 use crate::relays::audit::Record;
 use crate::relays::{
-    CloseReason, Event, Now, Peer, RelayConfig, RelayContext, RelayLogic, Shard, ShardConfig,
+    CloseReason, Event, Now, Peer, RelayConfig, RelayContext, RelayLogic, Shard, ShardConfig, Sink, Wrote,
 };
 
 /// The relay's end of a connection: what the relay wrote and the client has not read yet, at
@@ -23,18 +23,14 @@ pub(crate) struct Pipe {
     pub(crate) broken: bool,
 }
 
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+impl Sink for Pipe {
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> Wrote {
         if self.broken {
-            return Err(io::ErrorKind::BrokenPipe.into());
+            return Wrote::Gone;
         }
         let room = self.capacity - self.data.len();
         if room == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            return Err(io::ErrorKind::WouldBlock.into());
+            return Wrote::Full;
         }
         let mut written = 0;
         for buf in bufs {
@@ -42,11 +38,7 @@ impl Write for Pipe {
             self.data.extend_from_slice(&buf[..n]);
             written += n;
         }
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        Wrote::Bytes(written)
     }
 }
 
