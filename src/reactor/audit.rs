@@ -9,12 +9,12 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{error, info};
 
 use crate::relays::audit::Record;
-use crate::relays::{Intake, Metrics, RelayContext};
+use crate::relays::{Intake, Metrics, RelayContext, Throttle};
 
 /// What one intake accepted, held until its audit records are written.
 #[derive(Debug)]
@@ -40,8 +40,9 @@ pub(super) struct AuditWriter {
     pub(super) waiting: Vec<usize>,
     /// A line buffer kept for the next intake.
     spare: Vec<u8>,
-    last_attempt: Option<Instant>,
-    last_log: Option<Instant>,
+    /// Writes of held records are retried once a second, and failures logged once a second.
+    attempt: Throttle,
+    log: Throttle,
 }
 
 impl AuditWriter {
@@ -51,8 +52,8 @@ impl AuditWriter {
             held: VecDeque::new(),
             waiting: Vec::new(),
             spare: Vec::new(),
-            last_attempt: None,
-            last_log: None,
+            attempt: Throttle::default(),
+            log: Throttle::default(),
         }
     }
 
@@ -87,7 +88,8 @@ impl AuditWriter {
             }
             Err(e) => {
                 self.fail(&relay.config.name, &relay.metrics, &e, now);
-                self.last_attempt = Some(now);
+                // The next attempt a second from now.
+                let _ = self.attempt.ready(now);
                 self.held.push_back(held);
                 None
             }
@@ -97,12 +99,9 @@ impl AuditWriter {
     /// Writes held records again, at most once a second; returns the intakes whose records
     /// are now written, in order.
     pub(super) fn retry<L>(&mut self, relays: &[RelayContext<L>], now: Instant) -> Vec<Held> {
-        if self.held.is_empty()
-            || self.last_attempt.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
+        if self.held.is_empty() || !self.attempt.ready(now) {
             return Vec::new();
         }
-        self.last_attempt = Some(now);
         let mut done = Vec::new();
         while let Some(front) = self.held.front_mut() {
             let relay = &relays[front.relay];
@@ -124,8 +123,7 @@ impl AuditWriter {
     fn fail(&mut self, name: &str, metrics: &Metrics, e: &io::Error, now: Instant) {
         metrics.audit_write_errors.fetch_add(1, Relaxed);
         metrics.audit_failing.store(1, Relaxed);
-        if self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-            self.last_log = Some(now);
+        if self.log.ready(now) {
             error!(
                 "{name}: cannot write the audit file: {e}; frames are not forwarded and connections \
                  not read until it can be written (retried every second)"

@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::relays::{
     CloseReason, EngineConfig, Event, Idle, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
-    Sink, Wrote,
+    Sink, Throttle, Wrote,
 };
 
 mod audit;
@@ -199,9 +199,9 @@ impl<L: RelayLogic> Reactors<L> {
                     stop_deadline: None,
                     done_from: 0,
                     accept_retry: false,
-                    accept_log: LogLimit::default(),
-                    refusal_log: LogLimit::default(),
-                    buffer_log: LogLimit::default(),
+                    accept_log: Throttle::default(),
+                    refusal_log: Throttle::default(),
+                    buffer_log: Throttle::default(),
                     buffers_reported: false,
                 }
             })
@@ -250,30 +250,13 @@ pub(crate) struct Reactor<L: RelayLogic> {
     done_from: usize,
     /// An accept failed (e.g. EMFILE): try again at the next tick.
     accept_retry: bool,
-    accept_log: LogLimit,
-    refusal_log: LogLimit,
+    accept_log: Throttle,
+    refusal_log: Throttle,
     /// Socket buffers that could not be set.
-    buffer_log: LogLimit,
+    buffer_log: Throttle,
     /// Whether what the kernel gave for the socket buffers was logged (once a process: the
     /// kernel's rule is the same for every connection).
     buffers_reported: bool,
-}
-
-/// At most one log line a second, counting what was left out.
-#[derive(Debug, Default)]
-struct LogLimit {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    fn due(&mut self, now: Instant) -> bool {
-        let due = self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-        if due {
-            self.last = Some(now);
-        }
-        due
-    }
 }
 
 impl<L: RelayLogic> std::fmt::Debug for Reactor<L> {
@@ -433,7 +416,7 @@ impl<L: RelayLogic> Reactor<L> {
                 Err(e) => {
                     // Out of descriptors (EMFILE) or memory: the clients left in the backlog
                     // raise no new readiness edge, so accepting is retried at the next tick.
-                    if self.accept_log.due(Instant::now()) {
+                    if self.accept_log.ready(Instant::now()) {
                         warn!("{name}: accept failed: {e}; retrying every {TICK:?}");
                     }
                     self.accept_retry = true;
@@ -460,13 +443,11 @@ impl<L: RelayLogic> Reactor<L> {
                 metrics.connections_refused.fetch_add(1, Relaxed);
                 // The first refusal, then at most one line a second: a connect loop cannot
                 // flood the log (the count is in connections_refused_total).
-                if self.refusal_log.due(Instant::now()) {
-                    let more = std::mem::take(&mut self.refusal_log.suppressed);
+                if self.refusal_log.ready(Instant::now()) {
+                    let more = self.refusal_log.take_suppressed();
                     warn!(
                         "{name}: connection from {peer} refused: {why} ({more} more refused since the last line)"
                     );
-                } else {
-                    self.refusal_log.suppressed += 1;
                 }
                 continue;
             }
@@ -481,7 +462,7 @@ impl<L: RelayLogic> Reactor<L> {
                     Ok(_) => {}
                     // The connection works with the kernel's default buffers: keep it.
                     Err(e) => {
-                        if self.buffer_log.due(Instant::now()) {
+                        if self.buffer_log.ready(Instant::now()) {
                             warn!(
                                 "{name}: connection {id}: cannot set its socket buffers to {size} B \
                                  (transport.buffer_size): {e}; it keeps the kernel's default"

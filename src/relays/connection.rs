@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use log::{info, warn};
@@ -19,6 +19,7 @@ use super::outbox::{Notice, Outbox};
 use super::reason::Reason;
 use super::session::{Consumed, Session, Verdict};
 use super::shard::{Batch, FrameSpan, PublisherId, RelayContext};
+use super::throttle::Throttle;
 
 /// The time, read once by the caller: the core never reads a clock.
 #[derive(Debug, Clone, Copy)]
@@ -97,33 +98,22 @@ pub struct Intake {
 struct LogLimits {
     /// Reasons (bit = [`Reason::index`]) already logged once on this connection.
     reasons_logged: u64,
-    last_reject: Option<Instant>,
-    last_gap: Option<Instant>,
+    reject: Throttle,
+    gap: Throttle,
 }
 
 impl LogLimits {
     /// The first rejection of each reason, then at most one a second.
     fn reject_due(&mut self, reason: &Reason, now: Instant) -> bool {
         let bit = 1u64 << (reason.index() % 64);
-        let due = self.reasons_logged & bit == 0 || second_passed(self.last_reject, now);
-        if due {
-            self.reasons_logged |= bit;
-            self.last_reject = Some(now);
-        }
-        due
+        let first = self.reasons_logged & bit == 0;
+        self.reasons_logged |= bit;
+        self.reject.ready(now) || first
     }
 
     fn gap_due(&mut self, now: Instant) -> bool {
-        let due = second_passed(self.last_gap, now);
-        if due {
-            self.last_gap = Some(now);
-        }
-        due
+        self.gap.ready(now)
     }
-}
-
-fn second_passed(last: Option<Instant>, now: Instant) -> bool {
-    last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
 }
 
 /// One connection of the relay core.

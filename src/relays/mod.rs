@@ -21,6 +21,7 @@ mod reason;
 mod session;
 mod shard;
 mod sink;
+mod throttle;
 
 #[cfg(test)]
 mod tests;
@@ -35,3 +36,4 @@ pub use outbox::Undelivered;
 pub use reason::Reason;
 pub use shard::{Batch, Event, FrameSpan, Msg, PublisherId, RelayContext, Shard, ShardConfig};
 pub use sink::{Sink, Wrote};
+pub(crate) use throttle::Throttle;
