@@ -14,11 +14,12 @@ use log::{info, warn};
 use crate::protocol::{Framing, Header, frame, notice};
 
 use super::audit::{Outcome, Record};
+use super::batch::{Batch, FrameSpan, PublisherId};
+use super::context::{Peer, RelayContext};
 use super::logic::RelayLogic;
 use super::outbox::{Notice, Outbox};
 use super::reason::Reason;
 use super::session::{Consumed, Session, Verdict};
-use super::shard::{Batch, FrameSpan, PublisherId, RelayContext};
 use super::throttle::Throttle;
 
 /// The time, read once by the caller: the core never reads a clock.
@@ -28,26 +29,6 @@ pub struct Now {
     pub instant: Instant,
     /// Nanoseconds since the Unix epoch, for audit records and the frames the relay builds.
     pub unix_ns: u64,
-}
-
-/// Credentials of the process at the other end of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// The peer's process id, if known.
-    pub pid: Option<i32>,
-    /// The peer's effective user id at connect time.
-    pub uid: u32,
-    /// The peer's effective group id at connect time.
-    pub gid: u32,
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.pid {
-            Some(pid) => write!(f, "pid={pid} uid={} gid={}", self.uid, self.gid),
-            None => write!(f, "pid=? uid={} gid={}", self.uid, self.gid),
-        }
-    }
 }
 
 /// Why the relay closed a connection.

@@ -13,7 +13,9 @@
 //! connection's way out is any [`Sink`], which answers what became of the bytes offered.
 
 pub mod audit;
+mod batch;
 mod connection;
+mod context;
 mod logic;
 mod metrics;
 pub(crate) mod outbox;
@@ -29,11 +31,13 @@ mod tests;
 pub use crate::config::{
     ConfigError, Cores, DomainDefaults, EngineConfig, Idle, Levels, MIN_MESSAGE_SIZE, Policy, RelayConfig,
 };
-pub use connection::{CloseReason, Connection, Intake, Now, Peer};
+pub use batch::{Batch, FrameSpan, PublisherId};
+pub use connection::{CloseReason, Connection, Intake, Now};
+pub use context::{Peer, RelayContext};
 pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};
 pub use metrics::Metrics;
 pub use outbox::Undelivered;
 pub use reason::Reason;
-pub use shard::{Batch, Event, FrameSpan, Msg, PublisherId, RelayContext, Shard, ShardConfig};
+pub use shard::{Event, Msg, Shard, ShardConfig};
 pub use sink::{Sink, Wrote};
 pub(crate) use throttle::Throttle;

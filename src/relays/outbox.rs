@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use crate::protocol::{Crc, FrameBuilder, Header, Heartbeat, RelayDomain, RelayNotice, notice, registry};
 
-use super::shard::{Batch, PublisherId, Run};
+use super::batch::{Batch, PublisherId, Run};
 use super::sink::{Sink, Wrote};
 use super::{Metrics, RelayConfig};
 use crate::config::Policy;

@@ -11,47 +11,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use bytes::Bytes;
 use log::{info, warn};
 use slab::Slab;
 
 use crate::protocol::notice;
 
-use super::connection::{CloseReason, Connection, Intake, Now, Peer};
+use super::batch::{Batch, PublisherId, Run};
+use super::connection::{CloseReason, Connection, Intake, Now};
+use super::context::{Peer, RelayContext};
 use super::logic::RelayLogic;
 use super::outbox::{Notice, Undelivered};
 use super::session::Session;
 use super::sink::Sink;
-use super::{Metrics, RelayConfig};
 
 /// Ticks without a read after which an empty read buffer is released.
 const IDLE_TICKS: u8 = 10;
-
-/// One relay (domain) as every shard sees it: its logic, settings and counters.
-#[derive(Debug)]
-pub struct RelayContext<L> {
-    /// The domain's decisions.
-    pub logic: L,
-    /// The relay's settings.
-    pub config: RelayConfig,
-    /// Its counters, shared by every shard.
-    pub metrics: Arc<Metrics>,
-}
-
-impl<L: RelayLogic> RelayContext<L> {
-    /// A relay of `logic` with `config` and zeroed counters.
-    pub fn new(logic: L, config: RelayConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(&config.name));
-        RelayContext { logic, config, metrics }
-    }
-
-    /// Whether a peer may connect (the connect allow-lists).
-    pub fn admits(&self, peer: &Peer) -> bool {
-        let config = &self.config;
-        config.connect_uids.as_ref().is_none_or(|uids| uids.contains(&peer.uid))
-            && config.connect_gids.as_ref().is_none_or(|gids| gids.contains(&peer.gid))
-    }
-}
 
 /// Settings of one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,49 +38,6 @@ pub struct ShardConfig {
     pub read_budget: usize,
     /// The stall rule's window.
     pub stall_timeout: Duration,
-}
-
-/// A publisher connection, named across shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublisherId {
-    /// The shard that owns it.
-    pub shard: usize,
-    /// Its token in that shard.
-    pub token: usize,
-    /// Its connection id (a token may be reused).
-    pub id: u64,
-}
-
-/// One accepted frame inside a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameSpan {
-    /// Where it starts in the batch.
-    pub offset: u32,
-    /// Its length.
-    pub len: u32,
-}
-
-/// Accepted data frames of one read of one publisher, in one shared buffer.
-#[derive(Debug)]
-pub struct Batch {
-    /// The relay it belongs to.
-    pub relay: usize,
-    /// Who sent it.
-    pub publisher: PublisherId,
-    /// The frames.
-    pub bytes: Bytes,
-    /// Bytes of memory `bytes` keeps alive (its allocation, at most twice its length).
-    pub alloc: usize,
-    /// Where each frame is.
-    pub frames: Vec<FrameSpan>,
-}
-
-/// Consecutive frames of a batch that a subscriber takes: bytes `start..end`, `frames` of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Run {
-    pub(crate) start: usize,
-    pub(crate) end: usize,
-    pub(crate) frames: u32,
 }
 
 /// A message from one shard to another.

@@ -1,0 +1,48 @@
+//! The accepted frames of one read, as they travel from the intake to the outboxes of every
+//! shard: a leaf module, so that the connection, the outbox and the shard share these types
+//! without importing each other.
+
+use bytes::Bytes;
+
+/// A publisher connection, named across shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherId {
+    /// The shard that owns it.
+    pub shard: usize,
+    /// Its token in that shard.
+    pub token: usize,
+    /// Its connection id (a token may be reused).
+    pub id: u64,
+}
+
+/// One accepted frame inside a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSpan {
+    /// Where it starts in the batch.
+    pub offset: u32,
+    /// Its length.
+    pub len: u32,
+}
+
+/// Accepted data frames of one read of one publisher, in one shared buffer.
+#[derive(Debug)]
+pub struct Batch {
+    /// The relay it belongs to.
+    pub relay: usize,
+    /// Who sent it.
+    pub publisher: PublisherId,
+    /// The frames.
+    pub bytes: Bytes,
+    /// Bytes of memory `bytes` keeps alive (its allocation, at most twice its length).
+    pub alloc: usize,
+    /// Where each frame is.
+    pub frames: Vec<FrameSpan>,
+}
+
+/// Consecutive frames of a batch that a subscriber takes: bytes `start..end`, `frames` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) frames: u32,
+}
