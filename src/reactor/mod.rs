@@ -475,6 +475,9 @@ impl<L: RelayLogic> Reactor<L> {
             metrics.connections_total.fetch_add(1, Relaxed);
             let target = self.next_target % self.shared.inboxes.len();
             self.next_target += 1;
+            // Before the hand-over: batches any reactor forwards from now on go to the target
+            // too, so the new connection (a subscriber until it says otherwise) misses none.
+            self.shard.relays()[relay].expect(target);
             let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(stream));
             self.send(target, Mail::Accept { stream, relay, peer, id });
         }
@@ -487,7 +490,10 @@ impl<L: RelayLogic> Reactor<L> {
         if let Err(e) = self.poll.registry().register(&mut stream, Token(token), Interest::READABLE) {
             warn!("connection {id}: cannot register: {e}");
             self.shared.connections.fetch_sub(1, Relaxed);
-            self.shard.relays()[relay].metrics.connections.fetch_sub(1, Relaxed);
+            let context = &self.shard.relays()[relay];
+            context.metrics.connections.fetch_sub(1, Relaxed);
+            // It was announced and never inserted.
+            context.lose_interest(self.index);
             return;
         }
         self.shard.insert(Socket { stream, read_closed: false }, relay, peer, id, now());

@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 
+use crate::protocol::RoutingKey;
+
 /// A publisher connection, named across shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublisherId {
@@ -22,6 +24,9 @@ pub struct FrameSpan {
     pub offset: u32,
     /// Its length.
     pub len: u32,
+    /// Its routing key (PROTOCOL.md §6) and source, computed once at intake while any
+    /// subscription of the relay has filters; `None` otherwise (computed where needed).
+    pub key: Option<(RoutingKey, u8)>,
 }
 
 /// Accepted data frames of one read of one publisher, in one shared buffer.

@@ -19,7 +19,7 @@ use super::context::{Peer, RelayContext};
 use super::logic::RelayLogic;
 use super::outbox::{Notice, Outbox};
 use super::reason::Reason;
-use super::session::{Consumed, Session, Verdict};
+use super::session::{Consumed, Session, Verdict, frame_key};
 use super::throttle::Throttle;
 
 /// The time, read once by the caller: the core never reads a clock.
@@ -117,6 +117,10 @@ pub struct Connection<S> {
     pub(crate) writable: bool,
     /// What became of the data frames it published (for notice 7).
     pub(crate) published: Published,
+    /// It is in its shard's list of subscribers (and counted in its relay's interest).
+    pub(crate) listed: bool,
+    /// Its subscription has filters (counted in its relay's `filtered`).
+    pub(crate) filtered: bool,
     log: LogLimits,
 }
 
@@ -145,6 +149,8 @@ impl<S> Connection<S> {
             pauses: 0,
             writable: false,
             published: Published::default(),
+            listed: false,
+            filtered: false,
             log: LogLimits::default(),
         }
     }
@@ -191,6 +197,8 @@ impl<S> Connection<S> {
         let config = &relay.config;
         let source = config.source.raw();
         let auditing = relay.logic.audits(&config.levels);
+        // Routing keys are computed once, here, while some subscription has filters.
+        let keyed = relay.filtered.load(Relaxed) > 0;
         let mut intake = Intake { connection: self.id, ..Intake::default() };
         let mut frames = Vec::new();
         let mut pos = 0;
@@ -211,7 +219,8 @@ impl<S> Connection<S> {
             let outcome = match self.session.judge(&self.inbuf[pos..pos + len], &relay.logic, config) {
                 Verdict::Forward => {
                     self.published.judged += 1;
-                    frames.push(FrameSpan { offset: pos as u32, len: len as u32 });
+                    let key = keyed.then(|| frame_key(&self.inbuf[pos..pos + len]));
+                    frames.push(FrameSpan { offset: pos as u32, len: len as u32, key });
                     Outcome::Accepted
                 }
                 Verdict::Consumed(Consumed::Hello { first: true }) => Outcome::Hello,

@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::{Acquire, Release};
 
 use super::logic::RelayLogic;
 use super::{Metrics, RelayConfig};
@@ -15,13 +17,49 @@ pub struct RelayContext<L> {
     pub config: RelayConfig,
     /// Its counters, shared by every shard.
     pub metrics: Arc<Metrics>,
+    /// Per shard, its connections of this relay that subscribe or may yet (a connection
+    /// announced by [`RelayContext::expect`] and not yet judged a publisher): a shard sends a
+    /// batch only to shards where this is not 0. Written by the shard that owns the
+    /// connections (and the driver handing one over), read by the shards that forward.
+    interest: [AtomicU32; MAX_SHARDS],
+    /// Subscriptions with filters, on every shard: while there is none, the intake computes
+    /// no routing keys.
+    pub(crate) filtered: AtomicU32,
 }
+
+/// Shards whose interest is tracked; a shard past them is sent every batch.
+pub(crate) const MAX_SHARDS: usize = 64;
 
 impl<L: RelayLogic> RelayContext<L> {
     /// A relay of `logic` with `config` and zeroed counters.
     pub fn new(logic: L, config: RelayConfig) -> Self {
         let metrics = Arc::new(Metrics::new(&config.name));
-        RelayContext { logic, config, metrics }
+        let interest = std::array::from_fn(|_| AtomicU32::new(0));
+        RelayContext { logic, config, metrics, interest, filtered: AtomicU32::new(0) }
+    }
+
+    /// Announces a connection of this relay that `shard` is about to [`insert`]: from now on
+    /// batches of this relay forwarded anywhere go to that shard too, so the connection (a
+    /// subscriber until it says otherwise) misses none accepted after its hand-over. The driver
+    /// calls it before handing a connection over (the reactor that accepts, the simulation).
+    ///
+    /// [`insert`]: super::Shard::insert
+    pub fn expect(&self, shard: usize) {
+        if let Some(count) = self.interest.get(shard) {
+            count.fetch_add(1, Release);
+        }
+    }
+
+    /// One connection of `shard` stopped being (or being possibly) a subscriber.
+    pub(crate) fn lose_interest(&self, shard: usize) {
+        if let Some(count) = self.interest.get(shard) {
+            count.fetch_sub(1, Release);
+        }
+    }
+
+    /// Whether `shard` holds a connection of this relay that subscribes (or may yet).
+    pub(crate) fn interested(&self, shard: usize) -> bool {
+        self.interest.get(shard).is_none_or(|count| count.load(Acquire) > 0)
     }
 
     /// Whether a peer may connect (the connect allow-lists).

@@ -7,7 +7,7 @@
 //! reactors (`relay_dev all`).
 
 use crate::config::{DomainDefaults, Levels, Policy};
-use crate::protocol::{self, ChecksumLevel, FrameKind, RelayDomain, SourceType, Subscribe};
+use crate::protocol::{self, ChecksumLevel, FrameKind, RelayDomain, RoutingKey, SourceType, Subscribe};
 
 /// One domain's decisions. A relay built with a logic serves that logic's domain only.
 ///
@@ -43,11 +43,12 @@ pub trait RelayLogic: Send + Sync + 'static {
         levels.audit
     }
 
-    /// Whether an accepted data frame goes to a subscription with filters: the routing key
-    /// rule of PROTOCOL.md §6, shared by every domain.
+    /// Whether an accepted data frame, of routing key `key` from `source`, goes to a
+    /// subscription with filters: the routing key rule of PROTOCOL.md §6, shared by every
+    /// domain.
     #[inline]
-    fn routes(&self, subscription: &Subscribe, frame: &[u8]) -> bool {
-        subscription.wants_frame(frame)
+    fn routes(&self, subscription: &Subscribe, key: &RoutingKey, source: u8) -> bool {
+        subscription.wants(key, source)
     }
 
     /// Whether frames left undelivered when a stop's flush deadline passes are a failure
@@ -204,8 +205,8 @@ impl RelayLogic for AnyLogic {
     }
 
     #[inline]
-    fn routes(&self, subscription: &Subscribe, frame: &[u8]) -> bool {
-        any!(self, l => l.routes(subscription, frame))
+    fn routes(&self, subscription: &Subscribe, key: &RoutingKey, source: u8) -> bool {
+        any!(self, l => l.routes(subscription, key, source))
     }
 
     fn lossless(&self) -> bool {

@@ -3,9 +3,18 @@
 //! [`Verdict`].
 
 use crate::protocol::{
-    FrameKind, HEADER_SIZE, Header, OPTION_CONFIRM, OPTION_HEARTBEATS, OPTION_SHM, Subscribe, control_tlv,
-    registry,
+    FrameKind, HEADER_SIZE, Header, OPTION_CONFIRM, OPTION_HEARTBEATS, OPTION_SHM, RoutingKey, Subscribe,
+    control_tlv, registry, routing_key,
 };
+
+/// A whole frame's routing key (PROTOCOL.md §6: its first TLV; none makes a key of type 0
+/// that only a filter on source can match) and source.
+#[inline]
+pub(crate) fn frame_key(frame: &[u8]) -> (RoutingKey, u8) {
+    let source = Header::view(frame).map_or(0, Header::source);
+    let payload = frame.get(HEADER_SIZE..).unwrap_or_default();
+    (routing_key(payload).unwrap_or(RoutingKey { tlv_type: 0, instrument: None }), source)
+}
 
 use super::RelayConfig;
 use super::logic::RelayLogic;
@@ -78,14 +87,32 @@ impl Session {
     }
 
     /// Whether this connection wants this accepted data frame; the logic's routing rule is
-    /// asked only for a subscription with filters.
+    /// asked only for a subscription with filters, with the frame's routing key and source
+    /// (`key`, computed at intake, or here when it was not).
     #[inline]
-    pub(crate) fn wants(&self, logic: &impl RelayLogic, frame: &[u8]) -> bool {
+    pub(crate) fn wants(
+        &self,
+        logic: &impl RelayLogic,
+        frame: &[u8],
+        key: Option<&(RoutingKey, u8)>,
+    ) -> bool {
         match &self.subscription {
             None => !self.legacy_publisher,
             Some(sub) if sub.filters.is_empty() => sub.role.subscribes(),
-            Some(sub) => sub.role.subscribes() && logic.routes(sub, frame),
+            Some(sub) if !sub.role.subscribes() => false,
+            Some(sub) => match key {
+                Some((key, source)) => logic.routes(sub, key, *source),
+                None => {
+                    let (key, source) = frame_key(frame);
+                    logic.routes(sub, &key, source)
+                }
+            },
         }
+    }
+
+    /// Whether the connection's subscription has filters (its frames need routing keys).
+    pub(crate) fn filters(&self) -> bool {
+        self.subscription.as_ref().is_some_and(|s| !s.filters.is_empty())
     }
 
     /// Whether the connection asked for notices (or for what implies them).

@@ -79,6 +79,9 @@ pub struct Shard<L, S> {
     messages: VecDeque<(usize, Msg)>,
     events: VecDeque<Event<S>>,
     stopping: bool,
+    /// Per relay, the tokens of the connections that subscribe (or may yet): the fan-out
+    /// looks at these only, never at publishers.
+    subscribers: Vec<Vec<usize>>,
     /// Reused by the fan-out: the subscribers it queued to, one subscriber's runs.
     touched: Vec<usize>,
     runs: Vec<Run>,
@@ -89,13 +92,14 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     pub fn new(config: ShardConfig, relays: Arc<[RelayContext<L>]>) -> Self {
         Shard {
             config,
-            relays,
             conns: Slab::new(),
             messages: VecDeque::new(),
             events: VecDeque::new(),
             stopping: false,
+            subscribers: (0..relays.len()).map(|_| Vec::new()).collect(),
             touched: Vec::new(),
             runs: Vec::new(),
+            relays,
         }
     }
 
@@ -109,12 +113,45 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         self.conns.vacant_key()
     }
 
-    /// Adds a connection of relay `relay`; it is to be read at once.
+    /// Adds a connection of relay `relay`, which the driver announced with
+    /// [`RelayContext::expect`] for this shard before handing it over; it is to be read at
+    /// once. It subscribes until it says otherwise (PROTOCOL.md §6, roles).
     pub fn insert(&mut self, socket: S, relay: usize, peer: Peer, id: u64, now: Now) -> usize {
         let session = Session::new(&self.relays[relay].config, peer.uid);
-        let token = self.conns.insert(Connection::new(socket, id, relay, peer, session, now.instant));
+        let mut conn = Connection::new(socket, id, relay, peer, session, now.instant);
+        conn.listed = true;
+        let token = self.conns.insert(conn);
+        self.subscribers[relay].push(token);
         self.events.push_back(Event::Readable(token));
         token
+    }
+
+    /// Keeps a connection's place in the subscriber list, its relay's interest and its count
+    /// of filtered subscriptions in step with its session (a hello or a Subscribe changed it).
+    fn relist(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else { return };
+        let relay = &self.relays[conn.relay];
+        let subscribes = conn.session.subscribes();
+        if subscribes != conn.listed {
+            conn.listed = subscribes;
+            let list = &mut self.subscribers[conn.relay];
+            if subscribes {
+                list.push(token);
+                relay.expect(self.config.index);
+            } else {
+                list.retain(|&t| t != token);
+                relay.lose_interest(self.config.index);
+            }
+        }
+        let filters = conn.session.filters();
+        if filters != conn.filtered {
+            conn.filtered = filters;
+            if filters {
+                relay.filtered.fetch_add(1, Relaxed);
+            } else {
+                relay.filtered.fetch_sub(1, Relaxed);
+            }
+        }
     }
 
     /// A connection.
@@ -159,6 +196,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         let relay = &self.relays[conn.relay];
         let publisher = PublisherId { shard: self.config.index, token, id: conn.id };
         let mut intake = conn.intake(relay, publisher, self.config.read_budget, now);
+        let relist = conn.listed != conn.session.subscribes() || conn.filtered != conn.session.filters();
         if conn.outbox.overflowed() && intake.close.is_none() {
             relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
             warn!(
@@ -170,7 +208,10 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
             );
             intake.close = Some(CloseReason::SlowConsumer);
         }
-        if !conn.outbox.is_empty() {
+        if relist {
+            self.relist(token);
+        }
+        if self.conns.get(token).is_some_and(|conn| !conn.outbox.is_empty()) {
             self.flush(token, now);
         }
         intake
@@ -206,7 +247,8 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// every other shard.
     fn forward(&mut self, batch: Arc<Batch>, now: Now) {
         self.deliver(&batch, Some(batch.publisher.token), now);
-        for shard in (0..self.config.shards).filter(|&s| s != self.config.index) {
+        let relay = &self.relays[batch.relay];
+        for shard in (0..self.config.shards).filter(|&s| s != self.config.index && relay.interested(s)) {
             self.messages.push_back((shard, Msg::Batch(Arc::clone(&batch))));
         }
     }
@@ -253,19 +295,17 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         let mut runs = std::mem::take(&mut self.runs);
         let mut pauses = 0;
         let mut slow = Vec::new();
-        for (token, conn) in self.conns.iter_mut() {
-            if conn.relay != batch.relay
-                || Some(token) == origin
-                || conn.outbox.is_dead()
-                || !conn.session.subscribes()
-            {
+        let subscribers = std::mem::take(&mut self.subscribers[batch.relay]);
+        for &token in &subscribers {
+            let Some(conn) = self.conns.get_mut(token) else { continue };
+            if Some(token) == origin || conn.outbox.is_dead() || !conn.session.subscribes() {
                 continue;
             }
             runs.clear();
             let mut run: Option<Run> = None;
             for span in &batch.frames {
                 let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
-                if !conn.session.wants(&relay.logic, &batch.bytes[start..end]) {
+                if !conn.session.wants(&relay.logic, &batch.bytes[start..end], span.key.as_ref()) {
                     runs.extend(run.take());
                     continue;
                 }
@@ -303,6 +343,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
             conn.outbox.report_charge(&relay.metrics);
             touched.push(token);
         }
+        self.subscribers[batch.relay] = subscribers;
         for _ in 0..pauses {
             self.send(batch.publisher.shard, Msg::Pause(batch.publisher));
         }
@@ -345,6 +386,13 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     pub fn close(&mut self, token: usize, reason: CloseReason) {
         let Some(mut conn) = self.conns.try_remove(token) else { return };
         let relay = &self.relays[conn.relay];
+        if conn.listed {
+            self.subscribers[conn.relay].retain(|&t| t != token);
+            relay.lose_interest(self.config.index);
+        }
+        if conn.filtered {
+            relay.filtered.fetch_sub(1, Relaxed);
+        }
         relay.metrics.connections.fetch_sub(1, Relaxed);
         conn.outbox.withdraw_charge(&relay.metrics);
         info!("{}: connection {} ({}) closed: {reason}", relay.config.name, conn.id, conn.peer);

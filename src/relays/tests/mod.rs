@@ -3,6 +3,7 @@
 //! shards, and a fourth domain written as one small type.
 
 mod confirm;
+mod interest;
 mod sim;
 
 use std::sync::atomic::Ordering::Relaxed;

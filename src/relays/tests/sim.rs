@@ -118,6 +118,7 @@ impl<L: RelayLogic> Sim<L> {
         let pipe = Pipe { data: Vec::new(), capacity: self.socket_capacity, broken: false };
         let peer = Peer { pid: Some(100 + self.next_id as i32), uid: 1000, gid: 1000 };
         let now = self.now();
+        self.relays[relay].expect(shard);
         let token = self.shards[shard].insert(pipe, relay, peer, self.next_id, now);
         self.next_id += 1;
         let inbound = &mut self.inbound[shard];
