@@ -16,14 +16,26 @@
 //! [`config`] (the settings and the TOML file) depends on [`protocol`] only; [`client`] (the
 //! library services use to talk to a relay) on [`protocol`] only; [`tools`] (what the live
 //! tools share) on [`protocol`] and [`client`].
+//!
+//! Features: `relay` (the default) builds all of it and the binaries; a service that only
+//! talks to a relay depends on `torq = { default-features = false, features = ["client"] }`
+//! and builds [`protocol`] and [`client`] with their few dependencies (zerocopy, rustix,
+//! crc32fast, crossbeam-channel, thiserror, log).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
-pub mod cli;
 pub mod client;
-pub mod config;
 pub mod protocol;
+
+#[cfg(feature = "relay")]
+pub mod cli;
+#[cfg(feature = "relay")]
+pub mod config;
+#[cfg(feature = "relay")]
 pub mod reactor;
+#[cfg(feature = "relay")]
 pub mod relays;
+#[cfg(feature = "relay")]
 pub mod runtime;
+#[cfg(feature = "relay")]
 pub mod tools;

@@ -42,6 +42,33 @@ pub struct Batch {
     pub alloc: usize,
     /// Where each frame is.
     pub frames: Vec<FrameSpan>,
+    /// The frames as runs of consecutive bytes (rejected frames, hellos and control frames
+    /// between them cut them): what a subscriber without filters takes, worked out once.
+    pub(crate) runs: Vec<Run>,
+}
+
+impl Batch {
+    /// A batch of `frames` in `bytes`, with its runs.
+    pub(crate) fn new(
+        relay: usize,
+        publisher: PublisherId,
+        bytes: Bytes,
+        alloc: usize,
+        frames: Vec<FrameSpan>,
+    ) -> Batch {
+        let mut runs: Vec<Run> = Vec::new();
+        for span in &frames {
+            let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
+            match runs.last_mut() {
+                Some(run) if run.end == start => {
+                    run.end = end;
+                    run.frames += 1;
+                }
+                _ => runs.push(Run { start, end, frames: 1 }),
+            }
+        }
+        Batch { relay, publisher, bytes, alloc, frames, runs }
+    }
 }
 
 /// Consecutive frames of a batch that a subscriber takes: bytes `start..end`, `frames` of them.

@@ -334,7 +334,7 @@ impl<S> Connection<S> {
             self.inbuf.drain(..pos);
             (bytes, pos)
         };
-        intake.batch = Some(Arc::new(Batch { relay: self.relay, publisher, bytes, alloc, frames }));
+        intake.batch = Some(Arc::new(Batch::new(self.relay, publisher, bytes, alloc, frames)));
         intake
     }
 

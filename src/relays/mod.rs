@@ -8,9 +8,39 @@
 //! - `outbox`: one connection's bounded queue and the slow-consumer policies.
 //! - [`Shard`]: one reactor's connections, the fan-out, the messages between shards, ticks and
 //!   the stop.
+//! - `batch`, `context`, `sink`, `throttle`: leaf modules the others share.
 //!
 //! Nothing here touches a socket, a clock or a thread: time is an argument ([`Now`]) and a
 //! connection's way out is any [`Sink`], which answers what became of the bytes offered.
+//!
+//! # The call contract
+//!
+//! A driver (the reactor, or the in-memory simulation of the tests) owns the sockets, the clock
+//! and the audit file, and calls a [`Shard`] in this order:
+//!
+//! 1. [`RelayContext::expect`] for the shard a new connection goes to, then [`Shard::insert`].
+//! 2. On readable: fill [`Connection::read_buffer`], then [`Shard::intake`]; persist the
+//!    returned [`Intake::records`] (on a relay that audits); once they are written, hand the
+//!    intake to [`Shard::settle`] (it forwards, confirms, closes). While they cannot be written,
+//!    hold the intake and read no connection of that relay (fail closed).
+//! 3. On writable: [`Shard::flush`]. On a message from another shard: [`Shard::handle`].
+//!    Every 100 ms or so: [`Shard::tick`]. To stop: [`Shard::begin_stop`], then flush until
+//!    [`Shard::flushed`] or the deadline, then [`Shard::report_undelivered`].
+//! 4. After every call: drain [`Shard::poll_event`] (reads to do, interest changes, closed
+//!    sockets) and [`Shard::poll_message`] (to other shards).
+//!
+//! # Glossary
+//!
+//! - *relay*: one domain's service (MarketData, Signal, Execution); [`RelayContext`] is one
+//!   relay as the shards see it, and a relay *index* names it in a process serving several.
+//! - *shard*: one reactor's part of the core; *reactor*: the thread and event loop that drives
+//!   it.
+//! - *intake*: what one read of one connection produced; *settle*: carrying it out once its
+//!   audit records are written.
+//! - *batch*: the accepted frames of one intake, shared by every subscriber that takes them;
+//!   *run*: consecutive frames of a batch that one subscriber takes.
+//! - *outbox*: one connection's queue; *sink*: its way out.
+//! - *interest*: whether a shard holds a subscriber of a relay, so batches go there.
 
 pub mod audit;
 mod batch;

@@ -110,6 +110,16 @@ impl Session {
         }
     }
 
+    /// Whether this connection takes every data frame of its relay (a subscriber without
+    /// filters): it is offered a batch's runs as they are, without a look at each frame.
+    #[inline]
+    pub(crate) fn takes_all(&self) -> bool {
+        match &self.subscription {
+            None => !self.legacy_publisher,
+            Some(sub) => sub.filters.is_empty() && sub.role.subscribes(),
+        }
+    }
+
     /// Whether the connection's subscription has filters (its frames need routing keys).
     pub(crate) fn filters(&self) -> bool {
         self.subscription.as_ref().is_some_and(|s| !s.filters.is_empty())

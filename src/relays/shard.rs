@@ -302,22 +302,27 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
                 continue;
             }
             runs.clear();
-            let mut run: Option<Run> = None;
-            for span in &batch.frames {
-                let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
-                if !conn.session.wants(&relay.logic, &batch.bytes[start..end], span.key.as_ref()) {
-                    runs.extend(run.take());
-                    continue;
-                }
-                run = match run {
-                    Some(r) if r.end == start => Some(Run { end, frames: r.frames + 1, ..r }),
-                    other => {
-                        runs.extend(other);
-                        Some(Run { start, end, frames: 1 })
+            if conn.session.takes_all() {
+                // No filters: the batch's runs as they are, without a look at each frame.
+                runs.extend_from_slice(&batch.runs);
+            } else {
+                let mut run: Option<Run> = None;
+                for span in &batch.frames {
+                    let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
+                    if !conn.session.wants(&relay.logic, &batch.bytes[start..end], span.key.as_ref()) {
+                        runs.extend(run.take());
+                        continue;
                     }
-                };
+                    run = match run {
+                        Some(r) if r.end == start => Some(Run { end, frames: r.frames + 1, ..r }),
+                        other => {
+                            runs.extend(other);
+                            Some(Run { start, end, frames: 1 })
+                        }
+                    };
+                }
+                runs.extend(run);
             }
-            runs.extend(run);
             if runs.is_empty() {
                 continue;
             }
