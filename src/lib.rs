@@ -15,13 +15,15 @@
 //!
 //! [`config`] (the settings and the TOML file) depends on [`protocol`] only; [`client`] (the
 //! library services use to talk to a relay) on [`protocol`] only; [`tools`] (what the live
-//! tools share) on [`protocol`] and [`client`].
+//! tools share) on [`protocol`] and [`client`]; [`metrics`] (the Prometheus text of the relays
+//! and the bridge) on [`protocol`] only.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod reactor;
 pub mod relays;

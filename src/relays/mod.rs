@@ -29,7 +29,7 @@ pub use crate::config::{
 };
 pub use connection::{CloseReason, Connection, Intake, Now, Peer};
 pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, RelaysCollector};
 pub use outbox::Undelivered;
 pub use reason::Reason;
 pub use shard::{Batch, Event, FrameSpan, Msg, PublisherId, RelayContext, Shard, ShardConfig};

@@ -41,7 +41,7 @@ pub struct RelayContext<L> {
 impl<L: RelayLogic> RelayContext<L> {
     /// A relay of `logic` with `config` and zeroed counters.
     pub fn new(logic: L, config: RelayConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(&config.name));
+        let metrics = Arc::new(Metrics::new(&config.name, config.domain));
         RelayContext { logic, config, metrics }
     }
 
