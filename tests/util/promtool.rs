@@ -1,5 +1,6 @@
 //! `promtool check metrics` on a scrape: the tests of the relays and of the bridge both use it
 //! (the bridge's include this file by its path).
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::PathBuf;
