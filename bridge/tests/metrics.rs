@@ -1,12 +1,15 @@
-//! The bridge's metrics endpoint, on real processes: promtool takes the bridge's scrape as it
-//! takes the relays', idle connections never hold off a scrape, the endpoint stays on loopback.
+//! The bridge's metrics endpoint and the Grafana dashboard, on real processes: promtool takes
+//! the bridge's scrape as it takes the relays', idle connections never hold off a scrape, the
+//! endpoint stays on loopback, and every series the dashboard queries is in a real scrape.
 
 #[path = "../../tests/util/promtool.rs"]
 mod promtool;
 mod util;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -141,4 +144,96 @@ fn a_metrics_address_off_loopback_exits_2_naming_the_flag() {
         stderr.contains("--metrics") && stderr.contains("0.0.0.0:9101") && stderr.contains("loopback"),
         "{stderr}"
     );
+}
+
+/// The `torq_…` metric names in a PromQL expression (a name is followed by `{`, `[`, `)`, a
+/// space or the end; label names and values never start with `torq_` here).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("torq_") {
+        let name: String =
+            rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+/// Every string under a key `expr` (the panels' queries) or `query` (the variables') in `value`.
+fn queries(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match value {
+                    serde_json::Value::String(text) if key == "expr" || key == "query" => {
+                        out.push(text.clone())
+                    }
+                    other => queries(other, out),
+                }
+            }
+        }
+        serde_json::Value::Array(list) => list.iter().for_each(|v| queries(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_series_the_grafana_dashboard_queries_is_in_a_real_scrape() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/grafana/torq.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    let panels = dashboard["panels"].as_array().expect("a dashboard has panels");
+    assert!(dashboard["title"].is_string() && !panels.is_empty(), "{}", path.display());
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("no targets: {panel}"));
+        assert!(
+            !targets.is_empty()
+                && targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| e.contains("torq_"))),
+            "a panel without a torq query: {panel}"
+        );
+    }
+    let mut exprs = Vec::new();
+    queries(&dashboard, &mut exprs);
+    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+
+    let exporting = Exporting::start("dashboard", 3);
+    let relays = scrape(&exporting.host.metrics_addr());
+    let bridge = scrape(&metrics_addr(&exporting.bridge));
+    let scraped: BTreeSet<String> = promtool::sample_names(promtool::body(&relays))
+        .into_iter()
+        .chain(promtool::sample_names(promtool::body(&bridge)))
+        .collect();
+    let missing: Vec<&String> = used.difference(&scraped).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which no scrape has:\n{relays}\n{bridge}"
+    );
+    // What the dashboard is for: the relays' traffic, losses, queues, connections and audit,
+    // and the bridges'.
+    for name in [
+        "torq_relay_frames_in_total",
+        "torq_relay_frames_out_total",
+        "torq_relay_dropped_frames_total",
+        "torq_relay_rejected_frames_total",
+        "torq_relay_queued_bytes",
+        "torq_relay_connections_open",
+        "torq_relay_audit_failing",
+        "torq_bridge_exported_out_total",
+        "torq_bridge_imported_out_total",
+        "torq_bridge_lost_total",
+        "torq_bridge_lag_seconds",
+    ] {
+        assert!(used.contains(name), "the dashboard shows no {name}");
+    }
+}
+
+#[test]
+fn metric_names_are_read_from_promql() {
+    assert_eq!(
+        metric_names("sum by (domain) (rate(torq_relay_frames_in_total{domain=~\"$domain\"}[5m])) / torq_x"),
+        ["torq_relay_frames_in_total", "torq_x"]
+    );
+    assert!(metric_names("label_values(up, job)").is_empty());
 }
