@@ -15,7 +15,8 @@
 //!
 //! [`config`] (the settings and the TOML file) depends on [`protocol`] only; [`client`] (the
 //! library services use to talk to a relay) on [`protocol`] only; [`tools`] (what the live
-//! tools share) on [`protocol`] and [`client`].
+//! tools share) on [`protocol`] and [`client`]; [`metrics`] (the Prometheus text of the relays
+//! and the bridge) on [`protocol`] only.
 //!
 //! Features: `relay` (the default) builds all of it and the binaries; a service that only
 //! talks to a relay depends on `torq = { default-features = false, features = ["client"] }`
@@ -31,6 +32,8 @@ pub mod protocol;
 pub mod cli;
 #[cfg(feature = "relay")]
 pub mod config;
+#[cfg(feature = "relay")]
+pub mod metrics;
 #[cfg(feature = "relay")]
 pub mod reactor;
 #[cfg(feature = "relay")]

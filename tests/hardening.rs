@@ -165,9 +165,7 @@ fn fds_and_threads(pid: u32) -> (usize, usize) {
 
 /// The port of `http://127.0.0.1:PORT/metrics` in the relay's log, once it is there.
 fn metrics_port(relay: &Relay) -> u16 {
-    let log = relay.wait_log("metrics on http://127.0.0.1:", 1);
-    let at = log.find("metrics on http://127.0.0.1:").unwrap() + "metrics on http://127.0.0.1:".len();
-    log[at..].split('/').next().unwrap().parse().unwrap()
+    relay.metrics_addr().port()
 }
 
 /// Waits (bounded) until the relay has started all its threads: the housekeeping thread is
@@ -232,7 +230,7 @@ fn scrape_within(port: u16, limit: Duration) -> String {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {text:?}"));
     let length = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap();
     assert_eq!(body.len(), length.parse::<usize>().unwrap(), "a partial answer: {text}");
-    assert!(body.contains("torq_frames_in_total"), "{text}");
+    assert!(body.contains("torq_relay_frames_in_total"), "{text}");
     text
 }
 
@@ -265,7 +263,7 @@ fn the_metrics_endpoint_holds_at_most_64_connections_whatever_clients_do() {
     assert_eq!(during.1, before.1, "threads {before:?} -> {during:?}");
     // A real request is answered meanwhile, and stays within the bound.
     let reply = get(port, "/metrics");
-    assert!(reply.starts_with("HTTP/1.1 200 OK") && reply.contains("torq_frames_in_total"), "{reply}");
+    assert!(reply.starts_with("HTTP/1.1 200 OK") && reply.contains("torq_relay_frames_in_total"), "{reply}");
     let after = fds_and_threads(relay.child.id());
     assert!(after.0 <= before.0 + 64 + 1, "descriptors {before:?} -> {after:?}");
     assert_eq!(after.1, before.1, "threads {before:?} -> {after:?}");
@@ -344,8 +342,11 @@ fn refused_connections_do_not_flood_the_log() {
     // (The readiness probe of the start may still hold the second place, or not.)
     let refused = || {
         let text = get(port, "/metrics");
-        let line =
-            text.lines().find(|l| l.starts_with("torq_connections_refused_total")).unwrap().to_string();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("torq_relay_connections_refused_total{"))
+            .unwrap()
+            .to_string();
         line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
     };
     while refused() < 299 {

@@ -3,9 +3,8 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use util::*;
 
@@ -52,11 +51,24 @@ fn demo_runs_the_three_relays_and_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `GET path` over HTTP/1.1 on a new connection to `addr`: the whole answer, or `None` when
+/// nothing listens there.
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    Some(answer)
+}
+
 #[test]
 fn prometheus_text_on_the_metrics_address() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let relay = Relay::start(env!("CARGO_BIN_EXE_market_data_relay"), &["--metrics-addr", &addr]);
+    // Port 0: the relay takes a free port and logs it (a port picked here and closed could be
+    // taken by anyone before the relay binds it).
+    let relay = Relay::start(env!("CARGO_BIN_EXE_market_data_relay"), &["--metrics-addr", "127.0.0.1:0"]);
+    let addr = relay.metrics_addr();
+    assert_ne!(addr.port(), 0, "the bound port is logged");
     let mut sub = relay.connect();
     sub.subscribe(&torq::protocol::Subscribe {
         role: torq::protocol::Role::Subscribe,
@@ -66,29 +78,76 @@ fn prometheus_text_on_the_metrics_address() {
     let frame = md_frame(1, 1, 100);
     relay.connect().send(&frame);
     assert_eq!(sub.frame(), frame);
-    let start = Instant::now();
-    let get = |path: &str| {
-        let mut stream = TcpStream::connect(&addr).ok()?;
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n").unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).unwrap();
-        Some(body)
-    };
-    let body = loop {
-        // The endpoint starts with the relay; retry (bounded) until it answers.
-        if let Some(body) = get("/metrics") {
-            break body;
-        }
-        assert!(start.elapsed() < WAIT, "no metrics endpoint on {addr}");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-    assert!(body.contains("text/plain; version=0.0.4"), "{body}");
-    let other = get("/").unwrap();
+    // Bound before the relay logs it, so the first try is answered.
+    let answer = get(addr, "/metrics").unwrap_or_else(|| panic!("no metrics endpoint on {addr}"));
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("Content-Type: text/plain; version=0.0.4"), "{answer}");
+    let other = get(addr, "/").unwrap();
     assert!(other.starts_with("HTTP/1.1 404") && other.contains("/metrics"), "{other}");
-    assert!(body.contains("torq_frames_in_total{relay=\"market-data\"} 1"), "{body}");
+    let text = promtool::body(&answer);
+    assert!(text.contains("torq_relay_frames_in_total{domain=\"market_data\"} 1\n"), "{text}");
     assert!(
-        body.contains("torq_rejected_frames_total{relay=\"market-data\",reason=\"checksum_mismatch\"} 0")
+        text.contains(
+            "torq_relay_rejected_frames_total{domain=\"market_data\",reason=\"checksum_mismatch\"} 0\n"
+        ),
+        "{text}"
     );
+    promtool::assert_promtool_accepts(text);
+}
+
+#[test]
+fn promtool_accepts_the_three_relays_of_relay_dev_all_on_one_endpoint() {
+    let dir = temp_dir("promtool");
+    let sockets = dir.join("sockets");
+    let args = ["all", "-s", sockets.to_str().unwrap(), "--metrics-addr", "127.0.0.1:0", "-l", "debug"];
+    let relay = Relay::spawn(env!("CARGO_BIN_EXE_relay_dev"), &args, sockets.join("execution.sock"), dir);
+    // Something to count: a market-data frame, published and delivered.
+    let mut publisher = Client::connect(&sockets.join("market_data.sock"));
+    let mut sub = Client::connect(&sockets.join("market_data.sock"));
+    sub.subscribe(&torq::protocol::Subscribe {
+        role: torq::protocol::Role::Subscribe,
+        options: torq::protocol::OPTION_NOTICES,
+        filters: vec![],
+    });
+    let frame = md_frame(1, 1, 100);
+    publisher.send(&frame);
+    assert_eq!(sub.frame(), frame);
+    let answer = get(relay.metrics_addr(), "/metrics").expect("the metrics endpoint answers");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let text = promtool::body(&answer);
+    promtool::assert_promtool_accepts(text);
+
+    // Each family once, with one sample per relay, labelled as the bridge labels its own.
+    let families = promtool::families(text);
+    assert!(families.len() >= 17, "{text}");
+    for (index, (name, kind)) in families.iter().enumerate() {
+        assert!(name.starts_with("torq_relay_"), "{name}");
+        assert_eq!(name.ends_with("_total"), kind == "counter", "{name} is a {kind}");
+        assert!(!families[..index].iter().any(|(other, _)| other == name), "{name} twice:\n{text}");
+        for domain in ["market_data", "signal", "execution"] {
+            let labelled = format!("{name}{{domain=\"{domain}\"");
+            assert!(text.lines().any(|l| l.starts_with(&labelled)), "no {labelled} in\n{text}");
+        }
+    }
+    let names = promtool::sample_names(text);
+    assert!(names.iter().all(|n| families.iter().any(|(f, _)| f == n)), "a sample of no family:\n{text}");
+    assert!(text.contains("torq_relay_frames_in_total{domain=\"market_data\"} 1\n"), "{text}");
+    assert!(text.contains("torq_relay_frames_out_total{domain=\"market_data\"} 1\n"), "{text}");
+}
+
+#[test]
+fn the_promtool_check_fails_on_what_the_relays_used_to_serve() {
+    // The text of the relays before HELP and TYPE (untyped, one group per relay), a family
+    // repeated, a counter without `_total`: each must fail the check the tests above rely on.
+    let complaints = [
+        "torq_frames_in_total{relay=\"market-data\"} 0\ntorq_frames_in_total{relay=\"signal\"} 0\n",
+        "# HELP a_total x\n# TYPE a_total counter\na_total{d=\"1\"} 1\n\
+         # HELP a_total x\n# TYPE a_total counter\na_total{d=\"2\"} 1\n",
+        "# HELP a x\n# TYPE a counter\na{d=\"1\"} 1\n",
+    ];
+    for text in complaints {
+        let checked = std::panic::catch_unwind(|| promtool::assert_promtool_accepts(text));
+        assert!(checked.is_err(), "promtool took:\n{text}");
+    }
+    promtool::assert_promtool_accepts("# HELP a_total x\n# TYPE a_total counter\na_total{d=\"1\"} 1\n");
 }

@@ -129,7 +129,8 @@ pub struct Args {
     /// [default: 65536].
     #[arg(long, value_name = "FRAMES")]
     pub queue: Option<usize>,
-    /// Serve Prometheus text on this address (e.g. 127.0.0.1:9101).
+    /// Serve Prometheus text at http://ADDR/metrics on this loopback address (e.g. 127.0.0.1:9101;
+    /// port 0 takes a free port and logs it).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
     /// Seconds between stats lines in the log; 0 = off [default: 10].
@@ -484,6 +485,18 @@ impl Args {
         if queue == 0 {
             return Err(invalid("--queue", "0 frames: give at least 1 (default 65536)"));
         }
+        let metrics = self.metrics.or(file.metrics);
+        if let Some(addr) = metrics
+            && !addr.ip().is_loopback()
+        {
+            return Err(invalid(
+                "--metrics",
+                format!(
+                    "{addr}: expected a loopback address, e.g. 127.0.0.1:9101 (the endpoint has no \
+                     authentication; a scraper on another host reaches it through a proxy or a tunnel)"
+                ),
+            ));
+        }
         let log_level = if self.verbose {
             LogLevel::Debug
         } else {
@@ -511,7 +524,7 @@ impl Args {
             max_age: Duration::from_secs(max_age),
             max_message_size,
             queue,
-            metrics: self.metrics.or(file.metrics),
+            metrics,
             metrics_interval: Duration::from_secs(
                 self.metrics_interval.or(file.metrics_interval).unwrap_or(10),
             ),
@@ -839,6 +852,17 @@ mod tests {
             "--replicas"
         );
         assert_eq!(error(&["--domain", "signal", "--node", "a", "--export"]), "--relay");
+        for addr in ["0.0.0.0:9101", "10.0.0.1:9101", "[::]:9101"] {
+            assert_eq!(
+                error(&[&base[..], &["--node", "a", "--export", "--metrics", addr]].concat()),
+                "--metrics"
+            );
+        }
+        for addr in ["127.0.0.1:0", "[::1]:9101"] {
+            let config =
+                args(&[&base[..], &["--node", "a", "--export", "--metrics", addr]].concat()).resolve();
+            assert_eq!(config.unwrap().metrics, Some(addr.parse().unwrap()));
+        }
     }
 
     #[test]

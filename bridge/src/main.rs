@@ -6,6 +6,7 @@ mod config;
 mod export;
 mod import;
 mod metrics;
+mod metrics_http;
 mod presence;
 mod state;
 mod subject;
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::{error, info, warn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use config::{Args, Config, Domain, Import, Login, Tls};
@@ -200,11 +200,17 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
-        tokio::spawn(serve_metrics(listener, Arc::clone(&config), Arc::clone(&metrics)));
-        info!("metrics on http://{addr}/metrics");
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "cannot serve metrics on {addr}: {e} (choose another --metrics, or port 0 for any free one)"
+            )
+        })?;
+        // The port taken, when --metrics asked for port 0.
+        let bound = listener.local_addr().map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        let collector =
+            metrics::BridgeCollector::new(Arc::clone(&metrics), &config.node, config.domain.relay());
+        tokio::spawn(metrics_http::serve(listener, Arc::new(torq::metrics::Exposition::new(collector))));
+        info!("metrics on http://{bound}/metrics");
     }
     // Nothing is exported or imported before NATS says that no other bridge of this node and
     // domain runs (the check waits for NATS; a signal stops the wait).
@@ -442,25 +448,6 @@ async fn wait_for_stop() {
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
-    }
-}
-
-/// Prometheus text for every request, one connection at a time, each bounded to a second.
-async fn serve_metrics(listener: tokio::net::TcpListener, config: Arc<Config>, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request).await;
-            let body = metrics.prometheus(&config.node, config.domain.token());
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-        })
-        .await;
     }
 }
 

@@ -1,8 +1,13 @@
-//! The bridge's counters: a stats line in the log and Prometheus text on `--metrics`.
+//! The bridge's counters: a stats line in the log and Prometheus text on `--metrics`
+//! ([`BridgeCollector`], rendered by `torq::metrics` as the relays' are).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use torq::metrics::{Collector, DOMAIN_LABEL, DescriptorEncoder, Kind, domain_value, family};
+use torq::protocol::RelayDomain;
 
 /// Counters of one bridge, shared by its threads and tasks.
 #[derive(Debug, Default)]
@@ -137,26 +142,6 @@ impl Metrics {
         ]
     }
 
-    /// Prometheus text exposition, labelled with the node and domain.
-    pub fn prometheus(&self, node: &str, domain: &str) -> String {
-        let mut out = String::new();
-        for (name, help, value) in self.lines() {
-            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-            let value = value.load(Relaxed);
-            let _ = writeln!(out, "# HELP torq_bridge_{name} {help}\n# TYPE torq_bridge_{name} {kind}");
-            if name == "lag_seconds" {
-                let _ = writeln!(
-                    out,
-                    "torq_bridge_{name}{{node=\"{node}\",domain=\"{domain}\"}} {}",
-                    value as f64 / 1e9
-                );
-            } else {
-                let _ = writeln!(out, "torq_bridge_{name}{{node=\"{node}\",domain=\"{domain}\"}} {value}");
-            }
-        }
-        out
-    }
-
     /// One log line with every counter that is not zero.
     pub fn stats_line(&self) -> String {
         let mut out = String::from("stats:");
@@ -175,6 +160,44 @@ impl Metrics {
     }
 }
 
+/// The bridge's counters as a Prometheus collector: a family per counter (`torq_bridge_…_total`)
+/// and the gauge `torq_bridge_lag_seconds`, each labelled `node` and `domain` (the label and
+/// values of the relays' series: `market_data`, `signal`, `execution`), read at each scrape.
+#[derive(Debug)]
+pub struct BridgeCollector {
+    metrics: Arc<Metrics>,
+    node: String,
+    domain: &'static str,
+}
+
+impl BridgeCollector {
+    /// The collector of the bridge of `node` and `domain` counting in `metrics`.
+    pub fn new(metrics: Arc<Metrics>, node: &str, domain: RelayDomain) -> BridgeCollector {
+        BridgeCollector { metrics, node: node.to_string(), domain: domain_value(domain) }
+    }
+}
+
+impl Collector for BridgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let labels = [("node", self.node.as_str()), (DOMAIN_LABEL, self.domain)];
+        for (name, help, value) in self.metrics.lines() {
+            let value = value.load(Relaxed);
+            match name.strip_suffix("_total") {
+                Some(counter) => {
+                    let name = format!("torq_bridge_{counter}");
+                    family(&mut encoder, &name, help, Kind::Counter, [(labels, value)])?;
+                }
+                // lag_seconds, kept in nanoseconds.
+                None => {
+                    let name = format!("torq_bridge_{name}");
+                    family(&mut encoder, &name, help, Kind::Gauge, [(labels, value as f64 / 1e9)])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Adds `n` to a counter.
 pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);
@@ -186,16 +209,21 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_every_counter_labelled() {
-        let metrics = Metrics::default();
+        let metrics = Arc::new(Metrics::default());
         add(&metrics.dropped, 3);
         metrics.lag_ns.store(1_500_000, Relaxed);
-        let text = metrics.prometheus("a", "market_data");
+        let collector = BridgeCollector::new(Arc::clone(&metrics), "a", RelayDomain::MarketData);
+        let text = torq::metrics::Exposition::new(collector).render();
         assert!(text.contains("torq_bridge_dropped_total{node=\"a\",domain=\"market_data\"} 3\n"), "{text}");
+        assert!(text.contains("# TYPE torq_bridge_dropped_total counter\n"), "{text}");
         assert!(
             text.contains("torq_bridge_lag_seconds{node=\"a\",domain=\"market_data\"} 0.0015\n"),
             "{text}"
         );
+        assert!(text.contains("# TYPE torq_bridge_lag_seconds gauge\n"), "{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 16);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 16);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
         assert_eq!(metrics.stats_line(), "stats: dropped=3 lag_us=1500");
     }
 

@@ -104,10 +104,9 @@ fn market_data_crosses_in_order_both_ways_and_nothing_loops() {
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("md-a"), Host::start("md-b"));
     let bridge_a = a.bridge(MarketData, "a", &nats.url(), &["--export", "--import", "b"]);
-    let metrics = free_port();
-    let address = format!("127.0.0.1:{metrics}");
     let bridge_b =
-        b.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "all", "--metrics", &address]);
+        b.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "all", "--metrics", "127.0.0.1:0"]);
+    let address = metrics_addr(&bridge_b);
     let logs = || logs(&[&bridge_a, &bridge_b]);
     let (on_a, on_b) = (Collector::start(&a, MarketData), Collector::start(&b, MarketData));
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
@@ -142,17 +141,6 @@ fn counter(text: &str, node: &str, domain: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&line))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
-/// One GET of the Prometheus text.
-fn scrape(address: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    text
 }
 
 #[test]
@@ -211,8 +199,8 @@ fn an_importer_killed_between_writing_and_recording_writes_nothing_twice() {
         assert!(start.elapsed() < WAIT, "the importer did not stop at its 10th batch\n{}", import.log());
         std::thread::sleep(Duration::from_millis(5));
     }
-    let metrics = format!("127.0.0.1:{}", free_port());
-    import = b.bridge(Execution, "b", &url, &["--import", "a", "--metrics", &metrics]);
+    import = b.bridge(Execution, "b", &url, &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&import);
     publishing.join().unwrap();
     on_b.wait_for(4, 3000, Duration::from_secs(60), &|| logs(&[&export, &import]));
     assert_eq!(on_b.sequences(4, true), (1..=3000).collect::<Vec<u64>>(), "every frame once, in order");
@@ -249,9 +237,9 @@ fn a_stalled_nats_never_stalls_the_local_market_data_relay() {
     let dir = temp_dir("stalled");
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("stalled-a"), Host::start("stalled-b"));
-    let metrics = format!("127.0.0.1:{}", free_port());
     let export =
-        a.bridge(MarketData, "a", &nats.url(), &["--export", "--queue", "1000", "--metrics", &metrics]);
+        a.bridge(MarketData, "a", &nats.url(), &["--export", "--queue", "1000", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&export);
     let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a"]);
     let logs = || logs(&[&export, &import]);
     let (on_a, on_b) = (Collector::start(&a, MarketData), Collector::start(&b, MarketData));
@@ -286,9 +274,9 @@ fn bridges_connect_again_to_relays_that_restart() {
     let dir = temp_dir("restart");
     let nats = Nats::start(&dir);
     let (mut a, mut b) = (Host::start("restart-a"), Host::start("restart-b"));
-    let (metrics_a, metrics_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let export = a.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics", &metrics_a]);
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics_b]);
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics", "127.0.0.1:0"]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let (metrics_a, metrics_b) = (metrics_addr(&export), metrics_addr(&import));
     let logs = || logs(&[&export, &import]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
@@ -342,9 +330,9 @@ fn what_is_not_one_frame_is_skipped_and_harms_nothing() {
     let dir = temp_dir("hostile");
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("hostile-a"), Host::start("hostile-b"));
-    let metrics = format!("127.0.0.1:{}", free_port());
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&import);
     let logs = || logs(&[&export, &import]);
     let on_b = Collector::start(&b, MarketData);
     let mut probe = a.publisher(MarketData, 90);
@@ -364,29 +352,19 @@ fn what_is_not_one_frame_is_skipped_and_harms_nothing() {
     assert_eq!(counter(&scrape(&metrics), "b", "market_data", "invalid_total"), 3);
 }
 
-/// Waits until a bridge serves its metrics (from before it checks for another bridge of its
-/// node and domain; it stops on a signal from then on).
-fn wait_serving(address: &str, bridge: &Proc) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(start.elapsed() < WAIT, "the bridge never served its metrics: {}", bridge.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     // No NATS: the bridge waits for it to check that no other bridge of its node and domain
     // runs, exporting and importing nothing meanwhile.
     let dir = temp_dir("stop");
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
     let absent = dir.join("absent.sock");
-    let extra = ["--export", "--import", "b", "--metrics", &metrics];
+    let extra = ["--export", "--import", "b", "--metrics", "127.0.0.1:0"];
     let mut alone =
         Bridge { relay: &absent, domain: MarketData, node: "a", nats: &nowhere, extra: &extra, env: &[] }
             .spawn(&dir);
-    wait_serving(&metrics, &alone);
+    // Logged once bound, from before it checks for another bridge of its node and domain.
+    metrics_addr(&alone);
     let start = Instant::now();
     while !alone.log().contains("waiting for NATS at") {
         assert!(start.elapsed() < WAIT, "the bridge never said that it waits for NATS: {}", alone.log());
@@ -463,9 +441,9 @@ fn a_second_bridge_of_the_same_node_stops_instead_of_importing_without_its_curso
     let dir = temp_dir("same-node");
     let nats = Nats::start(&dir);
     let host = Host::start("same-node-host");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut first = host.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
-    wait_serving(&metrics, &first);
+    let mut first = host.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    // Logged once bound, from before it checks for another bridge of its node and domain.
+    metrics_addr(&first);
     // The first holds its import cursor (a bridge's only flock), as /proc/locks shows: taking
     // the lock to find out could take it from the bridge.
     let pid = first.child.id().to_string();
@@ -528,9 +506,9 @@ fn lag_seconds_ignores_timestamps_that_cannot_be_right() {
     let dir = temp_dir("lag");
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("lag-a"), Host::start("lag-b"));
-    let metrics = format!("127.0.0.1:{}", free_port());
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&import);
     let logs = || logs(&[&export, &import]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);

@@ -163,15 +163,6 @@ fn counter(text: &str, node: &str, domain: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-fn scrape(address: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
-
 /// Two hosts with an execution bridge each: a exports, b imports a (metrics on `metrics`).
 struct Execution2 {
     nats: Nats,
@@ -188,8 +179,8 @@ impl Execution2 {
         let nats = Nats::start(&dir);
         let (a, b) = (Host::start(&format!("{tag}-a")), Host::start(&format!("{tag}-b")));
         let export = a.bridge(Execution, "a", &nats.url(), &["--export"]);
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let import = b.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+        let import = b.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+        let metrics = metrics_addr(&import);
         Execution2 { nats, a, b, export, import, metrics }
     }
 
@@ -383,8 +374,8 @@ fn invented_streams_neither_stop_the_import_nor_lock_a_node_out() {
             .unwrap();
         }
     });
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut import = b.bridge(Execution, "b", &nats.url(), &["--import", "all", "--metrics", &metrics]);
+    let mut import = b.bridge(Execution, "b", &nats.url(), &["--import", "all", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&import);
     let export = a.bridge(Execution, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, Execution);
     // Node a's stream waits for an idle import to give up its place (10 s), then crosses.
@@ -403,8 +394,8 @@ fn floods_open_no_connections_and_grow_no_memory() {
     let dir = temp_dir("flood");
     let nats = Nats::start(&dir);
     let (a, mut b) = (Host::start("flood-a"), Host::start("flood-b"));
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let mut import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&import);
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &|| logs(&[&export, &import]));
@@ -443,8 +434,8 @@ fn a_corrupted_frame_is_not_given_a_valid_checksum() {
     let dir = temp_dir("corrupt");
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("corrupt-a"), Host::start("corrupt-b"));
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&import);
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &|| logs(&[&export, &import]));

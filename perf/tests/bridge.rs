@@ -113,7 +113,7 @@ fn missing_programs_are_named_with_the_fix() {
     };
     let missing = run(&["--bin-dir", "/nonexistent"]);
     assert!(missing.contains("/nonexistent/market_data_relay not found"), "{missing}");
-    assert!(missing.contains("cargo build --release --bins --workspace"), "{missing}");
+    assert!(missing.contains("cargo build --release --workspace --bins"), "{missing}");
     let execution = run(&["--bin-dir", "/nonexistent", "--domain", "execution"]);
     assert!(execution.contains("execution_relay not found"), "{execution}");
     util::library_binary("market_data_relay");

@@ -33,7 +33,7 @@ pub(crate) const MAX_SHARDS: usize = 64;
 impl<L: RelayLogic> RelayContext<L> {
     /// A relay of `logic` with `config` and zeroed counters.
     pub fn new(logic: L, config: RelayConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(&config.name));
+        let metrics = Arc::new(Metrics::new(&config.name, config.domain));
         let interest = std::array::from_fn(|_| AtomicU32::new(0));
         RelayContext { logic, config, metrics, interest, filtered: AtomicU32::new(0) }
     }

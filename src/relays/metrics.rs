@@ -1,16 +1,23 @@
 //! Counters of one relay, shared by its reactors (relaxed atomics, bumped per batch or per
-//! event, never a lock), and their two renderings: the stats line and Prometheus text.
+//! event, never a lock), and their two renderings: the stats line and Prometheus text
+//! ([`RelaysCollector`], which reads them at each scrape).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::reason::{Reason, token_at};
+use crate::metrics::{Collector, DOMAIN_LABEL, DescriptorEncoder, Kind, domain_value, family};
+use crate::protocol::RelayDomain;
 
 /// The counters of one relay.
 #[derive(Debug)]
 pub struct Metrics {
-    /// The relay's name (`market-data`, `signal`, `execution`).
+    /// The relay's name (`market-data`, `signal`, `execution`, or its file's `relay.name`),
+    /// which its stats line starts with.
     pub name: String,
+    /// Its domain, which labels its Prometheus series ([`domain_value`]).
+    pub domain: RelayDomain,
     /// Data frames accepted from publishers.
     pub frames_in: AtomicU64,
     /// Bytes of accepted data frames.
@@ -50,11 +57,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Zeroed counters.
-    pub fn new(name: &str) -> Self {
+    /// Zeroed counters of the relay `name` of `domain`.
+    pub fn new(name: &str, domain: RelayDomain) -> Self {
         let zero = AtomicU64::default;
         Metrics {
             name: name.to_string(),
+            domain,
             frames_in: zero(),
             bytes_in: zero(),
             frames_out: zero(),
@@ -114,38 +122,141 @@ impl Metrics {
         }
         line
     }
+}
 
-    /// Prometheus text exposition of the counters.
-    pub fn prometheus(&self, out: &mut String) {
-        let relay = &self.name;
-        let counters: [(&str, &AtomicU64); 16] = [
-            ("frames_in_total", &self.frames_in),
-            ("bytes_in_total", &self.bytes_in),
-            ("frames_out_total", &self.frames_out),
-            ("bytes_out_total", &self.bytes_out),
-            ("dropped_frames_total", &self.dropped_frames),
-            ("protocol_errors_total", &self.protocol_errors),
-            ("slow_disconnects_total", &self.slow_disconnects),
-            ("pauses_total", &self.pauses),
-            ("connections", &self.connections),
-            ("connections_total", &self.connections_total),
-            ("connections_refused_total", &self.connections_refused),
-            ("queue_high_water_bytes", &self.queue_high_water),
-            ("hellos_repeated_total", &self.hellos_repeated),
-            ("audit_write_errors_total", &self.audit_write_errors),
-            ("audit_failing", &self.audit_failing),
-            ("queued_bytes", &self.queued_bytes),
-        ];
-        for (name, value) in counters {
-            let _ = writeln!(out, "torq_{name}{{relay=\"{relay}\"}} {}", value.load(Relaxed));
+/// A family of one counter of every relay: its name (without `_total` for a counter), help,
+/// kind and field.
+type Field = (&'static str, &'static str, Kind, fn(&Metrics) -> &AtomicU64);
+
+/// Every family with one sample per relay, in the order shown; `torq_relay_rejected_frames_total`
+/// (one sample per relay and reason) comes last.
+const FIELDS: [Field; 16] = [
+    ("torq_relay_frames_in", "Data frames accepted from publishers", Kind::Counter, |m| &m.frames_in),
+    ("torq_relay_in_bytes", "Bytes of the data frames accepted from publishers", Kind::Counter, |m| {
+        &m.bytes_in
+    }),
+    (
+        "torq_relay_frames_out",
+        "Frames queued to subscribers (one per frame per subscriber)",
+        Kind::Counter,
+        |m| &m.frames_out,
+    ),
+    ("torq_relay_out_bytes", "Bytes written to subscribers", Kind::Counter, |m| &m.bytes_out),
+    (
+        "torq_relay_dropped_frames",
+        "Frames skipped for slow subscribers (drop) or lost with a disconnected one",
+        Kind::Counter,
+        |m| &m.dropped_frames,
+    ),
+    ("torq_relay_protocol_errors", "Connections closed for a protocol error", Kind::Counter, |m| {
+        &m.protocol_errors
+    }),
+    (
+        "torq_relay_slow_disconnects",
+        "Subscribers disconnected as slow (disconnect) or stalled (block)",
+        Kind::Counter,
+        |m| &m.slow_disconnects,
+    ),
+    ("torq_relay_pauses", "Times a publisher was paused for a full subscriber queue", Kind::Counter, |m| {
+        &m.pauses
+    }),
+    ("torq_relay_connections_open", "Connections open now", Kind::Gauge, |m| &m.connections),
+    ("torq_relay_connections_accepted", "Connections accepted", Kind::Counter, |m| &m.connections_total),
+    (
+        "torq_relay_connections_refused",
+        "Connections refused (over max_connections or outside the allow-lists)",
+        Kind::Counter,
+        |m| &m.connections_refused,
+    ),
+    (
+        "torq_relay_queue_high_water_bytes",
+        "Largest subscriber queue seen since the start",
+        Kind::Gauge,
+        |m| &m.queue_high_water,
+    ),
+    ("torq_relay_queued_bytes", "Bytes queued to subscribers now, all queues together", Kind::Gauge, |m| {
+        &m.queued_bytes
+    }),
+    (
+        "torq_relay_hellos_repeated",
+        "Hellos after a connection's first (counted, not audited)",
+        Kind::Counter,
+        |m| &m.hellos_repeated,
+    ),
+    ("torq_relay_audit_write_errors", "Failed attempts to write audit records", Kind::Counter, |m| {
+        &m.audit_write_errors
+    }),
+    (
+        "torq_relay_audit_failing",
+        "1 while the audit trail cannot be written and the relay has stopped reading (fails closed), else 0",
+        Kind::Gauge,
+        |m| &m.audit_failing,
+    ),
+];
+
+/// The relays of one process as one Prometheus collector: each family once, with one sample
+/// per relay labelled `domain` (`market_data`, `signal`, `execution`), the counters read at
+/// each scrape (relaxed loads: the frame path takes no lock for them).
+#[derive(Debug, Clone)]
+pub struct RelaysCollector(pub Vec<Arc<Metrics>>);
+
+impl Collector for RelaysCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let relays = &self.0;
+        for (name, help, kind, field) in FIELDS {
+            let samples =
+                relays.iter().map(|m| ([(DOMAIN_LABEL, domain_value(m.domain))], field(m).load(Relaxed)));
+            family(&mut encoder, name, help, kind, samples)?;
         }
-        for (index, count) in self.rejected.iter().enumerate() {
-            let token = token_at(index);
-            let _ = writeln!(
-                out,
-                "torq_rejected_frames_total{{relay=\"{relay}\",reason=\"{token}\"}} {}",
-                count.load(Relaxed)
-            );
+        let rejected = relays.iter().flat_map(|m| {
+            m.rejected.iter().enumerate().map(|(reason, count)| {
+                ([(DOMAIN_LABEL, domain_value(m.domain)), ("reason", token_at(reason))], count.load(Relaxed))
+            })
+        });
+        family(
+            &mut encoder,
+            "torq_relay_rejected_frames",
+            "Frames rejected (skipped, counted, named), by reason",
+            Kind::Counter,
+            rejected,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Exposition;
+
+    #[test]
+    fn every_family_once_with_a_sample_per_relay() {
+        let relays: Vec<_> = [("market-data", RelayDomain::MarketData), ("orders", RelayDomain::Execution)]
+            .map(|(name, domain)| Arc::new(Metrics::new(name, domain)))
+            .into();
+        relays[0].frames_in.fetch_add(7, Relaxed);
+        relays[1].queued_bytes.store(4096, Relaxed);
+        relays[1].rejected[Reason::SequenceReplay.index()].fetch_add(2, Relaxed);
+        let text = Exposition::new(RelaysCollector(relays)).render();
+        for line in [
+            "torq_relay_frames_in_total{domain=\"market_data\"} 7\n",
+            "torq_relay_frames_in_total{domain=\"execution\"} 0\n",
+            "torq_relay_queued_bytes{domain=\"execution\"} 4096\n",
+            "torq_relay_rejected_frames_total{domain=\"execution\",reason=\"sequence_replay\"} 2\n",
+            "# TYPE torq_relay_connections_open gauge\n",
+            "# TYPE torq_relay_connections_accepted_total counter\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
         }
+        let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!((types.len(), helps), (FIELDS.len() + 1, FIELDS.len() + 1), "{text}");
+        for family in &types {
+            let (name, kind) = family.split_once(' ').unwrap();
+            assert_eq!(name.ends_with("_total"), kind == "counter", "{family}");
+            assert_eq!(text.matches(&format!("# TYPE {name} ")).count(), 1, "{name} twice");
+        }
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples, 2 * FIELDS.len() + 2 * Reason::COUNT);
     }
 }

@@ -65,7 +65,7 @@ pub use batch::{Batch, FrameSpan, PublisherId};
 pub use connection::{CloseReason, Connection, Intake, Now};
 pub use context::{Peer, RelayContext};
 pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, RelaysCollector};
 pub use outbox::Undelivered;
 pub use reason::Reason;
 pub use shard::{Event, Msg, Shard, ShardConfig};

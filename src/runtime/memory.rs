@@ -2,7 +2,7 @@
 //! subscribers had each filled a queue and left, 216 MB of an idle relay stayed resident (4 MB
 //! before the burst). `malloc_trim(0)` returns the free pages of every arena to the system
 //! (measured: back to 4 MB). It is called from start-up's housekeeping thread when the bytes
-//! queued to subscribers (the relays' `torq_queued_bytes` gauges) have fallen far below their
+//! queued to subscribers (the relays' `torq_relay_queued_bytes` gauges) have fallen far below their
 //! peak since the last trim, so a steady
 //! relay never pays for it. Other allocators were measured in its place and kept more after
 //! the same burst (mimalloc 463 MB, jemalloc without its background thread 272 MB).

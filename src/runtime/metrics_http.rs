@@ -32,15 +32,14 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::metrics::{Exposition, MAX_REQUEST, http_answer, request_complete};
 use crate::reactor::Shared;
-use crate::relays::Metrics;
+use crate::relays::{Metrics, RelaysCollector};
 
 /// How long one connection may take, from accept to the last byte of its answer.
 const DEADLINE: Duration = Duration::from_secs(1);
 /// The most connections held at once.
 const MAX_CONNECTIONS: usize = 64;
-/// The largest request head read.
-const MAX_REQUEST: usize = 8 << 10;
 /// The longest wait in the poll: how soon a stop is seen and a failed accept tried again.
 const TICK: Duration = Duration::from_millis(50);
 /// The least time between two warnings of the same kind.
@@ -63,11 +62,9 @@ pub(crate) fn serve(
     let bound = endpoint.bound;
     info!("metrics on http://{bound}/metrics");
     let thread = std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-        let render = |out: &mut String| {
-            for m in &metrics {
-                m.prometheus(out);
-            }
-        };
+        // The relays' families, each once with a sample per relay.
+        let exposition = Exposition::new(RelaysCollector(metrics));
+        let render = |out: &mut String| exposition.render_into(out);
         while !shared.stopping() {
             endpoint.turn(TICK, &render);
         }
@@ -286,7 +283,7 @@ impl Connection {
             if !read_head(&mut self.stream, head)? {
                 return Ok(false);
             }
-            let reply = answer(head, render);
+            let reply = http_answer(head, render);
             self.state = State::Writing { reply, written: 0 };
         }
         let State::Writing { reply, written } = &mut self.state else { return Ok(false) };
@@ -303,16 +300,11 @@ impl Connection {
     }
 }
 
-/// Whether `head` is a whole request head, or as much of one as is read.
-fn head_done(head: &[u8]) -> bool {
-    head.len() >= MAX_REQUEST || head.windows(4).any(|w| w == b"\r\n\r\n")
-}
-
 /// Reads into `head` until it is done (true), the client has sent all it will (true) or the
 /// socket has nothing more now (false).
 fn read_head(stream: &mut impl Read, head: &mut Vec<u8>) -> io::Result<bool> {
     let mut chunk = [0u8; 1024];
-    while !head_done(head) {
+    while !request_complete(head) {
         let room = (MAX_REQUEST - head.len()).min(chunk.len());
         match stream.read(&mut chunk[..room]) {
             Ok(0) => return Ok(true),
@@ -323,30 +315,6 @@ fn read_head(stream: &mut impl Read, head: &mut Vec<u8>) -> io::Result<bool> {
         }
     }
     Ok(true)
-}
-
-/// The whole answer to a request head: the metrics for `GET /metrics`, else 404 or 405.
-fn answer(head: &[u8], render: &dyn Fn(&mut String)) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut words = line.split(' ');
-    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let mut body = String::new();
-            render(&mut body);
-            ("200 OK", body)
-        }
-        ("GET", _) => ("404 Not Found", format!("no {path} here: the metrics are at /metrics\n")),
-        _ => ("405 Method Not Allowed", "only GET /metrics is served here\n".to_string()),
-    };
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 #[cfg(test)]
@@ -374,27 +342,6 @@ mod tests {
         assert_eq!(victim([("a", standing(7, true)), ("b", standing(4, true))]), Some("b"));
         assert_eq!(victim([("only", standing(0, false))]), Some("only"));
         assert_eq!(victim(Vec::<((), Standing)>::new()), None);
-    }
-
-    fn text(render: &dyn Fn(&mut String), head: &[u8]) -> String {
-        String::from_utf8(answer(head, render)).unwrap()
-    }
-
-    #[test]
-    fn get_metrics_is_answered_and_anything_else_refused() {
-        let render = |out: &mut String| out.push_str("torq_up 1\n");
-        let ok = text(&render, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!(
-            ok,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: 10\r\n\
-             Connection: close\r\n\r\ntorq_up 1\n"
-        );
-        assert!(text(&render, b"GET /other HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(text(&render, b"POST /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 405 "));
-        // Nothing, half a line, bytes that are not text: an answer, never a panic.
-        for head in [&b""[..], b"GET", b"\xff\xfe\r\n\r\n", b"\r\n\r\n", b"GET  /metrics"] {
-            assert!(text(&render, head).starts_with("HTTP/1.1 4"), "{head:?}");
-        }
     }
 
     #[test]

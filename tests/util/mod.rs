@@ -2,6 +2,8 @@
 //! Every wait is bounded; nothing sleeps to synchronise.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod promtool;
+
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -255,6 +257,17 @@ impl Relay {
             assert!(start.elapsed() < WAIT, "the relay did not open {}", path.display());
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The address the metrics endpoint is bound to (the free port `--metrics-addr
+    /// 127.0.0.1:0` took), from the log line the relay writes once it listens: `metrics on
+    /// http://ADDR/metrics`.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        const LINE: &str = "metrics on http://";
+        let log = self.wait_log(LINE, 1);
+        let at = log.find(LINE).unwrap() + LINE.len();
+        let addr = log[at..].split('/').next().unwrap();
+        addr.parse().unwrap_or_else(|e| panic!("{addr:?} in the relay's log: {e}"))
     }
 
     /// Waits (bounded) until the log holds `needle` at least `count` times; returns the log.

@@ -92,6 +92,36 @@ impl Drop for Proc {
     }
 }
 
+/// The address a relay or a bridge serves its metrics on, from the line it logs once the port
+/// is bound (`metrics on http://ADDR/metrics`): `--metrics 127.0.0.1:0` takes a free port, with
+/// no race with another process for it.
+pub fn metrics_addr(proc: &Proc) -> String {
+    const LINE: &str = "metrics on http://";
+    let start = Instant::now();
+    loop {
+        let log = proc.log();
+        if let Some(at) = log.find(LINE) {
+            let addr = log[at + LINE.len()..].split('/').next().unwrap().to_string();
+            assert!(!addr.ends_with(":0"), "the bound port is logged, not port 0: {log}");
+            return addr;
+        }
+        assert!(start.elapsed() < WAIT, "no {LINE:?} in the log: {log}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `GET /metrics` over HTTP/1.1 on a new connection: the whole answer, which must be a 200.
+pub fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
+}
+
 /// The `nats-server` binary; the tests need it and fail, saying so, without it.
 pub fn nats_server_binary() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -293,13 +323,27 @@ pub struct Host {
 
 impl Host {
     pub fn start(tag: &str) -> Host {
+        Host::start_with(tag, &["-l", "warn"])
+    }
+
+    /// A host whose relays serve their metrics on a free port ([`Host::metrics_addr`]).
+    pub fn start_with_metrics(tag: &str) -> Host {
+        Host::start_with(tag, &["-l", "info", "--metrics-addr", "127.0.0.1:0"])
+    }
+
+    fn start_with(tag: &str, extra: &[&str]) -> Host {
         let dir = temp_dir(tag);
-        let args =
-            vec!["all".into(), "--socket".into(), dir.display().to_string(), "-l".into(), "warn".into()];
+        let mut args: Vec<String> = vec!["all".into(), "--socket".into(), dir.display().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let relay = Proc::spawn(&relay_dev_binary(), &args, dir.join("relay.log"));
         let host = Host { dir, relay };
         host.wait_ready();
         host
+    }
+
+    /// The relays' metrics endpoint (a host of [`Host::start_with_metrics`]).
+    pub fn metrics_addr(&self) -> String {
+        metrics_addr(&self.relay)
     }
 
     /// Stops the relay (SIGTERM) and starts it again on the same sockets.

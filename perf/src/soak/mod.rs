@@ -3,15 +3,16 @@
 //! trends upward or an execution frame is missing.
 //!
 //! 1. The relay: `<relay> all -s <fresh dir> --metrics-interval 0 --metrics-addr
-//!    127.0.0.1:<free port> -l info`, its log in `<dir>/relay.log`; the driver waits until the
-//!    three sockets accept and the metrics endpoint answers.
+//!    127.0.0.1:0 -l info`, its log in `<dir>/relay.log`; the driver waits until the three
+//!    sockets accept, reads the port the endpoint took from the log (`metrics on
+//!    http://ADDR/metrics`) and waits until it answers.
 //! 2. Four whole-run execution subscribers connect (legacy, Subscribe, Subscribe with
 //!    heartbeats, Subscribe with a type filter) and the driver waits until each is in place:
 //!    its Subscribe acknowledged, or (legacy) an untracked probe frame received.
 //! 3. The churn starts (`load.rs`): publisher and subscriber threads for every domain, session
 //!    after session of 1–5 s, some ending abruptly, and client processes killed with SIGKILL.
 //! 4. Every second: `VmRSS` and `Threads` from `/proc/<pid>/status`, the entries of
-//!    `/proc/<pid>/fd`, and `torq_queued_bytes` and the counters from `/metrics`; a progress
+//!    `/proc/<pid>/fd`, and `torq_relay_queued_bytes` and the counters from `/metrics`; a progress
 //!    line every 10 s.
 //! 5. At the end the churn stops (publishers close cleanly), the driver waits until the
 //!    whole-run subscribers have every frame the execution publishers wrote (at most 30 s),
@@ -23,7 +24,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -111,7 +112,7 @@ enum Series {
     Rss,
     Fds,
     Threads,
-    /// `torq_queued_bytes` of a relay.
+    /// `torq_relay_queued_bytes` of a relay.
     Queued(&'static str),
 }
 
@@ -163,7 +164,7 @@ fn resources() -> Vec<Resource> {
         list.push(Resource {
             key: format!("queued_bytes_{}", relay.replace('-', "_")),
             label: format!("queued bytes, {relay}"),
-            name: format!("bytes queued to {relay} subscribers (torq_queued_bytes)"),
+            name: format!("bytes queued to {relay} subscribers (torq_relay_queued_bytes)"),
             bytes: true,
             tolerance: Tolerance { absolute: bound, relative: 0.0 },
             series: Series::Queued(relay),
@@ -225,14 +226,13 @@ pub fn soak(args: &SoakArgs) -> Result<(), String> {
     let run = Duration::from_secs_f64(args.minutes * 60.0);
 
     let dir = fresh_dir()?;
-    let addr = free_port()?;
     let log = File::create(dir.join("relay.log"))
         .map_err(|e| format!("create {}/relay.log: {e}", dir.display()))?;
     let child = Command::new(&relay)
         .arg("all")
         .arg("-s")
         .arg(&dir)
-        .args(["--metrics-interval", "0", "--metrics-addr", &addr.to_string(), "-l", "info"])
+        .args(["--metrics-interval", "0", "--metrics-addr", "127.0.0.1:0", "-l", "info"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -242,12 +242,12 @@ pub fn soak(args: &SoakArgs) -> Result<(), String> {
     let mut session = Session { dir: dir.clone(), relay: child, keep: true };
     let pid = session.relay.id();
     out.line(&format!(
-        "soak: {:.0} s of {} all (pid {pid}), sockets and log in {}, metrics on {addr}, seed {seed}",
+        "soak: {:.0} s of {} all (pid {pid}), sockets and log in {}, seed {seed}",
         run.as_secs_f64(),
         relay.display(),
         dir.display()
     ));
-    let result = drive(args, &out, &mut session, addr, exe, seed, run);
+    let result = drive(args, &out, &mut session, exe, seed, run);
     let verdict = match result {
         Ok(report) => {
             if args.json {
@@ -273,10 +273,21 @@ pub fn soak(args: &SoakArgs) -> Result<(), String> {
     Err(format!("soak failed: {}", verdict.join("; ")))
 }
 
-/// A loopback address with a port nobody listens on now.
-fn free_port() -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("find a free port: {e}"))?;
-    listener.local_addr().map_err(|e| format!("find a free port: {e}"))
+/// The address of the relay's metrics endpoint, from its log line `metrics on
+/// http://ADDR/metrics` (written once the port is bound), waiting for it until `deadline`.
+fn metrics_addr(log: &std::path::Path, deadline: Instant) -> Result<SocketAddr, String> {
+    const LINE: &str = "metrics on http://";
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find(LINE) {
+            let addr = text[at + LINE.len()..].split('/').next().unwrap_or_default();
+            return addr.parse().map_err(|e| format!("{addr:?} in {}: {e}", log.display()));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no \"{LINE}\" line in {} within 10 s", log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// What the run found: the text (table or JSON) and the failures.
@@ -291,7 +302,6 @@ fn drive(
     args: &SoakArgs,
     out: &Out,
     session: &mut Session,
-    addr: SocketAddr,
     exe: PathBuf,
     seed: u64,
     run: Duration,
@@ -301,6 +311,8 @@ fn drive(
         wait_for_socket(socket, &mut session.relay, Instant::now() + START)?;
     }
     let deadline = Instant::now() + START;
+    let addr = metrics_addr(&session.dir.join("relay.log"), deadline)?;
+    out.line(&format!("soak: metrics on http://{addr}/metrics"));
     while let Err(e) = probe::scrape(addr, Duration::from_secs(1)) {
         if Instant::now() >= deadline {
             return Err(format!("no metrics endpoint within 10 s: {e}"));
@@ -463,7 +475,7 @@ mod tests {
         let sample = Sample {
             t: 0.0,
             process: Process { rss: 1, fds: 2, threads: 3 },
-            scrape: Some(Scrape::parse("torq_queued_bytes{relay=\"signal\"} 5\n")),
+            scrape: Some(Scrape::parse("torq_relay_queued_bytes{domain=\"signal\"} 5\n")),
         };
         let list = resources();
         let values: Vec<Option<f64>> = list.iter().map(|r| r.series.of(&sample)).collect();

@@ -7,8 +7,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// The relays of `relay_dev all`, as their metrics name them.
+/// The relays of `relay_dev all`, as their log names them; the `domain` label of their
+/// metrics is the same with `_` for `-` ([`domain`]).
 pub const RELAYS: [&str; 3] = ["market-data", "signal", "execution"];
+
+/// The `domain` label of a relay's metrics (`market-data` → `market_data`).
+pub fn domain(relay: &str) -> String {
+    relay.replace('-', "_")
+}
 
 /// The process's resources at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +48,17 @@ pub fn process(pid: u32) -> Result<Process, String> {
 pub struct Scrape(BTreeMap<String, f64>);
 
 impl Scrape {
-    /// A relay's metric, e.g. `relay("frames_in_total", "execution")`; 0 when absent.
+    /// A relay's metric `torq_relay_<name>`, e.g. `relay("frames_in_total", "market-data")`;
+    /// 0 when absent.
     pub fn relay(&self, name: &str, relay: &str) -> u64 {
-        self.0.get(&format!("torq_{name}{{relay=\"{relay}\"}}")).copied().unwrap_or(0.0) as u64
+        let key = format!("torq_relay_{name}{{domain=\"{}\"}}", domain(relay));
+        self.0.get(&key).copied().unwrap_or(0.0) as u64
     }
 
     /// The sum of a labelled family over its other labels, for one relay (e.g. every reason
     /// of `rejected_frames_total`).
     pub fn relay_sum(&self, name: &str, relay: &str) -> u64 {
-        let prefix = format!("torq_{name}{{relay=\"{relay}\",");
+        let prefix = format!("torq_relay_{name}{{domain=\"{}\",", domain(relay));
         self.0.iter().filter(|(key, _)| key.starts_with(&prefix)).map(|(_, v)| *v).sum::<f64>() as u64
     }
 
@@ -109,17 +117,19 @@ mod tests {
     #[test]
     fn parses_prometheus_text() {
         let scrape = Scrape::parse(
-            "torq_queued_bytes{relay=\"signal\"} 4096\n\
+            "torq_relay_queued_bytes{domain=\"signal\"} 4096\n\
              # a comment\n\
-             torq_rejected_frames_total{relay=\"execution\",reason=\"checksum_mismatch\"} 2\n\
-             torq_rejected_frames_total{relay=\"execution\",reason=\"sequence_replay\"} 3\n\
-             torq_rejected_frames_total{relay=\"signal\",reason=\"sequence_replay\"} 7\n",
+             torq_relay_frames_in_total{domain=\"market_data\"} 9\n\
+             torq_relay_rejected_frames_total{domain=\"execution\",reason=\"checksum_mismatch\"} 2\n\
+             torq_relay_rejected_frames_total{domain=\"execution\",reason=\"sequence_replay\"} 3\n\
+             torq_relay_rejected_frames_total{domain=\"signal\",reason=\"sequence_replay\"} 7\n",
         );
         assert_eq!(scrape.relay("queued_bytes", "signal"), 4096);
         assert_eq!(scrape.relay("queued_bytes", "execution"), 0);
+        assert_eq!(scrape.relay("frames_in_total", "market-data"), 9);
         assert_eq!(scrape.relay_sum("rejected_frames_total", "execution"), 5);
-        assert_eq!(scrape.family("torq_rejected_frames_total"), 12.0);
-        assert_eq!(scrape.family("torq_queued_bytes"), 4096.0);
-        assert_eq!(scrape.family("torq_queued"), 0.0, "a whole name, not a prefix");
+        assert_eq!(scrape.family("torq_relay_rejected_frames_total"), 12.0);
+        assert_eq!(scrape.family("torq_relay_queued_bytes"), 4096.0);
+        assert_eq!(scrape.family("torq_relay_queued"), 0.0, "a whole name, not a prefix");
     }
 }

@@ -135,7 +135,7 @@ impl Facts<'_> {
                 "rejected": last.relay_sum("rejected_frames_total", relay),
                 "protocol_errors": last.relay("protocol_errors_total", relay),
                 "slow_disconnects": last.relay("slow_disconnects_total", relay),
-                "connections_total": last.relay("connections_total", relay),
+                "connections_total": last.relay("connections_accepted_total", relay),
             });
             let n = |key: &str| counters[key].as_u64().unwrap_or(0);
             let _ = writeln!(
