@@ -142,10 +142,35 @@ fn notices_gaps_and_filters_are_typed_events() {
                 assert!(reason.starts_with("wrong_domain"), "{reason}");
                 break;
             }
-            Event::Frame(_) | Event::Gap { .. } => {}
+            Event::Frame(_) | Event::Gap { .. } | Event::Restarted { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_publisher_that_starts_again_at_1_is_a_restart_not_a_gap() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let publish = |count: u64| {
+        let mut publisher =
+            Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 2)).unwrap();
+        for price in 1..=count {
+            publisher.publish(|frame| frame.payload(&trade(price as i64)).map(|_| ())).unwrap();
+        }
+        publisher.flush().unwrap();
+        assert_eq!(publisher.settle(WAIT).unwrap().accepted, count);
+    };
+    publish(1000);
+    assert_eq!(receive(&mut subscriber, 1000).last().unwrap().0, 1000);
+    // The publisher's process restarts: a new connection counts from 1 again.
+    publish(3);
+    assert_eq!(
+        subscriber.recv_timeout(WAIT).unwrap().expect("an event").to_owned(),
+        OwnedEvent::Restarted { source: 2, expected: 1001, received: 1 }
+    );
+    let after: Vec<u64> = receive(&mut subscriber, 3).iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(after, [1, 2, 3], "nothing reported between the frames of the new run");
 }
 
 #[test]

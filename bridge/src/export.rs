@@ -244,7 +244,7 @@ impl Exporter<'_> {
             Event::Notice(Notice::Stopping) => info!("export: the local relay is stopping"),
             Event::Notice(notice) => debug!("export: notice from the relay: {notice:?}"),
             // Reconnections are the caller's (the subscriber has none of its own).
-            Event::Reconnected { .. } | Event::Gap { .. } => {}
+            Event::Reconnected { .. } | Event::Gap { .. } | Event::Restarted { .. } => {}
         }
     }
 

@@ -489,7 +489,8 @@ impl Counts {
     #[inline(never)]
     fn other(&mut self, event: Event<torq::client::Frame<'_>>) {
         match event {
-            Event::Gap { .. } => self.gaps += 1,
+            // A sequence that goes back is as wrong in a measurement as one that skips.
+            Event::Gap { .. } | Event::Restarted { .. } => self.gaps += 1,
             Event::Notice(notice) => {
                 self.notices += 1;
                 match notice {

@@ -173,10 +173,22 @@ pub enum Event<F> {
     Frame(F),
     /// A notice from the relay.
     Notice(Notice),
-    /// The next frame from `source` skips sequences: `expected` was due, `received` comes.
-    /// (Frames of one source from several connections interleave; sequences are per
-    /// publisher.)
+    /// The next frame from `source` skips sequences forward: `expected` was due, `received`
+    /// (larger) comes, so `received - expected` frames were missed. (Frames of one source from
+    /// several connections interleave; sequences are per publisher.)
     Gap {
+        /// The frame's source.
+        source: u8,
+        /// The sequence due.
+        expected: u64,
+        /// The sequence received.
+        received: u64,
+    },
+    /// The next frame from `source` goes back: `expected` was due, `received` (smaller, or
+    /// the same again) comes. Nothing was missed: the source's publisher started again (a new
+    /// connection counts from 1), or another publisher of that source, or a replay, sends
+    /// sequences of its own. Sequences are checked from `received` on.
+    Restarted {
         /// The frame's source.
         source: u8,
         /// The sequence due.
@@ -203,6 +215,9 @@ impl Event<Frame<'_>> {
             Event::Notice(notice) => Event::Notice(notice.clone()),
             Event::Gap { source, expected, received } => {
                 Event::Gap { source: *source, expected: *expected, received: *received }
+            }
+            Event::Restarted { source, expected, received } => {
+                Event::Restarted { source: *source, expected: *expected, received: *received }
             }
             Event::Reconnected { attempts } => Event::Reconnected { attempts: *attempts },
         }
@@ -499,7 +514,7 @@ impl Subscriber {
     }
 }
 
-/// The event a buffered frame makes: a gap (reported before its frame, which then stays in the
+/// The event a buffered frame makes: a gap or a restart (reported before its frame, which then stays in the
 /// buffer: `false`), a notice or a frame (taken: `true`).
 fn classify<'a>(
     frame: Frame<'a>,
@@ -516,8 +531,9 @@ fn classify<'a>(
     }
 }
 
-/// The gap before the data frame of `header`, unless it was just reported (the frame comes
-/// after it); without one, the frame's sequence is recorded as seen. `gap_reported` is only
+/// The gap ([`Event::Gap`] forward, [`Event::Restarted`] back) before the data frame of
+/// `header`, unless it was just reported (the frame comes after it); without one, the frame's
+/// sequence is recorded as seen. `gap_reported` is only
 /// ever true for the frame whose gap was reported, so the sequence due is all a frame in order
 /// is checked against.
 #[inline]
@@ -527,7 +543,12 @@ fn gap<F>(header: &Header, next: &mut [u64; 256], gap_reported: &mut bool) -> Op
     if *due != sequence && *due != 0 {
         if !*gap_reported {
             *gap_reported = true;
-            return Some(Event::Gap { source, expected: *due, received: sequence });
+            let expected = *due;
+            return Some(if sequence > expected {
+                Event::Gap { source, expected, received: sequence }
+            } else {
+                Event::Restarted { source, expected, received: sequence }
+            });
         }
         *gap_reported = false;
     }
@@ -757,6 +778,34 @@ mod tests {
             }
             assert_eq!(received, expected, "poll, limit {limit}");
         }
+    }
+
+    #[test]
+    fn a_sequence_that_goes_back_is_a_restart_not_a_gap() {
+        // Source 2's publisher sends 999 and 1000, starts again at 1; a duplicate of 2 follows.
+        let stream = [data(2, 999), data(2, 1000), data(2, 1), data(2, 2), data(2, 2), data(2, 5)];
+        let expected = vec![
+            Event::Frame(data(2, 999)),
+            Event::Frame(data(2, 1000)),
+            Event::Restarted { source: 2, expected: 1001, received: 1 },
+            Event::Frame(data(2, 1)),
+            Event::Frame(data(2, 2)),
+            Event::Restarted { source: 2, expected: 3, received: 2 },
+            Event::Frame(data(2, 2)),
+            Event::Gap { source: 2, expected: 3, received: 5 },
+            Event::Frame(data(2, 5)),
+        ];
+        let mut subscriber = subscriber_of(&stream.concat());
+        let mut received = Vec::new();
+        loop {
+            match subscriber.recv_timeout(Duration::from_secs(5)) {
+                Ok(Some(event)) => received.push(event.to_owned()),
+                Ok(None) => panic!("timed out after {received:?}"),
+                Err(Error::Closed { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(received, expected);
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub fn receive<O>(
             Ok(Some(Event::Gap { source, expected, received })) => {
                 eprintln!("{tool}: source {source} skipped sequences: {expected} was due, {received} came")
             }
+            Ok(Some(Event::Restarted { source, expected, received })) => {
+                eprintln!("{tool}: source {source} started again at sequence {received} ({expected} was due)")
+            }
             Ok(Some(Event::Reconnected { attempts })) => {
                 eprintln!("{tool}: reconnected after {attempts} attempts")
             }
