@@ -106,8 +106,7 @@ fn notices_gaps_and_filters_are_typed_events() {
     let only_source_9 = SubscriberOptions::new().filter(Filter::Source(9));
     let mut filtered = Subscriber::connect(&relay.socket, only_source_9).unwrap();
     // A publisher that also asked for notices: its rejected frame comes back as a notice.
-    let mut own = SubscriberOptions::new();
-    own.subscribe.as_mut().unwrap().role = torq::protocol::Role::PublishSubscribe;
+    let own = SubscriberOptions::new().role(torq::protocol::Role::PublishSubscribe);
     let mut both = Subscriber::connect(&relay.socket, own).unwrap();
     let mut publisher =
         Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 9)).unwrap();
@@ -174,6 +173,16 @@ fn a_publisher_that_starts_again_at_1_is_a_restart_not_a_gap() {
 }
 
 #[test]
+fn a_legacy_subscriber_given_a_filter_is_refused_naming_the_problem() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let options = SubscriberOptions::legacy().filter(Filter::Source(9));
+    let error = Subscriber::connect(&relay.socket, options).unwrap_err();
+    assert!(matches!(error, Error::Legacy { asked: "filters", .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains(relay.socket.to_str().unwrap()) && text.contains("takes no filters"), "{text}");
+}
+
+#[test]
 fn a_subscriber_reconnects_and_says_so() {
     let mut relay = Relay::start(MARKET_DATA, &[]);
     let socket = relay.socket.clone();
@@ -214,9 +223,7 @@ fn back_pressure_is_visible() {
     let dir = temp_dir("client-full");
     let path = dir.join("full.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let mut options = PublisherOptions::new(RelayDomain::MarketData, 4);
-    options.send_buffer = 64 << 10;
-    options.confirm = false;
+    let options = PublisherOptions::new(RelayDomain::MarketData, 4).send_buffer(64 << 10).confirm(false);
     let mut publisher = Publisher::connect(&path, options).unwrap();
     let (_peer, _) = listener.accept().unwrap();
     let mut published = 0u64;
@@ -371,8 +378,7 @@ fn what_the_relay_cannot_take_is_refused_before_it_is_sent() {
 #[test]
 fn a_legacy_publisher_is_closed_at_its_first_rejected_order() {
     let relay = Relay::start(EXECUTION, &[]);
-    let mut options = PublisherOptions::new(RelayDomain::Execution, 20);
-    options.confirm = false;
+    let options = PublisherOptions::new(RelayDomain::Execution, 20).confirm(false);
     let mut publisher = Publisher::connect(&relay.socket, options).unwrap();
     publisher.offer_verbatim(&order(1, Crc::Skip)).unwrap();
     publisher.flush().unwrap();

@@ -259,9 +259,7 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     let frame = template(load.domain, load.size)?;
     let header = Header::view(&frame).ok_or("the template has a header")?;
     let domain = header.domain().ok_or("the template has a domain")?;
-    let mut options = PublisherOptions::new(domain, header.source());
-    options.checksum = load.crc;
-    options.confirm = args.confirm;
+    let options = PublisherOptions::new(domain, header.source()).checksum(load.crc).confirm(args.confirm);
     let socket = args.socket.display();
     let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();

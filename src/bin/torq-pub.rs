@@ -156,8 +156,7 @@ fn main() -> ExitCode {
         if publisher.is_none() {
             let header = Header::view(&frame).expect("a built frame holds a header");
             let domain = header.domain().unwrap_or(RelayDomain::System);
-            let mut options = PublisherOptions::new(domain, header.source());
-            options.confirm = !args.legacy;
+            let options = PublisherOptions::new(domain, header.source()).confirm(!args.legacy);
             match Publisher::connect(&args.socket, options) {
                 Ok(connected) => publisher = Some(connected),
                 Err(e) => break Err(e.to_string()),

@@ -292,8 +292,7 @@ impl<'a> Replay<'a> {
         }
         if self.publisher.is_none() {
             let domain = header.domain().unwrap_or(RelayDomain::System);
-            let mut options = PublisherOptions::new(domain, header.source());
-            options.confirm = self.confirm;
+            let options = PublisherOptions::new(domain, header.source()).confirm(self.confirm);
             self.publisher = Some(Publisher::connect(self.socket, options).map_err(|e| e.to_string())?);
         }
         let Some(publisher) = self.publisher.as_mut() else { unreachable!("connected above") };
