@@ -84,21 +84,29 @@ pub async fn export(
     let mut connected_before = false;
     loop {
         let (relay, options, stopped) = (config.relay.clone(), options.clone(), stop.clone());
-        let connected = tokio::task::spawn_blocking(move || {
-            let mut told = false;
-            Reconnect::default().run(|| {
-                if *stopped.borrow() {
-                    return Err(torq::client::Error::Closed { path: relay.clone() });
+        // With the back-off of `Reconnect::default()`, until connected or stopped.
+        let connecting = tokio::task::spawn_blocking(move || {
+            let back_off = Reconnect::default();
+            let (mut wait, mut attempts) = (back_off.initial, 0u32);
+            while !*stopped.borrow() {
+                attempts += 1;
+                match Subscriber::connect(&relay, options.clone()) {
+                    Ok(subscriber) => return Some((subscriber, attempts)),
+                    Err(e) if attempts == 1 => warn!("export: waiting for the relay: {e}"),
+                    Err(e) => debug!("export: connection attempt {attempts} failed: {e}; next in {wait:?}"),
                 }
-                Subscriber::connect(&relay, options.clone()).inspect_err(|e| {
-                    if !std::mem::replace(&mut told, true) {
-                        warn!("export: waiting for the relay: {e}");
-                    }
-                })
-            })
-        })
-        .await;
-        let Ok(Ok((subscriber, attempts))) = connected else { return };
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(back_off.max);
+            }
+            None
+        });
+        // A stop ends the wait for a relay at once: nothing was read, nothing is to be handed
+        // over (the blocking attempts see the stop within a second and end).
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let Ok(Some((subscriber, attempts))) = connected else { return };
         if attempts > 1 || connected_before {
             add(&metrics.relay_reconnects, 1);
         }

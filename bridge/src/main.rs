@@ -12,7 +12,7 @@ mod subject;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -76,6 +76,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
     info!("NATS: logging in with {}{}", config.login.describe(), tls_description(&config.tls));
     let events = Arc::clone(&metrics);
+    // What the export had handed to the NATS client when the connection was last lost: the
+    // stop waits for a NATS out of reach only when more was handed to it since.
+    let handed_when_lost = Arc::new(AtomicU64::new(0));
+    let lost_at = Arc::clone(&handed_when_lost);
     let connected_once = Arc::new(AtomicBool::new(false));
     // Connection errors repeat at every retry: one warning per 10 s, the rest at debug.
     let last_warning = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
@@ -100,7 +104,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             let (last_warning, urls) = (Arc::clone(&last_warning), named.clone());
             let (refused, last_violation) = (Arc::clone(&refused_since_connected), Arc::clone(&last_violation));
             let (login, to_stop, violated) = (login.clone(), to_stop.clone(), Arc::clone(&violated));
-            let node_name = node_name.clone();
+            let (node_name, lost_at) = (node_name.clone(), Arc::clone(&lost_at));
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -112,7 +116,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                             info!("connected to NATS");
                         }
                     }
-                    async_nats::Event::Disconnected => warn!("lost the connection to NATS; reconnecting"),
+                    async_nats::Event::Disconnected => {
+                        lost_at.store(metrics.exported_out.load(Ordering::Relaxed), Ordering::Relaxed);
+                        warn!("lost the connection to NATS; reconnecting");
+                    }
                     async_nats::Event::ClientError(async_nats::ClientError::Other(reason)) if refusal(&reason) => {
                         if !connected_once.load(Ordering::Relaxed) {
                             // Nothing was done yet, and retrying cannot help until someone
@@ -255,6 +262,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             tokio::select! {
                 result = ensure => result?,
                 Some(error) = fatal_errors.recv() => return Err(error),
+                // Nothing was exported yet: nothing to wait for.
+                () = &mut signalled => return Ok(()),
             }
             exporter = Some(tokio::spawn(export::publish_jetstream(
                 js.clone(),
@@ -360,10 +369,13 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
     let _ = stop_core_import.send(());
     // Bounded: a reader handing over what it read to a NATS server that does not read, or a
-    // writer on a relay that pauses it, is left behind.
-    if let Some(reader) = reader
-        && tokio::time::timeout(Duration::from_secs(2), reader).await.is_err()
+    // writer on a relay that pauses it, is left behind. A reader still waiting for its relay
+    // ends at once (it read nothing).
+    if let Some(mut reader) = reader
+        && tokio::time::timeout(Duration::from_secs(2), &mut reader).await.is_err()
     {
+        // Its queue to the JetStream exporter closes with it.
+        reader.abort();
         warn!("stopped with frames read from the relay not yet handed to NATS");
     }
     if let Some(exporter) = exporter
@@ -376,8 +388,13 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || writer.join()))
                 .await;
     }
-    // Bounded too: a NATS server out of reach never takes what waits.
-    if !matches!(tokio::time::timeout(Duration::from_secs(2), client.flush()).await, Ok(Ok(()))) {
+    // Bounded too: a NATS server out of reach never takes what waits. Out of reach with
+    // nothing handed to it since, there is nothing to wait for.
+    let connected = client.connection_state() == async_nats::connection::State::Connected;
+    if !connected && metrics.exported_out.load(Ordering::Relaxed) == handed_when_lost.load(Ordering::Relaxed)
+    {
+        info!("NATS is out of reach; no frame was handed to it since it went");
+    } else if !matches!(tokio::time::timeout(Duration::from_secs(2), client.flush()).await, Ok(Ok(()))) {
         warn!("stopped with messages for NATS not yet written (the server is out of reach)");
     }
     info!("{}", metrics.stats_line());
