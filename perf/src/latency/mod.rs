@@ -499,11 +499,12 @@ impl Files<'_> {
             let mut per_second = Vec::new();
             for run in runs.iter() {
                 let offset = per_second.len() as f64;
-                per_second.extend(
-                    run.intervals.iter().map(|i| {
-                        (offset + i.start_s, i.histogram.value_at_quantile(0.999), i.histogram.max())
-                    }),
-                );
+                per_second.extend(run.intervals.iter().map(|i| plot::Second {
+                    start_s: offset + i.start_s,
+                    p99_9_ns: i.histogram.value_at_quantile(0.999),
+                    max_ns: i.histogram.max(),
+                    count: i.histogram.len(),
+                }));
             }
             totals.push((side_label.clone(), total, per_second));
         }
