@@ -79,7 +79,7 @@ struct Args {
     /// JSON lines; standard input when absent or `-`.
     file: Option<PathBuf>,
     /// How long to wait at the end for the relay to confirm every frame, in seconds.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     confirm_timeout: Duration,
     /// Say the legacy hello and ask for no confirmation (rejections go unreported).
     #[arg(long)]
