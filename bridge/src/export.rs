@@ -83,7 +83,7 @@ pub async fn export(
     };
     let mut connected_before = false;
     loop {
-        let (relay, options, stopped) = (config.relay.clone(), options.clone(), stop.clone());
+        let (relay, options, stopped) = (config.socket.clone(), options.clone(), stop.clone());
         // With the back-off of `Reconnect::default()`, until connected or stopped.
         let connecting = tokio::task::spawn_blocking(move || {
             let back_off = Reconnect::default();
@@ -114,15 +114,15 @@ pub async fn export(
             warn!("export: connected to the relay again; what it forwarded meanwhile was not exported");
         }
         connected_before = true;
-        info!("export: subscribed to the relay at {}", config.relay.display());
-        match read(subscriber, &config.relay, &mut exporter, &metrics, &out, &mut stop).await {
+        info!("export: subscribed to the relay at {}", config.socket.display());
+        match read(subscriber, &config.socket, &mut exporter, &metrics, &out, &mut stop).await {
             Ok(()) => return,
             Err(Stopped::Relay(e)) => error!("export: {e}; connecting again"),
             Err(Stopped::WrongRelay(other)) => {
                 let _ = fatal.send(format!(
-                    "the relay at {} forwards {other:?} frames, not {}: --relay or --domain is wrong (nothing was \
+                    "the relay at {} forwards {other:?} frames, not {}: --socket or --domain is wrong (nothing was \
                      exported)",
-                    config.relay.display(),
+                    config.socket.display(),
                     config.domain.token()
                 ));
                 return;

@@ -210,7 +210,7 @@ impl Writer {
         acks: Option<mpsc::UnboundedSender<jetstream::Message>>,
     ) -> Writer {
         Writer {
-            relay: config.relay.clone(),
+            relay: config.socket.clone(),
             domain: config.domain,
             metrics,
             acks,

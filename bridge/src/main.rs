@@ -206,7 +206,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .build(client.clone());
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    if let Some(addr) = config.metrics {
+    if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot serve metrics on {addr}: {e} (is the port in use?)"))?;
@@ -283,7 +283,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             stopping,
             fatal.clone(),
         )));
-        info!("exporting {} from {} as node {}", config.domain.token(), config.relay.display(), config.node);
+        info!("exporting {} from {} as node {}", config.domain.token(), config.socket.display(), config.node);
     }
 
     let mut writer = None;
@@ -340,7 +340,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                     .map_err(|e| format!("cannot start the import thread: {e}"))?,
             );
         }
-        info!("importing {} into {} as node {}", config.domain.token(), config.relay.display(), config.node);
+        info!("importing {} into {} as node {}", config.domain.token(), config.socket.display(), config.node);
         tokio::spawn(check_max_payload(client.clone(), Arc::clone(&config)));
     }
 
@@ -564,7 +564,7 @@ mod tests {
     #[test]
     fn a_max_payload_is_named_only_when_it_lets_the_import_hold_too_much() {
         let config = |extra: &[&str]| {
-            let base = ["torq-bridge", "--relay", "/r.sock", "--domain", "market-data", "--node", "b"];
+            let base = ["torq-bridge", "--socket", "/r.sock", "--domain", "market-data", "--node", "b"];
             Args::parse_from(base.iter().chain(extra)).resolve().unwrap()
         };
         let gib = |n: u64| Memory { bytes: n << 30, what: format!("{n} GiB") };

@@ -107,7 +107,7 @@ fn market_data_crosses_in_order_both_ways_and_nothing_loops() {
     let metrics = free_port();
     let address = format!("127.0.0.1:{metrics}");
     let bridge_b =
-        b.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "all", "--metrics", &address]);
+        b.bridge(MarketData, "b", &nats.url(), &["--export", "--import", "all", "--metrics-addr", &address]);
     let logs = || logs(&[&bridge_a, &bridge_b]);
     let (on_a, on_b) = (Collector::start(&a, MarketData), Collector::start(&b, MarketData));
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
@@ -212,7 +212,7 @@ fn an_importer_killed_between_writing_and_recording_writes_nothing_twice() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let metrics = format!("127.0.0.1:{}", free_port());
-    import = b.bridge(Execution, "b", &url, &["--import", "a", "--metrics", &metrics]);
+    import = b.bridge(Execution, "b", &url, &["--import", "a", "--metrics-addr", &metrics]);
     publishing.join().unwrap();
     on_b.wait_for(4, 3000, Duration::from_secs(60), &|| logs(&[&export, &import]));
     assert_eq!(on_b.sequences(4, true), (1..=3000).collect::<Vec<u64>>(), "every frame once, in order");
@@ -251,7 +251,7 @@ fn a_stalled_nats_never_stalls_the_local_market_data_relay() {
     let (a, b) = (Host::start("stalled-a"), Host::start("stalled-b"));
     let metrics = format!("127.0.0.1:{}", free_port());
     let export =
-        a.bridge(MarketData, "a", &nats.url(), &["--export", "--queue", "1000", "--metrics", &metrics]);
+        a.bridge(MarketData, "a", &nats.url(), &["--export", "--queue", "1000", "--metrics-addr", &metrics]);
     let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a"]);
     let logs = || logs(&[&export, &import]);
     let (on_a, on_b) = (Collector::start(&a, MarketData), Collector::start(&b, MarketData));
@@ -287,8 +287,8 @@ fn bridges_connect_again_to_relays_that_restart() {
     let nats = Nats::start(&dir);
     let (mut a, mut b) = (Host::start("restart-a"), Host::start("restart-b"));
     let (metrics_a, metrics_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let export = a.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics", &metrics_a]);
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics_b]);
+    let export = a.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics-addr", &metrics_a]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics_b]);
     let logs = || logs(&[&export, &import]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);
@@ -344,7 +344,7 @@ fn what_is_not_one_frame_is_skipped_and_harms_nothing() {
     let (a, b) = (Host::start("hostile-a"), Host::start("hostile-b"));
     let metrics = format!("127.0.0.1:{}", free_port());
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics]);
     let logs = || logs(&[&export, &import]);
     let on_b = Collector::start(&b, MarketData);
     let mut probe = a.publisher(MarketData, 90);
@@ -403,9 +403,9 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let absent = dir.join("absent.sock");
-    let extra = ["--export", "--import", "b", "--metrics", &metrics];
+    let extra = ["--export", "--import", "b", "--metrics-addr", &metrics];
     let mut alone =
-        Bridge { relay: &absent, domain: MarketData, node: "a", nats: &nowhere, extra: &extra, env: &[] }
+        Bridge { socket: &absent, domain: MarketData, node: "a", nats: &nowhere, extra: &extra, env: &[] }
             .spawn(&dir);
     wait_serving(&metrics, &alone);
     wait_log(&alone, "waiting for NATS at");
@@ -418,7 +418,7 @@ fn a_bridge_stops_promptly_on_sigterm_even_with_nothing_in_reach() {
     for domain in [MarketData, Execution] {
         let extra = ["--export", "--import", "b"];
         let mut alone =
-            Bridge { relay: &absent, domain, node: "a", nats: &nats.url(), extra: &extra, env: &[] }
+            Bridge { socket: &absent, domain, node: "a", nats: &nats.url(), extra: &extra, env: &[] }
                 .spawn(&dir);
         identity(&alone);
         wait_log(&alone, "export: waiting for the relay");
@@ -458,7 +458,7 @@ fn an_export_from_a_relay_of_another_domain_stops_the_bridge_with_the_fix() {
     let host = Host::start("wrong-relay-host");
     let market_data = host.socket(MarketData);
     let wrong = Bridge {
-        relay: &market_data,
+        socket: &market_data,
         domain: Execution,
         node: "a",
         nats: &nats.url(),
@@ -486,7 +486,7 @@ fn an_export_from_a_relay_of_another_domain_stops_the_bridge_with_the_fix() {
         log.contains(&format!("the relay at {} forwards MarketData frames", market_data.display())),
         "{log}"
     );
-    assert!(log.contains("--relay or --domain is wrong"), "{log}");
+    assert!(log.contains("--socket or --domain is wrong"), "{log}");
 }
 
 #[test]
@@ -495,7 +495,7 @@ fn a_second_bridge_of_the_same_node_stops_instead_of_importing_without_its_curso
     let nats = Nats::start(&dir);
     let host = Host::start("same-node-host");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut first = host.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let mut first = host.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics]);
     wait_serving(&metrics, &first);
     // The first holds its import cursor (a bridge's only flock), as /proc/locks shows: taking
     // the lock to find out could take it from the bridge.
@@ -561,7 +561,7 @@ fn lag_seconds_ignores_timestamps_that_cannot_be_right() {
     let (a, b) = (Host::start("lag-a"), Host::start("lag-b"));
     let metrics = format!("127.0.0.1:{}", free_port());
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics]);
     let logs = || logs(&[&export, &import]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &logs);

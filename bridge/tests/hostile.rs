@@ -189,7 +189,7 @@ impl Execution2 {
         let (a, b) = (Host::start(&format!("{tag}-a")), Host::start(&format!("{tag}-b")));
         let export = a.bridge(Execution, "a", &nats.url(), &["--export"]);
         let metrics = format!("127.0.0.1:{}", free_port());
-        let import = b.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+        let import = b.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics]);
         Execution2 { nats, a, b, export, import, metrics }
     }
 
@@ -384,7 +384,7 @@ fn invented_streams_neither_stop_the_import_nor_lock_a_node_out() {
         }
     });
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut import = b.bridge(Execution, "b", &nats.url(), &["--import", "all", "--metrics", &metrics]);
+    let mut import = b.bridge(Execution, "b", &nats.url(), &["--import", "all", "--metrics-addr", &metrics]);
     let export = a.bridge(Execution, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, Execution);
     // Node a's stream waits for an idle import to give up its place (10 s), then crosses.
@@ -404,7 +404,7 @@ fn floods_open_no_connections_and_grow_no_memory() {
     let nats = Nats::start(&dir);
     let (a, mut b) = (Host::start("flood-a"), Host::start("flood-b"));
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let mut import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics]);
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &|| logs(&[&export, &import]));
@@ -444,7 +444,7 @@ fn a_corrupted_frame_is_not_given_a_valid_checksum() {
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("corrupt-a"), Host::start("corrupt-b"));
     let metrics = format!("127.0.0.1:{}", free_port());
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", &metrics]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", &metrics]);
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, MarketData);
     on_b.until_bridged(&mut a.publisher(MarketData, 90), 90, &|| logs(&[&export, &import]));

@@ -295,7 +295,7 @@ impl Host {
     pub fn start(tag: &str) -> Host {
         let dir = temp_dir(tag);
         let args =
-            vec!["all".into(), "--socket".into(), dir.display().to_string(), "-l".into(), "warn".into()];
+            vec!["all".into(), "--socket-dir".into(), dir.display().to_string(), "-l".into(), "warn".into()];
         let relay = Proc::spawn(&relay_dev_binary(), &args, dir.join("relay.log"));
         let host = Host { dir, relay };
         host.wait_ready();
@@ -343,7 +343,7 @@ impl Host {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Proc {
-        Bridge { relay: &self.socket(domain), domain, node, nats, extra, env }.spawn(&self.dir)
+        Bridge { socket: &self.socket(domain), domain, node, nats, extra, env }.spawn(&self.dir)
     }
 
     pub fn publisher(&self, domain: RelayDomain, source: u8) -> Publisher {
@@ -379,7 +379,8 @@ pub fn sequences(seen: &[Seen], source: u8, bridged: bool) -> Vec<u64> {
 
 /// A `torq-bridge` command line: any relay socket, with the tests' logging.
 pub struct Bridge<'a> {
-    pub relay: &'a Path,
+    /// The local relay's socket.
+    pub socket: &'a Path,
     pub domain: RelayDomain,
     pub node: &'a str,
     pub nats: &'a str,
@@ -407,7 +408,7 @@ impl Bridge<'_> {
             "--metrics-interval",
             "1",
         ];
-        let args: Vec<String> = ["--relay", self.relay.to_str().unwrap()]
+        let args: Vec<String> = ["--socket", self.socket.to_str().unwrap()]
             .into_iter()
             .chain(fixed)
             .chain(self.extra.iter().copied())
