@@ -529,7 +529,7 @@ fn label(setup: &Setup) -> String {
     }
     let binary =
         Path::new(&setup.target).file_name().map_or(setup.target.clone(), |n| n.to_string_lossy().into());
-    format!("{binary} --cores {} --idle {}", setup.cores, setup.idle.as_deref().unwrap_or("block"))
+    format!("{binary} --cores {} --idle {}", setup.relay_cores, setup.idle.as_deref().unwrap_or("block"))
 }
 
 #[cfg(test)]
