@@ -12,9 +12,9 @@ use torq::protocol::{RelayDomain, SourceType, Trade, VenueId};
 
 fn main() -> Result<(), torq::client::Error> {
     let socket = std::env::args().nth(1).unwrap_or_else(|| "/tmp/torq/market_data.sock".into());
-    let mut options = PublisherOptions::new(RelayDomain::MarketData, SourceType::KrakenCollector.raw());
     // Keep publishing across relay restarts.
-    options.reconnect = Some(Reconnect::default());
+    let options = PublisherOptions::new(RelayDomain::MarketData, SourceType::KrakenCollector.raw())
+        .reconnect(Reconnect::default());
     let mut publisher = Publisher::connect(&socket, options)?;
     for n in 0.. {
         let trade = Trade {

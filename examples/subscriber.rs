@@ -32,6 +32,9 @@ fn main() -> Result<(), torq::client::Error> {
             Some(Event::Gap { source, expected, received }) => {
                 eprintln!("gap from source {source}: expected {expected}, got {received}");
             }
+            Some(Event::Restarted { source, expected, received }) => {
+                eprintln!("source {source} started again at {received} (expected {expected})");
+            }
             Some(Event::Reconnected { attempts }) => eprintln!("reconnected after {attempts} attempts"),
             None => eprintln!("nothing for 5 s"),
         }

@@ -20,7 +20,7 @@ for pass in 1 2; do
     set -- $scenario
     for bin in $order; do
       echo "== pass $pass throughput cores=$1 subscribers=$2 binary=$bin" | tee -a "$out"
-      "$P" throughput --with-floor --target "$bin" --cores "$1" --policy block --subscribers "$2" \
+      "$P" throughput --with-floor --target "$bin" --relay-cores "$1" --slow-consumer block --subscribers "$2" \
         --frames 10000000 --runs 5 -- -l warn >> "$out" 2>&1
       grep "median ratio" "$out" | tail -1
     done
@@ -29,7 +29,7 @@ done
 for cores in none:1 none:2; do
   for bin in $A $B; do
     echo "== latency cores=$cores binary=$bin" | tee -a "$out"
-    "$P" latency --with-floor --target "$bin" --cores "$cores" --rates 10k --seconds 6 --runs 5 \
+    "$P" latency --with-floor --target "$bin" --relay-cores "$cores" --rates 10k --seconds 6 --runs 5 \
       -- -l warn >> "$out" 2>&1
     grep "median to the floor" "$out" | tail -1
   done

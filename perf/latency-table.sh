@@ -21,12 +21,12 @@ for idle in block spin; do
   for cores in 0 0,1; do
     name=$([ "$cores" = 0 ] && echo "one-reactor-$idle" || echo "two-reactors-$idle")
     echo "== $name" >&2
-    "$P" "${latency[@]}" --cores "$cores" --idle "$idle" --name "$name" -- -l warn \
+    "$P" "${latency[@]}" --relay-cores "$cores" --idle "$idle" --name "$name" -- -l warn \
       > "$out/$name.json" 2> "$out/$name.log"
     grep "median to the floor" "$out/$name.log" >&2
   done
   echo "== throughput-$idle" >&2
-  "$P" throughput --with-floor --target "$R" --cores 0 --client-cores 1 --idle "$idle" --policy block \
+  "$P" throughput --with-floor --target "$R" --relay-cores 0 --client-cores 1 --idle "$idle" --slow-consumer block \
     --subscribers 1 --frames 10000000 --runs 5 "${quiet[@]}" -- -l warn > "$out/throughput-$idle.txt" 2>&1
   grep "median ratio" "$out/throughput-$idle.txt" >&2
 done

@@ -106,8 +106,7 @@ fn notices_gaps_and_filters_are_typed_events() {
     let only_source_9 = SubscriberOptions::new().filter(Filter::Source(9));
     let mut filtered = Subscriber::connect(&relay.socket, only_source_9).unwrap();
     // A publisher that also asked for notices: its rejected frame comes back as a notice.
-    let mut own = SubscriberOptions::new();
-    own.subscribe.as_mut().unwrap().role = torq::protocol::Role::PublishSubscribe;
+    let own = SubscriberOptions::new().role(torq::protocol::Role::PublishSubscribe);
     let mut both = Subscriber::connect(&relay.socket, own).unwrap();
     let mut publisher =
         Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 9)).unwrap();
@@ -142,10 +141,45 @@ fn notices_gaps_and_filters_are_typed_events() {
                 assert!(reason.starts_with("wrong_domain"), "{reason}");
                 break;
             }
-            Event::Frame(_) | Event::Gap { .. } => {}
+            Event::Frame(_) | Event::Gap { .. } | Event::Restarted { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_publisher_that_starts_again_at_1_is_a_restart_not_a_gap() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let mut subscriber = Subscriber::connect(&relay.socket, SubscriberOptions::new()).unwrap();
+    let publish = |count: u64| {
+        let mut publisher =
+            Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 2)).unwrap();
+        for price in 1..=count {
+            publisher.publish(|frame| frame.payload(&trade(price as i64)).map(|_| ())).unwrap();
+        }
+        publisher.flush().unwrap();
+        assert_eq!(publisher.settle(WAIT).unwrap().accepted, count);
+    };
+    publish(1000);
+    assert_eq!(receive(&mut subscriber, 1000).last().unwrap().0, 1000);
+    // The publisher's process restarts: a new connection counts from 1 again.
+    publish(3);
+    assert_eq!(
+        subscriber.recv_timeout(WAIT).unwrap().expect("an event").to_owned(),
+        OwnedEvent::Restarted { source: 2, expected: 1001, received: 1 }
+    );
+    let after: Vec<u64> = receive(&mut subscriber, 3).iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(after, [1, 2, 3], "nothing reported between the frames of the new run");
+}
+
+#[test]
+fn a_legacy_subscriber_given_a_filter_is_refused_naming_the_problem() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let options = SubscriberOptions::legacy().filter(Filter::Source(9));
+    let error = Subscriber::connect(&relay.socket, options).unwrap_err();
+    assert!(matches!(error, Error::Legacy { asked: "filters", .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains(relay.socket.to_str().unwrap()) && text.contains("takes no filters"), "{text}");
 }
 
 #[test]
@@ -189,9 +223,7 @@ fn back_pressure_is_visible() {
     let dir = temp_dir("client-full");
     let path = dir.join("full.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let mut options = PublisherOptions::new(RelayDomain::MarketData, 4);
-    options.send_buffer = 64 << 10;
-    options.confirm = false;
+    let options = PublisherOptions::new(RelayDomain::MarketData, 4).send_buffer(64 << 10).confirm(false);
     let mut publisher = Publisher::connect(&path, options).unwrap();
     let (_peer, _) = listener.accept().unwrap();
     let mut published = 0u64;
@@ -346,8 +378,7 @@ fn what_the_relay_cannot_take_is_refused_before_it_is_sent() {
 #[test]
 fn a_legacy_publisher_is_closed_at_its_first_rejected_order() {
     let relay = Relay::start(EXECUTION, &[]);
-    let mut options = PublisherOptions::new(RelayDomain::Execution, 20);
-    options.confirm = false;
+    let options = PublisherOptions::new(RelayDomain::Execution, 20).confirm(false);
     let mut publisher = Publisher::connect(&relay.socket, options).unwrap();
     publisher.offer_verbatim(&order(1, Crc::Skip)).unwrap();
     publisher.flush().unwrap();

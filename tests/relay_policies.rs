@@ -642,6 +642,7 @@ fn relay_dev_all_serves_three_domains() {
     let dir = temp_dir("dev");
     let sockets = dir.join("sockets");
     let market = sockets.join("market_data.sock");
+    // `all -s DIR`, the legacy command line (`--socket-dir DIR` now), still works.
     let mut relay =
         Relay::spawn(RELAY_DEV, &["all", "-s", sockets.to_str().unwrap(), "-v"], market.clone(), dir.clone());
     let domains = [

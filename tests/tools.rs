@@ -11,6 +11,7 @@ use util::*;
 #[test]
 fn demo_runs_the_three_relays_and_loses_nothing() {
     let dir = temp_dir("demo");
+    // `--dir`, the former name of `--socket-dir`: existing command lines keep working.
     let output = Command::new(env!("CARGO_BIN_EXE_torq-demo"))
         .args(["--seconds", "2", "--rate", "20000", "--json", "--dir"])
         .arg(dir.join("sockets"))

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use torq::client::{Event, Subscriber, SubscriberOptions};
+use torq::client::{Event, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 use torq::protocol::*;
 use util::*;
 
@@ -132,7 +132,7 @@ fn receive(subscriber: &mut Subscriber, count: usize) -> Vec<Vec<u8>> {
     while frames.len() < count {
         match subscriber.recv_timeout(WAIT).unwrap() {
             Some(Event::Frame(frame)) => frames.push(frame.bytes().to_vec()),
-            Some(Event::Notice(_)) | Some(Event::Gap { .. }) => {}
+            Some(Event::Notice(_)) | Some(Event::Gap { .. }) | Some(Event::Restarted { .. }) => {}
             other => panic!("only {} of {count} frames arrived: {other:?}", frames.len()),
         }
     }
@@ -212,6 +212,34 @@ fn tap_filters_by_type_source_and_instrument() {
     let seen: Vec<(u64, u64)> =
         lines.iter().map(|l| (l["source"].as_u64().unwrap(), l["sequence"].as_u64().unwrap())).collect();
     assert_eq!(seen, [(3, 1), (7, 1), (3, 3)], "{stdout}");
+}
+
+#[test]
+fn tap_says_a_publisher_started_again_rather_than_skipped() {
+    let relay = Relay::start(MARKET_DATA, &[]);
+    let socket = relay.socket.to_str().unwrap();
+    let (tap, stderr) = start_tool(TAP, &["--socket", socket, "--count", "6"], "subscribed to");
+    let frames = market_data(3);
+    // Source 3 sends 1, 2, 3, its process restarts and sends 1, 2 (a new connection), then
+    // it skips to 9. Each connection's frames are settled (forwarded) before the next one's go.
+    let skip =
+        frame_with(RelayDomain::MarketData, 3, 9, 0, |b| b.payload(&Quote::default()).map(|_| ()).unwrap());
+    for run in [&frames[..], &[frames[0].clone(), frames[1].clone(), skip]] {
+        let mut publisher =
+            Publisher::connect(&relay.socket, PublisherOptions::new(RelayDomain::MarketData, 3))
+                .expect("a publisher connects");
+        run.iter().for_each(|frame| publisher.offer_verbatim(frame).unwrap());
+        assert_eq!(publisher.settle(WAIT).unwrap().accepted, 3);
+    }
+    let (status, stdout) = finish(tap);
+    assert_eq!(status, Some(0), "{stdout}");
+    // The tool has exited: its standard error ends, and with it the channel.
+    let said: Vec<String> = stderr.iter().collect();
+    let expected = [
+        "torq-tap: source 3 started again at sequence 1 (4 was due)",
+        "torq-tap: source 3 skipped sequences: 3 was due, 9 came",
+    ];
+    assert_eq!(said, expected, "stderr, after the subscription");
 }
 
 #[test]

@@ -38,17 +38,18 @@ pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
         are read from files, never logged). With the server configuration config/nats-server.conf, \
         a node's user may publish only as that node.",
     after_help = "Example, one command per host:\n  \
-        torq-bridge --relay /tmp/torq/execution.sock --domain execution --node a --nats nats://hub:4222 --export --import b\n  \
-        torq-bridge --relay /tmp/torq/execution.sock --domain execution --node b --nats nats://hub:4222 --export --import a"
+        torq-bridge --socket /tmp/torq/execution.sock --domain execution --node a --nats nats://hub:4222 --export --import b\n  \
+        torq-bridge --socket /tmp/torq/execution.sock --domain execution --node b --nats nats://hub:4222 --export --import a"
 )]
 pub struct Args {
-    /// TOML file with the same settings (keys as the long flags, `-` written `_`; `types`,
-    /// `sources`, `instruments` and `import` as lists); flags override it.
+    /// TOML file with the same settings (keys as the long flags, `-` written `_`: `socket`,
+    /// `metrics_addr`…; `type`, `source`, `instrument` and `import` as lists; the former keys
+    /// `relay`, `metrics`, `types`, `sources` and `instruments` still read); flags override it.
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The local relay's socket.
-    #[arg(long, value_name = "PATH")]
-    pub relay: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", visible_alias = "relay")]
+    pub socket: Option<PathBuf>,
     /// The local relay's domain.
     #[arg(long, value_enum)]
     pub domain: Option<Domain>,
@@ -131,13 +132,13 @@ pub struct Args {
     pub queue: Option<usize>,
     /// Serve Prometheus text at http://ADDR/metrics on this loopback address (e.g. 127.0.0.1:9101;
     /// port 0 takes a free port and logs it).
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR", visible_alias = "metrics")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Seconds between stats lines in the log; 0 = off [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub metrics_interval: Option<u64>,
     /// Log level [default: the file's log_level, else info].
-    #[arg(short = 'l', long, value_enum)]
+    #[arg(short = 'l', long, value_name = "LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,
     /// Log at debug level.
     #[arg(short = 'v', long)]
@@ -180,7 +181,8 @@ impl Domain {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    relay: Option<PathBuf>,
+    #[serde(alias = "relay")]
+    socket: Option<PathBuf>,
     domain: Option<Domain>,
     nats: Option<String>,
     nats_creds: Option<PathBuf>,
@@ -198,11 +200,11 @@ struct File {
     export: bool,
     #[serde(default)]
     import: Vec<String>,
-    #[serde(default)]
+    #[serde(default, rename = "type", alias = "types")]
     types: Vec<String>,
-    #[serde(default)]
+    #[serde(default, rename = "source", alias = "sources")]
     sources: Vec<u8>,
-    #[serde(default)]
+    #[serde(default, rename = "instrument", alias = "instruments")]
     instruments: Vec<String>,
     state_dir: Option<PathBuf>,
     audit_file: Option<PathBuf>,
@@ -210,7 +212,8 @@ struct File {
     max_age: Option<u64>,
     max_message_size: Option<usize>,
     queue: Option<usize>,
-    metrics: Option<SocketAddr>,
+    #[serde(alias = "metrics")]
+    metrics_addr: Option<SocketAddr>,
     metrics_interval: Option<u64>,
     log_level: Option<String>,
 }
@@ -317,7 +320,7 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The local relay's socket.
-    pub relay: PathBuf,
+    pub socket: PathBuf,
     /// The domain.
     pub domain: Domain,
     /// NATS server URLs.
@@ -347,7 +350,7 @@ pub struct Config {
     /// Frames between the two sides.
     pub queue: usize,
     /// Prometheus address.
-    pub metrics: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     /// Stats line interval (zero: off).
     pub metrics_interval: Duration,
     /// Log level.
@@ -407,10 +410,10 @@ impl Args {
         let mut warnings = Vec::new();
         let login = self.login(&file, &mut warnings)?;
         let mut tls = self.tls(&file, &mut warnings)?;
-        let relay = self.relay.clone().or(file.relay).ok_or_else(|| {
+        let socket = self.socket.clone().or(file.socket).ok_or_else(|| {
             invalid(
-                "--relay",
-                "missing: give the local relay's socket (e.g. --relay /tmp/torq/execution.sock)",
+                "--socket",
+                "missing: give the local relay's socket (e.g. --socket /tmp/torq/execution.sock)",
             )
         })?;
         let domain = self.domain.or(file.domain).ok_or_else(|| {
@@ -447,9 +450,9 @@ impl Args {
         }
         let mut filters = self.filters.clone();
         if filters.types.is_empty() && filters.sources.is_empty() && filters.instruments.is_empty() {
-            filters.types = parse_list(&file.types, "types", parse_type_range)?;
+            filters.types = parse_list(&file.types, "type", parse_type_range)?;
             filters.sources = file.sources;
-            filters.instruments = parse_list(&file.instruments, "instruments", parse_instrument)?;
+            filters.instruments = parse_list(&file.instruments, "instrument", parse_instrument)?;
         }
         let filters = filters.filters().map_err(|e| invalid("--type/--source/--instrument", e))?;
         let export = (self.export || file.export).then_some(filters);
@@ -462,7 +465,7 @@ impl Args {
             ));
         }
         let beside =
-            relay.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            socket.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         let state_dir = self.state_dir.clone().or(file.state_dir).unwrap_or_else(|| beside.clone());
         let audit_file =
             self.audit_file.clone().or(file.audit_file).unwrap_or_else(|| beside.join("execution.audit"));
@@ -485,12 +488,12 @@ impl Args {
         if queue == 0 {
             return Err(invalid("--queue", "0 frames: give at least 1 (default 65536)"));
         }
-        let metrics = self.metrics.or(file.metrics);
-        if let Some(addr) = metrics
+        let metrics_addr = self.metrics_addr.or(file.metrics_addr);
+        if let Some(addr) = metrics_addr
             && !addr.ip().is_loopback()
         {
             return Err(invalid(
-                "--metrics",
+                "--metrics-addr",
                 format!(
                     "{addr}: expected a loopback address, e.g. 127.0.0.1:9101 (the endpoint has no \
                      authentication; a scraper on another host reaches it through a proxy or a tunnel)"
@@ -509,7 +512,7 @@ impl Args {
             }
         };
         Ok(Config {
-            relay,
+            socket,
             domain,
             nats,
             login,
@@ -524,7 +527,7 @@ impl Args {
             max_age: Duration::from_secs(max_age),
             max_message_size,
             queue,
-            metrics,
+            metrics_addr,
             metrics_interval: Duration::from_secs(
                 self.metrics_interval.or(file.metrics_interval).unwrap_or(10),
             ),
@@ -826,7 +829,7 @@ mod tests {
     #[test]
     fn defaults_and_the_state_beside_the_socket() {
         let config =
-            args(&["--relay", "/run/torq/e.sock", "--domain", "execution", "--node", "a", "--import", "b"])
+            args(&["--socket", "/run/torq/e.sock", "--domain", "execution", "--node", "a", "--import", "b"])
                 .resolve()
                 .unwrap();
         assert_eq!(config.nats, vec![DEFAULT_NATS.to_string()]);
@@ -843,7 +846,7 @@ mod tests {
             Err(ConfigError::Invalid { setting, .. }) => setting,
             other => panic!("expected an error for {list:?}: {other:?}"),
         };
-        let base = ["--relay", "/r.sock", "--domain", "signal"];
+        let base = ["--socket", "/r.sock", "--domain", "signal"];
         assert_eq!(error(&[&base[..], &["--node", "a"]].concat()), "--export/--import");
         assert_eq!(error(&[&base[..], &["--node", "a.b", "--export"]].concat()), "--node");
         assert_eq!(error(&[&base[..], &["--node", "a", "--import", "a"]].concat()), "--import");
@@ -851,17 +854,17 @@ mod tests {
             error(&[&base[..], &["--node", "a", "--export", "--replicas", "7"]].concat()),
             "--replicas"
         );
-        assert_eq!(error(&["--domain", "signal", "--node", "a", "--export"]), "--relay");
+        assert_eq!(error(&["--domain", "signal", "--node", "a", "--export"]), "--socket");
         for addr in ["0.0.0.0:9101", "10.0.0.1:9101", "[::]:9101"] {
             assert_eq!(
-                error(&[&base[..], &["--node", "a", "--export", "--metrics", addr]].concat()),
-                "--metrics"
+                error(&[&base[..], &["--node", "a", "--export", "--metrics-addr", addr]].concat()),
+                "--metrics-addr"
             );
         }
         for addr in ["127.0.0.1:0", "[::1]:9101"] {
             let config =
-                args(&[&base[..], &["--node", "a", "--export", "--metrics", addr]].concat()).resolve();
-            assert_eq!(config.unwrap().metrics, Some(addr.parse().unwrap()));
+                args(&[&base[..], &["--node", "a", "--export", "--metrics-addr", addr]].concat()).resolve();
+            assert_eq!(config.unwrap().metrics_addr, Some(addr.parse().unwrap()));
         }
     }
 
@@ -907,8 +910,8 @@ mod tests {
         let path = dir.join("bridge.toml");
         std::fs::write(
             &path,
-            "relay = \"/r.sock\"\ndomain = \"market-data\"\nnode = \"x\"\nexport = true\nimport = [\"all\"]\n\
-             types = [\"1-3\"]\nnats = \"nats://h1:4222, nats://h2:4222\"\n",
+            "socket = \"/r.sock\"\ndomain = \"market-data\"\nnode = \"x\"\nexport = true\nimport = [\"all\"]\n\
+             type = [\"1-3\"]\nnats = \"nats://h1:4222, nats://h2:4222\"\n",
         )
         .unwrap();
         let config = args(&["-c", path.to_str().unwrap(), "--node", "y"]).resolve().unwrap();
@@ -937,7 +940,7 @@ mod tests {
         path.display().to_string()
     }
 
-    const BASE: [&str; 7] = ["--relay", "/r.sock", "--domain", "market-data", "--node", "a", "--export"];
+    const BASE: [&str; 7] = ["--socket", "/r.sock", "--domain", "market-data", "--node", "a", "--export"];
 
     fn with(extra: &[&str]) -> Args {
         args(&[&BASE[..], extra].concat())
@@ -1041,7 +1044,7 @@ mod tests {
         assert_eq!((tls.client, tls.required), (Some((PathBuf::from(&pem), PathBuf::from(&key))), true));
         assert!(
             args(&[
-                "--relay",
+                "--socket",
                 "/r",
                 "--domain",
                 "signal",
@@ -1079,7 +1082,7 @@ mod tests {
             &dir,
             "bridge.toml",
             &format!(
-                "relay = \"/r.sock\"\ndomain = \"signal\"\nnode = \"a\"\nexport = true\nnats_user = \"a\"\n\
+                "socket = \"/r.sock\"\ndomain = \"signal\"\nnode = \"a\"\nexport = true\nnats_user = \"a\"\n\
                  nats_password_file = {password:?}\ntls_ca = {pem:?}\n"
             ),
             0o644,
@@ -1090,6 +1093,64 @@ mod tests {
         // A login flag replaces the file's login as a whole (no "two ways" error).
         let config = args(&["-c", &path, "--nats-token-file", &token]).resolve().unwrap();
         assert!(matches!(config.login, Login::Token { .. }));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_names_of_the_other_binaries_are_in_the_help_and_the_former_ones_still_work() {
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        for name in [
+            "--socket <PATH>",
+            "[alias: --relay]",
+            "--metrics-addr <ADDR>",
+            "[alias: --metrics]",
+            "--metrics-interval <SECONDS>",
+            "-l, --log-level <LEVEL>",
+            "--max-message-size <BYTES>",
+            "--audit-file <FILE>",
+            "-c, --config <FILE>",
+            "--socket /tmp/torq/execution.sock",
+        ] {
+            assert!(help.contains(name), "{name} not in\n{help}");
+        }
+        for wrong in ["<LOG_LEVEL>", "--relay <", "--metrics <", "torq-bridge --relay"] {
+            assert!(!help.contains(wrong), "{wrong} in\n{help}");
+        }
+
+        // The flags: the former spellings give the same settings.
+        let common = ["--domain", "market-data", "--node", "a", "--export", "--import", "b"];
+        let with = |socket: &str, metrics: &str| {
+            let list = [socket, "/run/torq/md.sock", metrics, "127.0.0.1:9101"];
+            let config = args(&[&list[..], &common[..]].concat()).resolve().unwrap();
+            format!("{config:?}")
+        };
+        let chosen = with("--socket", "--metrics-addr");
+        assert!(chosen.contains("socket: \"/run/torq/md.sock\"") && chosen.contains("9101"), "{chosen}");
+        assert_eq!(with("--relay", "--metrics"), chosen);
+        assert_eq!(with("--relay", "--metrics-addr"), chosen);
+
+        // The file: the former keys read as the new ones.
+        let dir = scratch("former-keys");
+        let file = |text: &str| {
+            let path = write(&dir, "bridge.toml", text, 0o644);
+            format!("{:?}", args(&["-c", &path]).resolve().unwrap())
+        };
+        let rest = "domain = \"market-data\"\nnode = \"a\"\nexport = true\n";
+        let new = file(&format!(
+            "socket = \"/r.sock\"\nmetrics_addr = \"127.0.0.1:9101\"\ntype = [\"1-3\"]\nsource = [7]\n\
+             instrument = [\"Kraken:Coin:BTC/USD\"]\n{rest}"
+        ));
+        let old = file(&format!(
+            "relay = \"/r.sock\"\nmetrics = \"127.0.0.1:9101\"\ntypes = [\"1-3\"]\nsources = [7]\n\
+             instruments = [\"Kraken:Coin:BTC/USD\"]\n{rest}"
+        ));
+        assert_eq!(old, new);
+        assert!(new.contains("TypeRange { lo: 1, hi: 3 }") && new.contains("Source(7)"), "{new}");
+        // One key given twice, under both names: an error naming it.
+        let path = write(&dir, "both.toml", &format!("socket = \"/a\"\nrelay = \"/b\"\n{rest}"), 0o644);
+        let error = args(&["-c", &path]).resolve().unwrap_err().to_string();
+        assert!(error.contains("socket") && error.contains("both.toml"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -83,22 +83,30 @@ pub async fn export(
     };
     let mut connected_before = false;
     loop {
-        let (relay, options, stopped) = (config.relay.clone(), options.clone(), stop.clone());
-        let connected = tokio::task::spawn_blocking(move || {
-            let mut told = false;
-            Reconnect::default().run(|| {
-                if *stopped.borrow() {
-                    return Err(torq::client::Error::Closed { path: relay.clone() });
+        let (relay, options, stopped) = (config.socket.clone(), options.clone(), stop.clone());
+        // With the back-off of `Reconnect::default()`, until connected or stopped.
+        let connecting = tokio::task::spawn_blocking(move || {
+            let back_off = Reconnect::default();
+            let (mut wait, mut attempts) = (back_off.initial, 0u32);
+            while !*stopped.borrow() {
+                attempts += 1;
+                match Subscriber::connect(&relay, options.clone()) {
+                    Ok(subscriber) => return Some((subscriber, attempts)),
+                    Err(e) if attempts == 1 => warn!("export: waiting for the relay: {e}"),
+                    Err(e) => debug!("export: connection attempt {attempts} failed: {e}; next in {wait:?}"),
                 }
-                Subscriber::connect(&relay, options.clone()).inspect_err(|e| {
-                    if !std::mem::replace(&mut told, true) {
-                        warn!("export: waiting for the relay: {e}");
-                    }
-                })
-            })
-        })
-        .await;
-        let Ok(Ok((subscriber, attempts))) = connected else { return };
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(back_off.max);
+            }
+            None
+        });
+        // A stop ends the wait for a relay at once: nothing was read, nothing is to be handed
+        // over (the blocking attempts see the stop within a second and end).
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let Ok(Some((subscriber, attempts))) = connected else { return };
         if attempts > 1 || connected_before {
             add(&metrics.relay_reconnects, 1);
         }
@@ -106,15 +114,15 @@ pub async fn export(
             warn!("export: connected to the relay again; what it forwarded meanwhile was not exported");
         }
         connected_before = true;
-        info!("export: subscribed to the relay at {}", config.relay.display());
-        match read(subscriber, &config.relay, &mut exporter, &metrics, &out, &mut stop).await {
+        info!("export: subscribed to the relay at {}", config.socket.display());
+        match read(subscriber, &config.socket, &mut exporter, &metrics, &out, &mut stop).await {
             Ok(()) => return,
             Err(Stopped::Relay(e)) => error!("export: {e}; connecting again"),
             Err(Stopped::WrongRelay(other)) => {
                 let _ = fatal.send(format!(
-                    "the relay at {} forwards {other:?} frames, not {}: --relay or --domain is wrong (nothing was \
+                    "the relay at {} forwards {other:?} frames, not {}: --socket or --domain is wrong (nothing was \
                      exported)",
-                    config.relay.display(),
+                    config.socket.display(),
                     config.domain.token()
                 ));
                 return;
@@ -244,7 +252,7 @@ impl Exporter<'_> {
             Event::Notice(Notice::Stopping) => info!("export: the local relay is stopping"),
             Event::Notice(notice) => debug!("export: notice from the relay: {notice:?}"),
             // Reconnections are the caller's (the subscriber has none of its own).
-            Event::Reconnected { .. } | Event::Gap { .. } => {}
+            Event::Reconnected { .. } | Event::Gap { .. } | Event::Restarted { .. } => {}
         }
     }
 

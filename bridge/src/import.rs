@@ -210,7 +210,7 @@ impl Writer {
         acks: Option<mpsc::UnboundedSender<jetstream::Message>>,
     ) -> Writer {
         Writer {
-            relay: config.relay.clone(),
+            relay: config.socket.clone(),
             domain: config.domain,
             metrics,
             acks,
@@ -234,8 +234,8 @@ impl Writer {
                 return None;
             }
             self.last_attempt = Some(Instant::now());
-            let mut options = PublisherOptions::new(self.domain.relay(), 0);
-            options.reconnect = lossless.then(Reconnect::default);
+            let options =
+                PublisherOptions::new(self.domain.relay(), 0).reconnect(lossless.then(Reconnect::default));
             let relay = &self.relay;
             let mut told = false;
             let mut connect = || {

@@ -13,7 +13,7 @@ mod subject;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -76,6 +76,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
     info!("NATS: logging in with {}{}", config.login.describe(), tls_description(&config.tls));
     let events = Arc::clone(&metrics);
+    // What the export had handed to the NATS client when the connection was last lost: the
+    // stop waits for a NATS out of reach only when more was handed to it since.
+    let handed_when_lost = Arc::new(AtomicU64::new(0));
+    let lost_at = Arc::clone(&handed_when_lost);
     let connected_once = Arc::new(AtomicBool::new(false));
     // Connection errors repeat at every retry: one warning per 10 s, the rest at debug.
     let last_warning = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
@@ -100,7 +104,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             let (last_warning, urls) = (Arc::clone(&last_warning), named.clone());
             let (refused, last_violation) = (Arc::clone(&refused_since_connected), Arc::clone(&last_violation));
             let (login, to_stop, violated) = (login.clone(), to_stop.clone(), Arc::clone(&violated));
-            let node_name = node_name.clone();
+            let (node_name, lost_at) = (node_name.clone(), Arc::clone(&lost_at));
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -112,7 +116,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                             info!("connected to NATS");
                         }
                     }
-                    async_nats::Event::Disconnected => warn!("lost the connection to NATS; reconnecting"),
+                    async_nats::Event::Disconnected => {
+                        lost_at.store(metrics.exported_out.load(Ordering::Relaxed), Ordering::Relaxed);
+                        warn!("lost the connection to NATS; reconnecting");
+                    }
                     async_nats::Event::ClientError(async_nats::ClientError::Other(reason)) if refusal(&reason) => {
                         if !connected_once.load(Ordering::Relaxed) {
                             // Nothing was done yet, and retrying cannot help until someone
@@ -199,10 +206,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .build(client.clone());
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    if let Some(addr) = config.metrics {
+    if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             format!(
-                "cannot serve metrics on {addr}: {e} (choose another --metrics, or port 0 for any free one)"
+                "cannot serve metrics on {addr}: {e} (choose another --metrics-addr, or port 0 for any free one)"
             )
         })?;
         // The port taken, when --metrics asked for port 0.
@@ -261,6 +268,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             tokio::select! {
                 result = ensure => result?,
                 Some(error) = fatal_errors.recv() => return Err(error),
+                // Nothing was exported yet: nothing to wait for.
+                () = &mut signalled => return Ok(()),
             }
             exporter = Some(tokio::spawn(export::publish_jetstream(
                 js.clone(),
@@ -280,7 +289,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             stopping,
             fatal.clone(),
         )));
-        info!("exporting {} from {} as node {}", config.domain.token(), config.relay.display(), config.node);
+        info!("exporting {} from {} as node {}", config.domain.token(), config.socket.display(), config.node);
     }
 
     let mut writer = None;
@@ -337,7 +346,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                     .map_err(|e| format!("cannot start the import thread: {e}"))?,
             );
         }
-        info!("importing {} into {} as node {}", config.domain.token(), config.relay.display(), config.node);
+        info!("importing {} into {} as node {}", config.domain.token(), config.socket.display(), config.node);
         tokio::spawn(check_max_payload(client.clone(), Arc::clone(&config)));
     }
 
@@ -366,10 +375,13 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
     let _ = stop_core_import.send(());
     // Bounded: a reader handing over what it read to a NATS server that does not read, or a
-    // writer on a relay that pauses it, is left behind.
-    if let Some(reader) = reader
-        && tokio::time::timeout(Duration::from_secs(2), reader).await.is_err()
+    // writer on a relay that pauses it, is left behind. A reader still waiting for its relay
+    // ends at once (it read nothing).
+    if let Some(mut reader) = reader
+        && tokio::time::timeout(Duration::from_secs(2), &mut reader).await.is_err()
     {
+        // Its queue to the JetStream exporter closes with it.
+        reader.abort();
         warn!("stopped with frames read from the relay not yet handed to NATS");
     }
     if let Some(exporter) = exporter
@@ -382,8 +394,13 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || writer.join()))
                 .await;
     }
-    // Bounded too: a NATS server out of reach never takes what waits.
-    if !matches!(tokio::time::timeout(Duration::from_secs(2), client.flush()).await, Ok(Ok(()))) {
+    // Bounded too: a NATS server out of reach never takes what waits. Out of reach with
+    // nothing handed to it since, there is nothing to wait for.
+    let connected = client.connection_state() == async_nats::connection::State::Connected;
+    if !connected && metrics.exported_out.load(Ordering::Relaxed) == handed_when_lost.load(Ordering::Relaxed)
+    {
+        info!("NATS is out of reach; no frame was handed to it since it went");
+    } else if !matches!(tokio::time::timeout(Duration::from_secs(2), client.flush()).await, Ok(Ok(()))) {
         warn!("stopped with messages for NATS not yet written (the server is out of reach)");
     }
     info!("{}", metrics.stats_line());
@@ -451,30 +468,80 @@ async fn wait_for_stop() {
     }
 }
 
-/// Once connected, says when the NATS server lets through messages larger than the relay's
-/// frames: the import holds up to `--queue` messages per subscription, each as large as the
-/// server allows, so that size sets the bridge's memory.
+/// Once connected, says when what the NATS server lets through could make the import hold
+/// more than this host's memory (see [`max_payload_warning`]).
 async fn check_max_payload(client: async_nats::Client, config: Arc<Config>) {
     while client.connection_state() != async_nats::connection::State::Connected {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let max_payload = client.server_info().max_payload;
-    if let Some(warning) = max_payload_warning(max_payload, &config) {
+    if let Some(warning) = max_payload_warning(max_payload, &config, &host_memory()) {
         warn!("{warning}");
     }
 }
 
-fn max_payload_warning(max_payload: usize, config: &Config) -> Option<String> {
-    (max_payload > config.max_message_size).then(|| {
-        let worst = (config.queue as f64) * (max_payload as f64) / f64::from(1 << 20);
+/// What the import may be made to hold before it is worth a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Memory {
+    bytes: u64,
+    /// How the bound was found, for the warning.
+    what: String,
+}
+
+/// This host's memory (`MemTotal` of /proc/meminfo), or 1 GiB where it cannot be read.
+fn host_memory() -> Memory {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    match total_kib {
+        Some(kib) => Memory { bytes: kib * 1024, what: format!("this host's memory ({})", mib(kib * 1024)) },
+        None => Memory { bytes: 1 << 30, what: "1 GiB (this host's memory is unknown)".into() },
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+/// A warning when the NATS server's `max_payload` lets anyone who may publish on NATS make the
+/// import hold more than `memory`: only an importing bridge holds messages (`--queue` of them
+/// per core subscription, one per `--import` node or one for `all`; `--queue` in all for
+/// execution), each as large as the server allows, so a `max_payload` above the relay's frames
+/// (`--max-message-size`) is worth acting on only when that product is too much. It says what
+/// to set: the server's `max_payload` to the frames' size, or a `--queue` that fits.
+fn max_payload_warning(max_payload: usize, config: &Config, memory: &Memory) -> Option<String> {
+    let import = config.import.as_ref()?;
+    if max_payload <= config.max_message_size {
+        return None;
+    }
+    let subscriptions = match (config.domain, import) {
+        (Domain::Execution, _) | (_, Import::All) => 1,
+        (_, Import::Nodes(nodes)) => nodes.len().max(1),
+    };
+    let held = |payload: usize| (config.queue as u64) * (payload as u64) * (subscriptions as u64);
+    let worst = held(max_payload);
+    if worst <= memory.bytes {
+        return None;
+    }
+    let per = if subscriptions == 1 { String::new() } else { format!(" × {subscriptions} subscriptions") };
+    let fits = memory.bytes / (max_payload as u64 * subscriptions as u64);
+    let fix = if held(config.max_message_size) <= memory.bytes {
         format!(
-            "the NATS server takes messages of up to {max_payload} bytes (its max_payload), larger than the relay's \
-             frames (--max-message-size {}): the import holds up to {} messages per subscription (--queue), so \
-             anyone who may publish on NATS can make it hold {worst:.0} MiB per subscription; set \
-             `max_payload: {}` in the server's configuration, or lower --queue",
-            config.max_message_size, config.queue, config.max_message_size
+            "set `max_payload: {}` in the NATS server's configuration (the relay's frames are at most \
+             --max-message-size {} bytes), or lower --queue to {fits} or less",
+            config.max_message_size, config.max_message_size
         )
-    })
+    } else {
+        format!("lower --queue to {fits} or less")
+    };
+    Some(format!(
+        "anyone who may publish on NATS can make this importing bridge hold {} (--queue {} messages{per} × the \
+         server's max_payload of {max_payload} bytes), more than {}: {fix}",
+        mib(worst),
+        config.queue,
+        memory.what
+    ))
 }
 
 #[cfg(test)]
@@ -482,17 +549,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_max_payload_above_the_frames_is_named_with_its_fix() {
-        let base =
-            ["torq-bridge", "--relay", "/r.sock", "--domain", "market-data", "--node", "b", "--import", "a"];
-        let config =
-            Args::parse_from(base.iter().chain(&["--max-message-size", "131072", "--queue", "1024"]))
-                .resolve()
-                .unwrap();
-        assert_eq!(max_payload_warning(131_072, &config), None);
-        assert_eq!(max_payload_warning(4096, &config), None);
-        let warning = max_payload_warning(1 << 20, &config).expect("1 MiB is above the frames");
-        assert!(warning.contains("1024 MiB per subscription"), "{warning}");
+    fn a_max_payload_is_named_only_when_it_lets_the_import_hold_too_much() {
+        let config = |extra: &[&str]| {
+            let base = ["torq-bridge", "--socket", "/r.sock", "--domain", "market-data", "--node", "b"];
+            Args::parse_from(base.iter().chain(extra)).resolve().unwrap()
+        };
+        let gib = |n: u64| Memory { bytes: n << 30, what: format!("{n} GiB") };
+        let importing = config(&["--import", "a", "--max-message-size", "131072", "--queue", "1024"]);
+        // Debian's default max_payload (1 MiB) × 1024 messages = 1 GiB: within 2 GiB, said
+        // nothing; beyond half a GiB, said with the numbers and both fixes.
+        assert_eq!(max_payload_warning(1 << 20, &importing, &gib(2)), None);
+        let half = Memory { bytes: 512 << 20, what: "512 MiB".into() };
+        let warning = max_payload_warning(1 << 20, &importing, &half).expect("1 GiB is over 512 MiB");
+        assert!(warning.contains("hold 1024 MiB") && warning.contains("more than 512 MiB"), "{warning}");
         assert!(warning.contains("`max_payload: 131072`"), "{warning}");
+        assert!(warning.contains("lower --queue to 512 or less"), "{warning}");
+        // Frames no larger than the relay's: nothing to act on, whatever the memory.
+        assert_eq!(max_payload_warning(131_072, &importing, &half), None);
+        assert_eq!(max_payload_warning(4096, &importing, &half), None);
+        // An export-only bridge holds nothing.
+        let exporting = config(&["--export", "--queue", "65536"]);
+        assert_eq!(max_payload_warning(64 << 20, &exporting, &half), None);
+        // Two nodes: two subscriptions of --queue each.
+        let two = config(&["--import", "a", "--import", "c", "--queue", "1024"]);
+        let warning = max_payload_warning(1 << 20, &two, &gib(1)).expect("2 GiB is over 1 GiB");
+        assert!(warning.contains("hold 2048 MiB") && warning.contains("× 2 subscriptions"), "{warning}");
+        // When even frames of the relay's size are too many, only --queue helps.
+        let huge = config(&["--import", "a", "--queue", "65536"]);
+        let warning = max_payload_warning(1 << 20, &huge, &gib(4)).expect("64 GiB is over 4 GiB");
+        assert!(warning.contains("hold 65536 MiB") && !warning.contains("`max_payload"), "{warning}");
+        assert!(warning.contains("lower --queue to 4096 or less"), "{warning}");
+    }
+
+    #[test]
+    fn the_host_memory_is_read() {
+        let memory = host_memory();
+        // Linux, where the bridge runs, has /proc/meminfo: the fallback is not taken.
+        assert!(memory.bytes >= 64 << 20, "{memory:?}");
+        assert!(memory.what.starts_with("this host's memory ("), "{memory:?}");
     }
 }

@@ -346,7 +346,7 @@ fn a_missing_credentials_file_stops_the_bridge_at_start_naming_the_flag_and_the_
     for (extra, flag) in cases {
         let relay = dir.join("r.sock");
         let mut bridge = Bridge {
-            relay: &relay,
+            socket: &relay,
             domain: MarketData,
             node: "a",
             nats: "nats://127.0.0.1:1",

@@ -179,7 +179,8 @@ impl Execution2 {
         let nats = Nats::start(&dir);
         let (a, b) = (Host::start(&format!("{tag}-a")), Host::start(&format!("{tag}-b")));
         let export = a.bridge(Execution, "a", &nats.url(), &["--export"]);
-        let import = b.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+        let import =
+            b.bridge(Execution, "b", &nats.url(), &["--import", "a", "--metrics-addr", "127.0.0.1:0"]);
         let metrics = metrics_addr(&import);
         Execution2 { nats, a, b, export, import, metrics }
     }
@@ -374,7 +375,8 @@ fn invented_streams_neither_stop_the_import_nor_lock_a_node_out() {
             .unwrap();
         }
     });
-    let mut import = b.bridge(Execution, "b", &nats.url(), &["--import", "all", "--metrics", "127.0.0.1:0"]);
+    let mut import =
+        b.bridge(Execution, "b", &nats.url(), &["--import", "all", "--metrics-addr", "127.0.0.1:0"]);
     let metrics = metrics_addr(&import);
     let export = a.bridge(Execution, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, Execution);
@@ -394,7 +396,8 @@ fn floods_open_no_connections_and_grow_no_memory() {
     let dir = temp_dir("flood");
     let nats = Nats::start(&dir);
     let (a, mut b) = (Host::start("flood-a"), Host::start("flood-b"));
-    let mut import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let mut import =
+        b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", "127.0.0.1:0"]);
     let metrics = metrics_addr(&import);
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, MarketData);
@@ -434,7 +437,7 @@ fn a_corrupted_frame_is_not_given_a_valid_checksum() {
     let dir = temp_dir("corrupt");
     let nats = Nats::start(&dir);
     let (a, b) = (Host::start("corrupt-a"), Host::start("corrupt-b"));
-    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics", "127.0.0.1:0"]);
+    let import = b.bridge(MarketData, "b", &nats.url(), &["--import", "a", "--metrics-addr", "127.0.0.1:0"]);
     let metrics = metrics_addr(&import);
     let export = a.bridge(MarketData, "a", &nats.url(), &["--export"]);
     let on_b = Collector::start(&b, MarketData);

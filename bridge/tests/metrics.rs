@@ -29,7 +29,8 @@ impl Exporting {
         let dir = temp_dir(tag);
         let nats = Nats::start(&dir);
         let host = Host::start_with_metrics(&format!("{tag}-host"));
-        let bridge = host.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics", "127.0.0.1:0"]);
+        let bridge =
+            host.bridge(MarketData, "a", &nats.url(), &["--export", "--metrics-addr", "127.0.0.1:0"]);
         let address = metrics_addr(&bridge);
         let mut publisher = host.publisher(MarketData, 7);
         let start = Instant::now();
@@ -85,9 +86,9 @@ fn a_scrape_is_answered_within_2_s_whatever_500_idle_connections_do() {
     let dir = temp_dir("idle");
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let absent = dir.join("absent.sock");
-    let extra = ["--export", "--metrics", "127.0.0.1:0"];
+    let extra = ["--export", "--metrics-addr", "127.0.0.1:0"];
     let bridge =
-        Bridge { relay: &absent, domain: MarketData, node: "a", nats: &nowhere, extra: &extra, env: &[] }
+        Bridge { socket: &absent, domain: MarketData, node: "a", nats: &nowhere, extra: &extra, env: &[] }
             .spawn(&dir);
     let address = metrics_addr(&bridge);
     scrape(&address);
@@ -134,14 +135,14 @@ fn a_metrics_address_off_loopback_exits_2_naming_the_flag() {
     let dir = temp_dir("off-loopback");
     let output = Command::new(env!("CARGO_BIN_EXE_torq-bridge"))
         .args(["--relay", dir.join("r.sock").to_str().unwrap(), "--domain", "market-data", "--node", "a"])
-        .args(["--export", "--metrics", "0.0.0.0:9101"])
+        .args(["--export", "--metrics-addr", "0.0.0.0:9101"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--metrics") && stderr.contains("0.0.0.0:9101") && stderr.contains("loopback"),
+        stderr.contains("--metrics-addr") && stderr.contains("0.0.0.0:9101") && stderr.contains("loopback"),
         "{stderr}"
     );
 }

@@ -58,7 +58,7 @@ impl Domain {
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
     /// The relay's socket.
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     socket: PathBuf,
     #[command(flatten)]
     load: Load,
@@ -93,8 +93,8 @@ pub struct Load {
     #[arg(long, value_enum, default_value_t = Domain::MarketData)]
     pub domain: Domain,
     /// Compute each frame's checksum (otherwise 0, "not computed").
-    #[arg(long)]
-    pub crc: bool,
+    #[arg(long, visible_alias = "crc")]
+    pub checksum: bool,
     /// Core to pin this process to, or `none`.
     #[arg(long, default_value = "none")]
     pub core: String,
@@ -132,7 +132,7 @@ impl Load {
 #[derive(Debug, clap::Args)]
 pub struct SubscribeArgs {
     /// The relay's socket.
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     socket: PathBuf,
     #[command(flatten)]
     count: CountArgs,
@@ -259,9 +259,8 @@ pub fn publish(args: &PublishArgs) -> Result<(), String> {
     let frame = template(load.domain, load.size)?;
     let header = Header::view(&frame).ok_or("the template has a header")?;
     let domain = header.domain().ok_or("the template has a domain")?;
-    let mut options = PublisherOptions::new(domain, header.source());
-    options.checksum = load.crc;
-    options.confirm = args.confirm;
+    let options =
+        PublisherOptions::new(domain, header.source()).checksum(load.checksum).confirm(args.confirm);
     let socket = args.socket.display();
     let mut publisher = Publisher::connect(&args.socket, options).map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -489,7 +488,8 @@ impl Counts {
     #[inline(never)]
     fn other(&mut self, event: Event<torq::client::Frame<'_>>) {
         match event {
-            Event::Gap { .. } => self.gaps += 1,
+            // A sequence that goes back is as wrong in a measurement as one that skips.
+            Event::Gap { .. } | Event::Restarted { .. } => self.gaps += 1,
             Event::Notice(notice) => {
                 self.notices += 1;
                 match notice {

@@ -3,16 +3,21 @@
 //!
 //! ```text
 //! cargo run --release -p torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
-//! torq-perf throughput --target naive|RELAY-BINARY --subscribers N --frames N [--runs N] [-- RELAY ARGS]
+//! torq-perf throughput --target naive|RELAY-BINARY [--relay-cores LIST] --subscribers N --frames N [--runs N] [-- RELAY ARGS]
 //! torq-perf latency --target naive|RELAY-BINARY --rates 10k,100k [--seconds 6] [--out DIR] [-- RELAY ARGS]
 //! torq-perf bridge [--domain market-data|execution] [--rates 10k] [--throughput-s 3] [--taps] [--out DIR]
 //! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
-//! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--crc]
+//! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--checksum]
 //! torq-perf subscribe --socket PATH --frames N [--latency [--hlog FILE]] [--ack] [--idle-ms MS]
-//! torq-perf nats-publish --url URL --frames N [--rate R]  # the bridge's floor, over NATS
-//! torq-perf nats-subscribe --url URL --frames N [--latency [--hlog FILE]]
-//! torq-perf soak --minutes N [--json] [--relay PATH] [--md-rate R] [--signal-rate R] [--execution-rate R]
+//! torq-perf nats-publish --nats URL --frames N [--rate R]  # the bridge's floor, over NATS
+//! torq-perf nats-subscribe --nats URL --frames N [--latency [--hlog FILE]]
+//! torq-perf soak --minutes N [--json] [--target RELAY-BINARY] [--md-rate R] [--signal-rate R] [--execution-rate R]
 //! ```
+//!
+//! The flags are named as the relays' and torq-bridge's (`--socket PATH`, `--nats URL`,
+//! `--slow-consumer`, `--checksum`; `--target` for the relay binary under test, `--relay-cores`
+//! for its `--cores`); the former spellings (`--url`, `--relay`, `--cores`, `--policy`, `--crc`)
+//! still work.
 //!
 //! `throughput` and `latency` start the relay and the clients as separate processes (the
 //! other subcommands), see `perf/src/relay.rs` and `perf/src/latency/`; `bridge` runs a NATS
@@ -223,4 +228,84 @@ fn codec_figures(json: bool, measure: &Measure<'_>) {
         crc_only / figures[0].1,
         crc_only / figures[2].1
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Args, Scenario};
+
+    /// Every subcommand's help.
+    fn helps() -> Vec<(String, String)> {
+        let mut command = Args::command();
+        command.build();
+        command
+            .get_subcommands_mut()
+            .map(|sub| (sub.get_name().to_string(), sub.render_long_help().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_flags_are_named_as_the_relays_and_the_bridges() {
+        let helps = helps();
+        let help = |name: &str| &helps.iter().find(|(n, _)| n == name).unwrap().1;
+        for name in ["naive-relay", "publish", "subscribe"] {
+            assert!(help(name).contains("--socket <PATH>"), "{name}:\n{}", help(name));
+        }
+        for name in ["nats-publish", "nats-subscribe"] {
+            assert!(help(name).contains("--nats <URL>"), "{name}:\n{}", help(name));
+        }
+        for name in ["throughput", "latency"] {
+            let text = help(name);
+            for flag in [
+                "--target <naive|RELAY-BINARY>",
+                "--relay-cores <LIST|none|none:N>",
+                "--slow-consumer <POLICY>",
+            ] {
+                assert!(text.contains(flag), "{name}: {flag}\n{text}");
+            }
+            assert!(text.contains("--checksum"), "{name}:\n{text}");
+        }
+        assert!(help("bridge").contains("--relay-cores <LIST|none|none:N>"), "{}", help("bridge"));
+        assert!(help("soak").contains("--target <RELAY-BINARY>"), "{}", help("soak"));
+        for (name, text) in &helps {
+            // The flags' own lines (their descriptions may name a relay's flags).
+            for line in text.lines().map(str::trim_start).filter(|line| line.starts_with('-')) {
+                for wrong in ["--url ", "--relay ", "--policy ", "--cores ", "--crc", "<SOCKET>", "<URL_>"] {
+                    assert!(
+                        !line.starts_with(wrong) && !line.contains(&format!(" {wrong}")),
+                        "{name}: {line}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_former_spellings_still_parse() {
+        let parse = |list: &[&str]| {
+            format!(
+                "{:?}",
+                Args::parse_from(std::iter::once("torq-perf").chain(list.iter().copied())).scenario
+            )
+        };
+        assert_eq!(
+            parse(&["nats-publish", "--url", "nats://h:4222", "--frames", "1"]),
+            parse(&["nats-publish", "--nats", "nats://h:4222", "--frames", "1"])
+        );
+        assert_eq!(parse(&["soak", "--relay", "/bin/r"]), parse(&["soak", "--target", "/bin/r"]));
+        let old = ["throughput", "--cores", "0", "--policy", "drop", "--crc"];
+        let new = ["throughput", "--relay-cores", "0", "--slow-consumer", "drop", "--checksum"];
+        assert_eq!(parse(&old), parse(&new));
+        assert!(
+            parse(&new).contains("relay_cores: \"0\"") && parse(&new).contains("slow_consumer: \"drop\"")
+        );
+        assert_eq!(parse(&["bridge", "--cores", "0/1"]), parse(&["bridge", "--relay-cores", "0/1"]));
+        assert_eq!(
+            parse(&["publish", "--socket", "/s", "--frames", "1", "--crc"]),
+            parse(&["publish", "--socket", "/s", "--frames", "1", "--checksum"])
+        );
+        assert!(matches!(Args::parse_from(["torq-perf", "soak"]).scenario, Scenario::Soak(_)));
+    }
 }

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 #[derive(Debug, clap::Args)]
 pub struct NaiveArgs {
     /// The socket to listen on (removed on exit).
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     socket: PathBuf,
     /// Core to pin the relay to, or `none`.
     #[arg(long, default_value = "none")]

@@ -21,9 +21,9 @@ use crate::clients::{CountArgs, End, Load, Tally, epoch_ns, ready, sleep_until, 
 /// `torq-perf nats-publish`.
 #[derive(Debug, clap::Args)]
 pub struct NatsPublishArgs {
-    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
-    #[arg(long)]
-    url: String,
+    /// The NATS server, e.g. `nats://127.0.0.1:4222` (as torq-bridge's --nats).
+    #[arg(long, value_name = "URL", visible_alias = "url")]
+    nats: String,
     /// The subject to publish on.
     #[arg(long, default_value = "perf.floor")]
     subject: String,
@@ -34,9 +34,9 @@ pub struct NatsPublishArgs {
 /// `torq-perf nats-subscribe`.
 #[derive(Debug, clap::Args)]
 pub struct NatsSubscribeArgs {
-    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
-    #[arg(long)]
-    url: String,
+    /// The NATS server, e.g. `nats://127.0.0.1:4222` (as torq-bridge's --nats).
+    #[arg(long, value_name = "URL", visible_alias = "url")]
+    nats: String,
     /// The subject to subscribe to.
     #[arg(long, default_value = "perf.floor")]
     subject: String,
@@ -65,7 +65,7 @@ pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
     let load = &args.load;
     crate::pin(&load.core)?;
     let runtime = runtime()?;
-    let url = &args.url;
+    let url = &args.nats;
     let client = runtime
         .block_on(connect_options("torq-perf nats-publish").connect(url))
         .map_err(|e| format!("connect to {url}: {e}"))?;
@@ -73,7 +73,7 @@ pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
     let template = template(load.domain, load.size)?;
     let frame = |sequence: u64, timestamp: u64| {
         let mut frame = template.clone();
-        stamp(&mut frame, sequence, timestamp, load.crc);
+        stamp(&mut frame, sequence, timestamp, load.checksum);
         frame
     };
     let start = std::time::Instant::now();
@@ -138,7 +138,7 @@ pub fn publish(args: &NatsPublishArgs) -> Result<(), String> {
 pub fn subscribe(args: &NatsSubscribeArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
     let runtime = runtime()?;
-    let url = &args.url;
+    let url = &args.nats;
     let source = format!("{url} {}", args.subject);
     let report = runtime.block_on(async {
         let client = connect_options("torq-perf nats-subscribe")

@@ -28,20 +28,22 @@ use crate::clients::Domain;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Setup {
     /// `naive` (the floor: `torq-perf naive-relay`) or the path of a relay binary, started as
-    /// `<binary> --socket <tmp path> --cores <cores> --slow-consumer <policy> [ARGS after --]`.
-    #[arg(long, default_value = "naive")]
+    /// `<binary> --socket <tmp path> --cores <--relay-cores> --slow-consumer <--slow-consumer>
+    /// [ARGS after --]`.
+    #[arg(long, value_name = "naive|RELAY-BINARY", default_value = "naive")]
     pub target: String,
     /// The relay's cores, passed as `--cores` (`none`, `none:2`, `0`, `0,1`); the naive relay
     /// (the floor too, with `--with-floor`) pins itself to the first core of a list.
-    #[arg(long, visible_alias = "relay-cores", default_value = "none")]
-    pub cores: String,
+    #[arg(long, value_name = "LIST|none|none:N", visible_alias = "cores", default_value = "none")]
+    pub relay_cores: String,
     /// What the relay's idle reactors do, passed as `--idle` (`block`, `spin`, `backoff`) to a
     /// relay binary, never to the floor; the relay's own default when absent.
-    #[arg(long)]
+    #[arg(long, value_name = "STRATEGY")]
     pub idle: Option<String>,
-    /// Slow-consumer policy passed to a relay binary (`block`, `drop`, `disconnect`).
-    #[arg(long, default_value = "block")]
-    policy: String,
+    /// Slow-consumer policy passed to a relay binary as its `--slow-consumer` (`block`,
+    /// `drop`, `disconnect`).
+    #[arg(long, value_name = "POLICY", visible_alias = "policy", default_value = "block")]
+    slow_consumer: String,
     /// Cores for the clients, `none` or a list: the publisher takes the first, subscriber i
     /// the (i+1)-th, wrapping around.
     #[arg(long, default_value = "none")]
@@ -50,8 +52,8 @@ pub struct Setup {
     #[arg(long, value_enum, default_value_t = Domain::MarketData)]
     domain: Domain,
     /// Publish frames with their checksum computed.
-    #[arg(long)]
-    crc: bool,
+    #[arg(long, visible_alias = "crc")]
+    checksum: bool,
     /// Bytes per frame.
     #[arg(long, default_value_t = 128)]
     pub size: usize,
@@ -128,7 +130,7 @@ impl Setup {
 
     /// The core the floor runs on (`none` when unpinned).
     fn floor_core(&self) -> &str {
-        self.cores.split(',').next().filter(|core| !core.starts_with("none")).unwrap_or("none")
+        self.relay_cores.split(',').next().filter(|core| !core.starts_with("none")).unwrap_or("none")
     }
 
     /// The client cores, `--client-cores` split.
@@ -142,7 +144,7 @@ impl Setup {
         let relay = if self.target == "naive" {
             serde_json::json!({"binary": "torq-perf naive-relay", "core": self.floor_core()})
         } else {
-            serde_json::json!({"binary": self.target, "cores": self.cores,
+            serde_json::json!({"binary": self.target, "cores": self.relay_cores,
                 "idle": self.idle.as_deref().unwrap_or("(the relay's default)"), "args": self.relay_args})
         };
         let mut placement = serde_json::json!({
@@ -164,7 +166,7 @@ impl Setup {
             format!(
                 "{} --cores {} --idle {} {}",
                 self.target,
-                self.cores,
+                self.relay_cores,
                 self.idle.as_deref().unwrap_or("(default)"),
                 self.relay_args.join(" ")
             )
@@ -388,7 +390,7 @@ pub fn run_once(setup: &Setup, clients: Clients<'_>) -> Result<Outcome, String> 
     publisher.arg("publish").args(["--size", &setup.size.to_string()]);
     publisher.args(["--domain", setup.domain.name()]);
     common(&mut publisher, core(0));
-    publisher.args(setup.crc.then_some("--crc"));
+    publisher.args(setup.checksum.then_some("--checksum"));
     if let Some(rate) = rate {
         publisher.args(["--rate", &rate.to_string()]);
     }
@@ -523,7 +525,7 @@ fn start_relay(setup: &Setup, socket: &Path) -> Result<Child, String> {
         command
     } else {
         let mut command = Command::new(&setup.target);
-        command.args(["--cores", &setup.cores, "--slow-consumer", &setup.policy]);
+        command.args(["--cores", &setup.relay_cores, "--slow-consumer", &setup.slow_consumer]);
         if let Some(idle) = &setup.idle {
             command.args(["--idle", idle]);
         }

@@ -103,7 +103,7 @@ fn the_scenario_reports_every_figure_against_the_floor_and_writes_its_files() {
     let output = Command::new(TORQ_PERF)
         .args(["latency", "--with-floor", "--target"])
         .arg(&relay)
-        .args(["--cores", "0", "--client-cores", "1,0", "--rates", "2k,4k", "--seconds", "1"])
+        .args(["--relay-cores", "0", "--client-cores", "1,0", "--rates", "2k,4k", "--seconds", "1"])
         .args(["--warmup-s", "0.25", "--runs", "1", "--json", "--out"])
         .arg(&out)
         .args(["--", "-l", "warn"])

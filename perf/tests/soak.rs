@@ -13,7 +13,7 @@ const TORQ_PERF: &str = env!("CARGO_BIN_EXE_torq-perf");
 #[test]
 fn a_short_soak_of_the_three_relays_passes() {
     let output = Command::new(TORQ_PERF)
-        .args(["soak", "--minutes", "0.1", "--json", "--seed", "7", "--relay"])
+        .args(["soak", "--minutes", "0.1", "--json", "--seed", "7", "--target"])
         .arg(util::library_binary("relay_dev"))
         .args(["--md-rate", "5000", "--signal-rate", "500", "--execution-rate", "1000"])
         .output()
@@ -63,7 +63,7 @@ fn a_short_soak_of_the_three_relays_passes() {
 #[test]
 fn a_relay_that_does_not_run_fails_the_soak() {
     let output =
-        Command::new(TORQ_PERF).args(["soak", "--minutes", "0.1", "--relay", "false"]).output().unwrap();
+        Command::new(TORQ_PERF).args(["soak", "--minutes", "0.1", "--target", "false"]).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("soak failed: the relay exited with exit status: 1"), "{stderr}");

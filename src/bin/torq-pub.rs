@@ -79,7 +79,7 @@ struct Args {
     /// JSON lines; standard input when absent or `-`.
     file: Option<PathBuf>,
     /// How long to wait at the end for the relay to confirm every frame, in seconds.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     confirm_timeout: Duration,
     /// Say the legacy hello and ask for no confirmation (rejections go unreported).
     #[arg(long)]
@@ -156,8 +156,7 @@ fn main() -> ExitCode {
         if publisher.is_none() {
             let header = Header::view(&frame).expect("a built frame holds a header");
             let domain = header.domain().unwrap_or(RelayDomain::System);
-            let mut options = PublisherOptions::new(domain, header.source());
-            options.confirm = !args.legacy;
+            let options = PublisherOptions::new(domain, header.source()).confirm(!args.legacy);
             match Publisher::connect(&args.socket, options) {
                 Ok(connected) => publisher = Some(connected),
                 Err(e) => break Err(e.to_string()),

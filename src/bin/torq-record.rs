@@ -50,10 +50,10 @@ struct Args {
     #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Stop after this many seconds (fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     duration: Option<Duration>,
     /// The relay's max_message_size: the largest frame expected.
-    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     max_message_size: usize,
 }
 

@@ -70,7 +70,7 @@ struct Args {
     #[arg(long, value_name = "X|max", default_value = "1", value_parser = parse_speed)]
     speed: Speed,
     /// The longest wait between two frames, in seconds (before --speed applies).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     max_gap: Duration,
     #[command(flatten)]
     filters: FilterArgs,
@@ -78,7 +78,7 @@ struct Args {
     #[arg(long = "loop")]
     repeat: bool,
     /// How long to wait at the end for the relay to confirm every frame, in seconds.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     confirm_timeout: Duration,
     /// Say the legacy hello and ask for no confirmation (rejections go unreported).
     #[arg(long)]
@@ -292,8 +292,7 @@ impl<'a> Replay<'a> {
         }
         if self.publisher.is_none() {
             let domain = header.domain().unwrap_or(RelayDomain::System);
-            let mut options = PublisherOptions::new(domain, header.source());
-            options.confirm = self.confirm;
+            let options = PublisherOptions::new(domain, header.source()).confirm(self.confirm);
             self.publisher = Some(Publisher::connect(self.socket, options).map_err(|e| e.to_string())?);
         }
         let Some(publisher) = self.publisher.as_mut() else { unreachable!("connected above") };

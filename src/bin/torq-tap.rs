@@ -47,7 +47,7 @@ struct Args {
     #[arg(long)]
     hex: bool,
     /// The relay's max_message_size: the largest frame expected.
-    #[arg(long, value_name = "N", default_value_t = 131_072)]
+    #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     max_message_size: usize,
 }
 

@@ -21,7 +21,7 @@ mod logging;
 
 pub use logging::{init_logging, start_logging};
 
-/// Where `relay_dev all` puts its sockets unless `-s DIR` says otherwise.
+/// Where `relay_dev all` puts its sockets unless `--socket-dir DIR` says otherwise.
 const DEV_DIR: &str = "/tmp/torq_dev/";
 
 /// Setting names of [`RelayConfig::finish`] and [`EngineConfig::validate`] → flags.
@@ -110,14 +110,14 @@ pub struct DomainArgs {
     pub slow_consumer: Option<String>,
     /// Subscriber queue bound in bytes, at least 2 × max message size [default: 4194304;
     /// 16777216 for execution; grown to 2 × max message size when that is larger]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "BYTES")]
     pub queue_bytes: Option<usize>,
     /// Largest frame accepted in bytes, header included, at least 1065 [default: 131072]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
     /// Audit file when the audit level is on (the execution default); without it the relay
     /// audits to `<socket dir>/execution.audit`
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "FILE")]
     pub audit_file: Option<PathBuf>,
     /// Seconds between stats lines in the log; 0 = off
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
@@ -260,10 +260,15 @@ pub struct DevArgs {
     /// Log at debug level
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Socket path; with `all`, the directory of the three sockets (market_data.sock,
-    /// signals.sock, execution.sock) [default: the domain's; /tmp/torq_dev/ with `all`]
+    /// Socket path of a single domain [default: the domain's]. With `all` it is taken as
+    /// --socket-dir, as it always was
     #[arg(short = 's', long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Directory of the sockets, each named as the domain's default (market_data.sock,
+    /// signals.sock, execution.sock): the three of `all`, or the one of a single domain
+    /// [default: /tmp/torq_dev/ with `all`]
+    #[arg(long, value_name = "DIR", conflicts_with = "socket")]
+    pub socket_dir: Option<PathBuf>,
     /// Seconds between stats lines in the log; 0 = off
     #[arg(long, value_name = "SECONDS")]
     pub metrics_interval: Option<u64>,
@@ -302,8 +307,9 @@ impl DevArgs {
     }
 
     /// The relays to run. A single domain comes from the configuration file if given (see
-    /// [`DevArgs::load`]), else from the domain's defaults, with `-s` replacing the socket; `all`
-    /// is the three domains' defaults with their sockets in the `-s` directory. A relay whose
+    /// [`DevArgs::load`]), else from the domain's defaults, with `--socket` replacing the socket
+    /// (or `--socket-dir` its directory); `all` is the three domains' defaults with their sockets
+    /// in the `--socket-dir` directory (or `--socket`, its legacy spelling). A relay whose
     /// audit level is on and that has no audit file audits to `<socket dir>/<stem>.audit`
     /// (e.g. `execution.audit`), so `relay_dev all` runs out of the box.
     ///
@@ -315,6 +321,15 @@ impl DevArgs {
         file: Option<&ConfigFile>,
     ) -> Result<(EngineConfig, Vec<RelayConfig>), ConfigError> {
         let socket = self.socket.as_deref().map(|path| nonempty_path(path, "--socket")).transpose()?;
+        let socket_dir =
+            self.socket_dir.as_deref().map(|path| nonempty_path(path, "--socket-dir")).transpose()?;
+        // A single domain's socket: --socket, or its default name in --socket-dir.
+        let single = |domain: RelayDomain| -> Result<Option<PathBuf>, ConfigError> {
+            match &socket_dir {
+                Some(dir) => Ok(Some(dir.join(defaults_for(domain)?.socket_file_name()))),
+                None => Ok(socket.clone()),
+            }
+        };
         let (mut engine, relays) = match (self.target.domain(), file) {
             (Some(domain), Some(file)) if file.domain() != domain => {
                 return Err(ConfigError::invalid(
@@ -323,14 +338,14 @@ impl DevArgs {
                     format!("a {domain} configuration (the file's relay.domain is {})", file.domain()),
                 ));
             }
-            (Some(_), Some(file)) => {
-                let (engine, relay) = resolve_file(file, socket.as_deref())?;
+            (Some(domain), Some(file)) => {
+                let (engine, relay) = resolve_file(file, single(domain)?.as_deref())?;
                 (engine, vec![relay])
             }
             (Some(domain), None) => {
                 let defaults = defaults_for(domain)?;
                 let mut relay = RelayConfig::new(&defaults);
-                if let Some(socket) = socket {
+                if let Some(socket) = single(domain)? {
                     relay.socket = socket;
                 }
                 relay.finish(&defaults, false)?;
@@ -344,7 +359,7 @@ impl DevArgs {
                 ));
             }
             (None, None) => {
-                let dir = socket.unwrap_or_else(|| PathBuf::from(DEV_DIR));
+                let dir = socket_dir.or(socket).unwrap_or_else(|| PathBuf::from(DEV_DIR));
                 let mut relays = Vec::with_capacity(3);
                 for domain in [RelayDomain::MarketData, RelayDomain::Signal, RelayDomain::Execution] {
                     let defaults = defaults_for(domain)?;
@@ -375,7 +390,7 @@ impl DevArgs {
     }
 }
 
-/// A file's relay: the defaults of its domain, the file, the `-s` socket if any, finished.
+/// A file's relay: the defaults of its domain, the file, the `--socket` if any, finished.
 fn resolve_file(
     file: &ConfigFile,
     socket: Option<&Path>,

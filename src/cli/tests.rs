@@ -562,6 +562,76 @@ fn dev_single_domain() {
 }
 
 #[test]
+fn dev_socket_dir_and_its_legacy_spellings_name_the_same_sockets() {
+    let sockets = |list: &[&str]| {
+        let args = DevArgs::try_parse_from(list).unwrap();
+        let (_, relays) = args.resolve(None).unwrap();
+        relays.into_iter().map(|r| (r.socket, r.audit_file)).collect::<Vec<_>>()
+    };
+    let all = sockets(&["relay_dev", "all", "--socket-dir", "/run/t"]);
+    assert_eq!(all[0].0, Path::new("/run/t/market_data.sock"));
+    assert_eq!(
+        all[2],
+        (PathBuf::from("/run/t/execution.sock"), Some(PathBuf::from("/run/t/execution.audit")))
+    );
+    // The legacy command lines: `all -s DIR` and `all --socket DIR`.
+    assert_eq!(sockets(&["relay_dev", "all", "-s", "/run/t"]), all);
+    assert_eq!(sockets(&["relay_dev", "all", "--socket", "/run/t"]), all);
+    // A single domain in a directory: its default file name there.
+    assert_eq!(
+        sockets(&["relay_dev", "signal", "--socket-dir", "/run/t"]),
+        [(PathBuf::from("/run/t/signals.sock"), None)]
+    );
+    let signal = example("signal.toml");
+    let args = DevArgs::try_parse_from([
+        "relay_dev",
+        "signal",
+        "-c",
+        signal.to_str().unwrap(),
+        "--socket-dir",
+        "/run/u",
+    ])
+    .unwrap();
+    let (_, relays) = args.resolve(args.load().unwrap().as_ref()).unwrap();
+    assert_eq!(relays[0].socket, Path::new("/run/u/signals.sock"));
+    // One or the other.
+    assert!(DevArgs::try_parse_from(["relay_dev", "all", "-s", "/a", "--socket-dir", "/b"]).is_err());
+    assert!(DevArgs::try_parse_from(["relay_dev", "all", "--socket-dir", ""]).is_err());
+}
+
+#[test]
+fn help_uses_one_name_per_idea() {
+    use clap::CommandFactory;
+    for (binary, mut command) in [
+        ("domain relays", DomainArgs::command()),
+        ("relay", RelayArgs::command()),
+        ("relay_dev", DevArgs::command()),
+    ] {
+        let help = command.render_long_help().to_string();
+        assert!(help.contains("-l, --log-level <LEVEL>"), "{binary}:\n{help}");
+        for wrong in ["<LOG_LEVEL>", "<SECS>", "--metrics <", "--max-message-size <N>", "--queue-bytes <N>"] {
+            assert!(!help.contains(wrong), "{binary} shows {wrong}:\n{help}");
+        }
+    }
+    let domain = DomainArgs::command().render_long_help().to_string();
+    for name in [
+        "--socket <PATH>",
+        "--metrics-addr <ADDR>",
+        "--metrics-interval <SECONDS>",
+        "--max-message-size <BYTES>",
+        "--queue-bytes <BYTES>",
+        "--audit-file <FILE>",
+    ] {
+        assert!(domain.contains(name), "{name}:\n{domain}");
+    }
+    let dev = DevArgs::command().render_long_help().to_string();
+    for name in ["-s, --socket <PATH>", "--socket-dir <DIR>", "--metrics-addr <ADDR>", "-c, --config <FILE>"]
+    {
+        assert!(dev.contains(name), "{name}:\n{dev}");
+    }
+}
+
+#[test]
 fn flag_definitions_are_consistent() {
     use clap::CommandFactory;
     DomainArgs::command().debug_assert();

@@ -74,6 +74,20 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
+    /// Options made with [`SubscriberOptions::legacy`] were given what only a Subscribe can
+    /// say (a filter, heartbeats, a role): a legacy subscriber sends no Subscribe and receives
+    /// every data frame, so it would be dropped without a word. Not connected.
+    #[error(
+        "not connecting to the relay at {path}: a legacy subscriber (SubscriberOptions::legacy) sends no \
+         Subscribe, so it takes no {asked} (it receives every data frame); use SubscriberOptions::new() to ask \
+         for {asked}, or leave the {asked} out"
+    )]
+    Legacy {
+        /// The socket path.
+        path: PathBuf,
+        /// What was asked: "filters", "heartbeats" or "role".
+        asked: &'static str,
+    },
     /// A non-blocking call could not go on: the send buffer is full because the relay is not
     /// taking frames as fast as they are published.
     #[error("the send buffer is full: the relay is not taking frames as fast as they are published")]

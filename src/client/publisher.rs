@@ -20,37 +20,34 @@ use super::{Error, FrameReader, Reconnect, Rejection, Settlement, unix_ns};
 /// The largest notice frame (a RelayNotice of 512 bytes in an extended TLV), and then some.
 const NOTICE_BUFFER: usize = 4096;
 
-/// How a [`Publisher`] publishes.
+/// How a [`Publisher`] publishes: [`PublisherOptions::new`], then the builder methods, as
+/// [`SubscriberOptions`](super::SubscriberOptions):
+///
+/// ```
+/// use std::time::Duration;
+/// use torq::client::{PublisherOptions, Reconnect};
+/// use torq::protocol::RelayDomain;
+///
+/// let options = PublisherOptions::new(RelayDomain::Execution, 20)
+///     .reconnect(Reconnect::default())
+///     .ack_timeout(Duration::from_secs(2));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherOptions {
-    /// The domain of its frames.
-    pub domain: RelayDomain,
-    /// Its source byte (a `SourceType`).
-    pub source: u8,
-    /// Compute each frame's checksum (required by Execution, verified by Signal).
-    pub checksum: bool,
-    /// The send buffer, in bytes: frames are built in it and written in batches. Also the
-    /// largest frame it can build.
-    pub send_buffer: usize,
-    /// Write once this many bytes are waiting (a batch); [`Publisher::flush`] writes the rest.
-    pub batch: usize,
-    /// Reconnect when the relay goes away (`None`: report [`Error::Closed`]).
-    pub reconnect: Option<Reconnect>,
-    /// Ask the relay to confirm every frame (PROTOCOL.md §6, Subscribe options bits 0 and 2,
-    /// the default): each rejection comes back with its reason ([`Publisher::take_rejection`]),
-    /// a rejected frame never closes the connection, frames over the relay's
-    /// `max_message_size` are refused here, and [`Publisher::settle`] waits until the relay
-    /// has said what became of everything sent. `false`: the legacy hello — the relay says
-    /// nothing, and on Execution closes the connection at the first rejected frame, losing
-    /// those behind it.
-    pub confirm: bool,
-    /// How long [`Publisher::connect`] waits for the relay to acknowledge (with `confirm`).
-    pub ack_timeout: Duration,
+    domain: RelayDomain,
+    source: u8,
+    checksum: bool,
+    send_buffer: usize,
+    batch: usize,
+    reconnect: Option<Reconnect>,
+    confirm: bool,
+    ack_timeout: Duration,
 }
 
 impl PublisherOptions {
-    /// Frames of `domain` from `source`, checksummed unless the domain is MarketData; a 1 MiB
-    /// send buffer written in 128 KiB batches; no reconnection.
+    /// Frames of `domain` from `source` (a `SourceType`), checksummed unless the domain is
+    /// MarketData; a 1 MiB send buffer written in 128 KiB batches; confirmed by the relay,
+    /// waiting at most 5 s for its acknowledgement; no reconnection.
     pub fn new(domain: RelayDomain, source: u8) -> Self {
         PublisherOptions {
             domain,
@@ -62,6 +59,58 @@ impl PublisherOptions {
             confirm: true,
             ack_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Computes each frame's checksum (`true`), or leaves it 0, "not computed" (`false`).
+    /// Execution requires it and Signal verifies it.
+    #[must_use]
+    pub fn checksum(mut self, checksum: bool) -> Self {
+        self.checksum = checksum;
+        self
+    }
+
+    /// The send buffer, in bytes: frames are built in it and written in batches. Also the
+    /// largest frame it can build.
+    #[must_use]
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = bytes;
+        self
+    }
+
+    /// Writes once this many bytes are waiting (a batch); [`Publisher::flush`] writes the rest.
+    #[must_use]
+    pub fn batch(mut self, bytes: usize) -> Self {
+        self.batch = bytes;
+        self
+    }
+
+    /// Reconnects with `reconnect` when the relay goes away (`None`: report
+    /// [`Error::Closed`]).
+    #[must_use]
+    pub fn reconnect(mut self, reconnect: impl Into<Option<Reconnect>>) -> Self {
+        self.reconnect = reconnect.into();
+        self
+    }
+
+    /// Asks the relay to confirm every frame (PROTOCOL.md §6, Subscribe options bits 0 and 2;
+    /// the default): each rejection comes back with its reason
+    /// ([`Publisher::take_rejection`]), a rejected frame never closes the connection, frames
+    /// over the relay's `max_message_size` are refused here, and [`Publisher::settle`] waits
+    /// until the relay has said what became of everything sent. `false`: the legacy hello —
+    /// the relay says nothing, and on Execution closes the connection at the first rejected
+    /// frame, losing those behind it.
+    #[must_use]
+    pub fn confirm(mut self, confirm: bool) -> Self {
+        self.confirm = confirm;
+        self
+    }
+
+    /// How long [`Publisher::connect`] waits for the relay to acknowledge (with
+    /// [`PublisherOptions::confirm`]).
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
     }
 }
 

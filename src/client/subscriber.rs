@@ -16,18 +16,30 @@ use crate::protocol::{
 use super::reader::{Frame, FrameReader};
 use super::{Error, Reconnect, wait_ready};
 
-/// How a [`Subscriber`] subscribes.
+/// How a [`Subscriber`] subscribes: [`SubscriberOptions::new`] (or
+/// [`SubscriberOptions::legacy`]), then the builder methods, as
+/// [`PublisherOptions`](super::PublisherOptions):
+///
+/// ```
+/// use torq::client::{Reconnect, SubscriberOptions};
+/// use torq::protocol::Filter;
+///
+/// let options = SubscriberOptions::new()
+///     .filter(Filter::TypeRange { lo: 1, hi: 3 })
+///     .heartbeats()
+///     .reconnect(Reconnect::default());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberOptions {
     /// The Subscribe sent on connecting (and again after each reconnection); `None` for a
     /// legacy subscriber that sends nothing and receives everything, without notices.
-    pub subscribe: Option<Subscribe>,
-    /// The largest frame expected (the relay's `max_message_size`).
-    pub max_message_size: usize,
-    /// How long [`Subscriber::connect`] waits for the relay to acknowledge the Subscribe.
-    pub ack_timeout: Duration,
-    /// Reconnect when the relay goes away (`None`: report [`Error::Closed`]).
-    pub reconnect: Option<Reconnect>,
+    subscribe: Option<Subscribe>,
+    max_message_size: usize,
+    ack_timeout: Duration,
+    reconnect: Option<Reconnect>,
+    /// What was asked of a legacy subscriber that only a Subscribe can say (its first such
+    /// request): [`Subscriber::connect`] refuses the options with [`Error::Legacy`].
+    refused: Option<&'static str>,
 }
 
 impl Default for SubscriberOptions {
@@ -37,7 +49,8 @@ impl Default for SubscriberOptions {
 }
 
 impl SubscriberOptions {
-    /// Every data frame, with notices; no reconnection.
+    /// Every data frame, with notices; frames up to 131072 bytes; waiting at most 5 s for the
+    /// relay's acknowledgement; no reconnection.
     pub fn new() -> Self {
         SubscriberOptions {
             subscribe: Some(Subscribe {
@@ -48,36 +61,71 @@ impl SubscriberOptions {
             max_message_size: 131_072,
             ack_timeout: Duration::from_secs(5),
             reconnect: None,
+            refused: None,
         }
     }
 
-    /// A legacy subscriber: no Subscribe, every data frame, no notices.
+    /// A legacy subscriber: no Subscribe, every data frame, no notices. It takes no filter,
+    /// heartbeats or role (they are said in the Subscribe it does not send): asking for one
+    /// makes [`Subscriber::connect`] fail with [`Error::Legacy`].
     pub fn legacy() -> Self {
         SubscriberOptions { subscribe: None, ..Self::new() }
     }
 
     /// Adds a filter (PROTOCOL.md §6: filters are OR-ed; none means every data frame).
     #[must_use]
-    pub fn filter(mut self, filter: Filter) -> Self {
-        if let Some(subscribe) = &mut self.subscribe {
-            subscribe.filters.push(filter);
-        }
-        self
+    pub fn filter(self, filter: Filter) -> Self {
+        self.subscribing("filters", |subscribe| subscribe.filters.push(filter))
     }
 
     /// Asks for a Heartbeat after each second with nothing else to send.
     #[must_use]
-    pub fn heartbeats(mut self) -> Self {
-        if let Some(subscribe) = &mut self.subscribe {
-            subscribe.options |= OPTION_HEARTBEATS;
-        }
+    pub fn heartbeats(self) -> Self {
+        self.subscribing("heartbeats", |subscribe| subscribe.options |= OPTION_HEARTBEATS)
+    }
+
+    /// The role the Subscribe says: [`Role::Subscribe`] by default; [`Role::PublishSubscribe`]
+    /// for a connection that also publishes (its rejected frames come back as notices).
+    #[must_use]
+    pub fn role(self, role: Role) -> Self {
+        self.subscribing("role", |subscribe| subscribe.role = role)
+    }
+
+    /// Reconnects with `reconnect` when the relay goes away (`None`: report
+    /// [`Error::Closed`]).
+    #[must_use]
+    pub fn reconnect(mut self, reconnect: impl Into<Option<Reconnect>>) -> Self {
+        self.reconnect = reconnect.into();
         self
     }
 
-    /// Reconnects with `reconnect` when the relay goes away.
+    /// The largest frame expected: the relay's `max_message_size`.
     #[must_use]
-    pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
-        self.reconnect = Some(reconnect);
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How long [`Subscriber::connect`] waits for the relay to acknowledge the Subscribe.
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// The Subscribe sent on connecting; `None` for a legacy subscriber.
+    pub fn subscribe(&self) -> Option<&Subscribe> {
+        self.subscribe.as_ref()
+    }
+
+    /// Changes the Subscribe, or notes that a legacy subscriber was asked for `what`.
+    fn subscribing(mut self, what: &'static str, change: impl FnOnce(&mut Subscribe)) -> Self {
+        match &mut self.subscribe {
+            Some(subscribe) => change(subscribe),
+            None => {
+                self.refused.get_or_insert(what);
+            }
+        }
         self
     }
 }
@@ -173,10 +221,22 @@ pub enum Event<F> {
     Frame(F),
     /// A notice from the relay.
     Notice(Notice),
-    /// The next frame from `source` skips sequences: `expected` was due, `received` comes.
-    /// (Frames of one source from several connections interleave; sequences are per
-    /// publisher.)
+    /// The next frame from `source` skips sequences forward: `expected` was due, `received`
+    /// (larger) comes, so `received - expected` frames were missed. (Frames of one source from
+    /// several connections interleave; sequences are per publisher.)
     Gap {
+        /// The frame's source.
+        source: u8,
+        /// The sequence due.
+        expected: u64,
+        /// The sequence received.
+        received: u64,
+    },
+    /// The next frame from `source` goes back: `expected` was due, `received` (smaller, or
+    /// the same again) comes. Nothing was missed: the source's publisher started again (a new
+    /// connection counts from 1), or another publisher of that source, or a replay, sends
+    /// sequences of its own. Sequences are checked from `received` on.
+    Restarted {
         /// The frame's source.
         source: u8,
         /// The sequence due.
@@ -203,6 +263,9 @@ impl Event<Frame<'_>> {
             Event::Notice(notice) => Event::Notice(notice.clone()),
             Event::Gap { source, expected, received } => {
                 Event::Gap { source: *source, expected: *expected, received: *received }
+            }
+            Event::Restarted { source, expected, received } => {
+                Event::Restarted { source: *source, expected: *expected, received: *received }
             }
             Event::Reconnected { attempts } => Event::Reconnected { attempts: *attempts },
         }
@@ -235,10 +298,14 @@ impl Subscriber {
     ///
     /// # Errors
     ///
-    /// [`Error::Connect`]; [`Error::Refused`] when the relay answers with notice 3 or 6;
-    /// [`Error::TimedOut`] without an acknowledgement.
+    /// [`Error::Legacy`], before connecting, for legacy options given a filter, heartbeats or
+    /// a role; [`Error::Connect`]; [`Error::Refused`] when the relay answers with notice 3 or
+    /// 6; [`Error::TimedOut`] without an acknowledgement.
     pub fn connect(path: impl AsRef<Path>, options: SubscriberOptions) -> Result<Subscriber, Error> {
         let path = path.as_ref().to_path_buf();
+        if let Some(asked) = options.refused {
+            return Err(Error::Legacy { path, asked });
+        }
         let (stream, reader) = open(&path, &options)?;
         Ok(Subscriber {
             path,
@@ -499,7 +566,7 @@ impl Subscriber {
     }
 }
 
-/// The event a buffered frame makes: a gap (reported before its frame, which then stays in the
+/// The event a buffered frame makes: a gap or a restart (reported before its frame, which then stays in the
 /// buffer: `false`), a notice or a frame (taken: `true`).
 fn classify<'a>(
     frame: Frame<'a>,
@@ -516,8 +583,9 @@ fn classify<'a>(
     }
 }
 
-/// The gap before the data frame of `header`, unless it was just reported (the frame comes
-/// after it); without one, the frame's sequence is recorded as seen. `gap_reported` is only
+/// The gap ([`Event::Gap`] forward, [`Event::Restarted`] back) before the data frame of
+/// `header`, unless it was just reported (the frame comes after it); without one, the frame's
+/// sequence is recorded as seen. `gap_reported` is only
 /// ever true for the frame whose gap was reported, so the sequence due is all a frame in order
 /// is checked against.
 #[inline]
@@ -527,7 +595,12 @@ fn gap<F>(header: &Header, next: &mut [u64; 256], gap_reported: &mut bool) -> Op
     if *due != sequence && *due != 0 {
         if !*gap_reported {
             *gap_reported = true;
-            return Some(Event::Gap { source, expected: *due, received: sequence });
+            let expected = *due;
+            return Some(if sequence > expected {
+                Event::Gap { source, expected, received: sequence }
+            } else {
+                Event::Restarted { source, expected, received: sequence }
+            });
         }
         *gap_reported = false;
     }
@@ -757,6 +830,64 @@ mod tests {
             }
             assert_eq!(received, expected, "poll, limit {limit}");
         }
+    }
+
+    #[test]
+    fn a_sequence_that_goes_back_is_a_restart_not_a_gap() {
+        // Source 2's publisher sends 999 and 1000, starts again at 1; a duplicate of 2 follows.
+        let stream = [data(2, 999), data(2, 1000), data(2, 1), data(2, 2), data(2, 2), data(2, 5)];
+        let expected = vec![
+            Event::Frame(data(2, 999)),
+            Event::Frame(data(2, 1000)),
+            Event::Restarted { source: 2, expected: 1001, received: 1 },
+            Event::Frame(data(2, 1)),
+            Event::Frame(data(2, 2)),
+            Event::Restarted { source: 2, expected: 3, received: 2 },
+            Event::Frame(data(2, 2)),
+            Event::Gap { source: 2, expected: 3, received: 5 },
+            Event::Frame(data(2, 5)),
+        ];
+        let mut subscriber = subscriber_of(&stream.concat());
+        let mut received = Vec::new();
+        loop {
+            match subscriber.recv_timeout(Duration::from_secs(5)) {
+                Ok(Some(event)) => received.push(event.to_owned()),
+                Ok(None) => panic!("timed out after {received:?}"),
+                Err(Error::Closed { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(received, expected);
+    }
+
+    #[test]
+    fn a_legacy_subscriber_refuses_what_only_a_subscribe_can_say() {
+        let path = Path::new("/nonexistent/torq-legacy.sock");
+        for (options, asked) in [
+            (SubscriberOptions::legacy().filter(Filter::Source(9)), "filters"),
+            (SubscriberOptions::legacy().heartbeats().filter(Filter::Source(9)), "heartbeats"),
+            (SubscriberOptions::legacy().role(Role::PublishSubscribe), "role"),
+        ] {
+            // Refused before any connection is tried (the socket does not exist).
+            match Subscriber::connect(path, options) {
+                Err(e @ Error::Legacy { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(&format!("takes no {asked}")), "{text}");
+                    assert!(text.contains(&path.display().to_string()), "{text}");
+                    assert!(text.contains("SubscriberOptions::new()"), "{text}");
+                }
+                other => panic!("{asked}: expected Error::Legacy, got {other:?}"),
+            }
+        }
+        // Without them a legacy subscriber connects (here: fails to, for want of a relay).
+        assert!(matches!(Subscriber::connect(path, SubscriberOptions::legacy()), Err(Error::Connect { .. })));
+        // And the filters of a Subscribe are kept.
+        let options = SubscriberOptions::new().filter(Filter::Source(9)).role(Role::PublishSubscribe);
+        let subscribe = options.subscribe().unwrap();
+        assert_eq!(
+            (subscribe.role, subscribe.filters.as_slice()),
+            (Role::PublishSubscribe, &[Filter::Source(9)][..])
+        );
     }
 
     #[test]

@@ -36,11 +36,10 @@ pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
 ///
 /// A message for the user: too many filters, or the client's error (it names the socket).
 pub fn subscribe(socket: &Path, filters: &FilterArgs, max_message_size: usize) -> Result<Subscriber, String> {
-    let options = SubscriberOptions {
-        subscribe: Some(filters.subscribe()?),
-        max_message_size,
-        ..SubscriberOptions::new()
-    };
+    let options = filters
+        .filters()?
+        .into_iter()
+        .fold(SubscriberOptions::new().max_message_size(max_message_size), SubscriberOptions::filter);
     Subscriber::connect(socket, options).map_err(|e| e.to_string())
 }
 
@@ -127,6 +126,9 @@ pub fn receive<O>(
             Ok(Some(Event::Notice(notice))) => eprintln!("{tool}: the relay says: {}", notice_text(&notice)),
             Ok(Some(Event::Gap { source, expected, received })) => {
                 eprintln!("{tool}: source {source} skipped sequences: {expected} was due, {received} came")
+            }
+            Ok(Some(Event::Restarted { source, expected, received })) => {
+                eprintln!("{tool}: source {source} started again at sequence {received} ({expected} was due)")
             }
             Ok(Some(Event::Reconnected { attempts })) => {
                 eprintln!("{tool}: reconnected after {attempts} attempts")

@@ -333,7 +333,7 @@ impl Host {
 
     fn start_with(tag: &str, extra: &[&str]) -> Host {
         let dir = temp_dir(tag);
-        let mut args: Vec<String> = vec!["all".into(), "--socket".into(), dir.display().to_string()];
+        let mut args: Vec<String> = vec!["all".into(), "--socket-dir".into(), dir.display().to_string()];
         args.extend(extra.iter().map(|a| a.to_string()));
         let relay = Proc::spawn(&relay_dev_binary(), &args, dir.join("relay.log"));
         let host = Host { dir, relay };
@@ -387,7 +387,7 @@ impl Host {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Proc {
-        Bridge { relay: &self.socket(domain), domain, node, nats, extra, env }.spawn(&self.dir)
+        Bridge { socket: &self.socket(domain), domain, node, nats, extra, env }.spawn(&self.dir)
     }
 
     pub fn publisher(&self, domain: RelayDomain, source: u8) -> Publisher {
@@ -423,7 +423,8 @@ pub fn sequences(seen: &[Seen], source: u8, bridged: bool) -> Vec<u64> {
 
 /// A `torq-bridge` command line: any relay socket, with the tests' logging.
 pub struct Bridge<'a> {
-    pub relay: &'a Path,
+    /// The local relay's socket.
+    pub socket: &'a Path,
     pub domain: RelayDomain,
     pub node: &'a str,
     pub nats: &'a str,
@@ -451,7 +452,7 @@ impl Bridge<'_> {
             "--metrics-interval",
             "1",
         ];
-        let args: Vec<String> = ["--relay", self.relay.to_str().unwrap()]
+        let args: Vec<String> = ["--socket", self.socket.to_str().unwrap()]
             .into_iter()
             .chain(fixed)
             .chain(self.extra.iter().copied())

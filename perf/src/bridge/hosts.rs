@@ -326,9 +326,14 @@ impl Cluster {
             self.metrics[i] = SocketAddr::from(([127, 0, 0, 1], free_port()?));
             let host = self.sockets[i].parent().expect("in the host's directory");
             let mut bridge = Command::new(&binaries.bridge);
-            bridge.arg("--relay").arg(&self.sockets[i]);
+            bridge.arg("--socket").arg(&self.sockets[i]);
             bridge.args(["--domain", spec.domain.name(), "--node", ["a", "b"][i], "--nats", &self.url]);
-            bridge.args(role).args(["--metrics", &self.metrics[i].to_string(), "--metrics-interval", "1"]);
+            bridge.args(role).args([
+                "--metrics-addr",
+                &self.metrics[i].to_string(),
+                "--metrics-interval",
+                "1",
+            ]);
             bridge.args(spec.bridge_args);
             self.procs.push(Proc::spawn(name, bridge, host.join("bridge.log"), &placement.bridges[i])?);
         }

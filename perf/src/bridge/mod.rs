@@ -74,10 +74,10 @@ pub struct BridgeArgs {
     size: usize,
     /// Both relays' `--cores` (`none`, `none:1`, `0`, `0,1`), or relay a's and relay b's
     /// separated by `/` (`0/1`).
-    #[arg(long, visible_alias = "cores", default_value = "none")]
+    #[arg(long, value_name = "LIST|none|none:N", visible_alias = "cores", default_value = "none")]
     relay_cores: String,
     /// Both relays' `--idle` (`block`, `spin`, `backoff`); the relay's default when absent.
-    #[arg(long)]
+    #[arg(long, value_name = "STRATEGY")]
     idle: Option<String>,
     /// The publishers' and the subscribers' cores (the bridge's clients and the floor's alike):
     /// `P,S`, one core for both, or `none`.
@@ -502,15 +502,15 @@ impl Scenario<'_> {
             subscriber.args(["subscribe", "--ack", "--socket"]).arg(&cluster.sockets[1]);
             publisher.args(["publish", "--socket"]).arg(&cluster.sockets[0]);
         } else {
-            subscriber.args(["nats-subscribe", "--url", &cluster.url, "--subject", FLOOR_SUBJECT]);
-            publisher.args(["nats-publish", "--url", &cluster.url, "--subject", FLOOR_SUBJECT]);
+            subscriber.args(["nats-subscribe", "--nats", &cluster.url, "--subject", FLOOR_SUBJECT]);
+            publisher.args(["nats-publish", "--nats", &cluster.url, "--subject", FLOOR_SUBJECT]);
         }
         subscriber.args(["--frames", &frames.to_string(), "--idle-ms", &args.idle_ms.to_string()]);
         subscriber.args(["--core", &placement.subscriber]);
         subscriber.args(rate.map(|_| "--latency"));
         publisher.args(["--frames", &frames.to_string(), "--size", &args.size.to_string()]);
         publisher.args(["--domain", args.domain.name(), "--core", &placement.publisher]);
-        publisher.args(self.crc.then_some("--crc"));
+        publisher.args(self.crc.then_some("--checksum"));
         if let Some(rate) = rate {
             publisher.args(["--rate", &rate.to_string()]);
         }
@@ -589,7 +589,7 @@ impl Scenario<'_> {
         on_a.args(["subscribe", "--ack", "--socket"]).arg(&cluster.sockets[0]);
         let mut on_nats = Command::new(&exe);
         let subject = format!("torq.a.{}.>", hosts::subject_token(args.domain));
-        on_nats.args(["nats-subscribe", "--url", &cluster.url, "--subject", &subject]);
+        on_nats.args(["nats-subscribe", "--nats", &cluster.url, "--subject", &subject]);
         for (tap, core) in [&mut on_a, &mut on_nats].into_iter().zip(&self.placement.bridges) {
             tap.args(["--frames", &frames.to_string(), "--idle-ms", &args.idle_ms.to_string()]);
             tap.args(["--core", core, "--latency", "--warmup-frames", &warmup.to_string()]);

@@ -499,11 +499,12 @@ impl Files<'_> {
             let mut per_second = Vec::new();
             for run in runs.iter() {
                 let offset = per_second.len() as f64;
-                per_second.extend(
-                    run.intervals.iter().map(|i| {
-                        (offset + i.start_s, i.histogram.value_at_quantile(0.999), i.histogram.max())
-                    }),
-                );
+                per_second.extend(run.intervals.iter().map(|i| plot::Second {
+                    start_s: offset + i.start_s,
+                    p99_9_ns: i.histogram.value_at_quantile(0.999),
+                    max_ns: i.histogram.max(),
+                    count: i.histogram.len(),
+                }));
             }
             totals.push((side_label.clone(), total, per_second));
         }
@@ -528,7 +529,7 @@ fn label(setup: &Setup) -> String {
     }
     let binary =
         Path::new(&setup.target).file_name().map_or(setup.target.clone(), |n| n.to_string_lossy().into());
-    format!("{binary} --cores {} --idle {}", setup.cores, setup.idle.as_deref().unwrap_or("block"))
+    format!("{binary} --cores {} --idle {}", setup.relay_cores, setup.idle.as_deref().unwrap_or("block"))
 }
 
 #[cfg(test)]

@@ -530,7 +530,7 @@ fn processes(load: &Load, publishers: bool, length: Duration, rng: &mut Rng) -> 
         };
         command.args(["publish", "--frames", "1000000000", "--rate", &rate.to_string()]);
         command.args(["--domain", domain.name(), "--size", &load.size.to_string()]);
-        command.args((domain != Domain::MarketData).then_some("--crc"));
+        command.args((domain != Domain::MarketData).then_some("--checksum"));
     } else {
         command.args(["subscribe", "--frames", &u64::MAX.to_string()]);
     }

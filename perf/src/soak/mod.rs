@@ -60,10 +60,10 @@ pub struct SoakArgs {
     /// Length of the run in minutes; fractions allowed (0.1 = 6 s).
     #[arg(long, default_value_t = 10.0)]
     minutes: f64,
-    /// The relay binary, run as `RELAY all -s DIR --metrics-interval 0 --metrics-addr ADDR`
-    /// [default: relay_dev next to torq-perf]
-    #[arg(long, value_name = "RELAY")]
-    relay: Option<PathBuf>,
+    /// The relay binary, run as `RELAY-BINARY all --socket-dir DIR --metrics-interval 0
+    /// --metrics-addr ADDR` [default: relay_dev next to torq-perf]
+    #[arg(long, value_name = "RELAY-BINARY", visible_alias = "relay")]
+    target: Option<PathBuf>,
     /// Market-data frames per second, all publisher threads together (two threads).
     #[arg(long, default_value_t = 100_000.0)]
     md_rate: f64,
@@ -221,7 +221,7 @@ pub fn soak(args: &SoakArgs) -> Result<(), String> {
     }
     let out = Out { json: args.json };
     let exe = current_exe()?;
-    let relay = args.relay.clone().unwrap_or_else(|| exe.with_file_name("relay_dev"));
+    let relay = args.target.clone().unwrap_or_else(|| exe.with_file_name("relay_dev"));
     let seed = args.seed.unwrap_or_else(|| crate::clients::epoch_ns() % 1_000_000);
     let run = Duration::from_secs_f64(args.minutes * 60.0);
 
@@ -230,7 +230,7 @@ pub fn soak(args: &SoakArgs) -> Result<(), String> {
         .map_err(|e| format!("create {}/relay.log: {e}", dir.display()))?;
     let child = Command::new(&relay)
         .arg("all")
-        .arg("-s")
+        .arg("--socket-dir")
         .arg(&dir)
         .args(["--metrics-interval", "0", "--metrics-addr", "127.0.0.1:0", "-l", "info"])
         .env_remove("RUST_LOG")

@@ -422,7 +422,8 @@ fn run(
             Event::Notice(Notice::Dropped { count, .. } | Notice::Merged { dropped: count, .. }) => {
                 lane.dropped.fetch_add(count, Relaxed);
             }
-            Event::Gap { .. } => gap(),
+            // A sequence that goes back breaks the order the summary checks, as a skip does.
+            Event::Gap { .. } | Event::Restarted { .. } => gap(),
             Event::Notice(_) | Event::Reconnected { .. } => {}
         };
         let outcome = match subscriber.recv_timeout(TICK) {

@@ -33,15 +33,15 @@ use view::{Row, Screen, compact, dollars, percentiles, table};
 #[command(version)]
 struct Args {
     /// How long the desk trades, in seconds (Ctrl-C stops it sooner, as cleanly).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     seconds: u64,
     /// Market-data frames per second from the collectors (0 = as fast as the relay takes them).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, value_name = "FRAMES_PER_S", default_value_t = 100_000)]
     rate: u64,
-    /// Directory for the sockets and the execution audit trail, kept afterwards [default: a
-    /// fresh one under the temp directory, removed afterwards].
-    #[arg(long)]
-    dir: Option<PathBuf>,
+    /// Directory for the sockets and the execution audit trail (relay_dev's --socket-dir), kept
+    /// afterwards [default: a fresh one under the temp directory, removed afterwards].
+    #[arg(long, value_name = "DIR", visible_alias = "dir")]
+    socket_dir: Option<PathBuf>,
     /// Print the summary once more as one JSON object, the last line of the output.
     #[arg(long)]
     json: bool,
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let dir = args
-        .dir
+        .socket_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("torq-demo-{}", std::process::id())));
     let mut screen = Screen::new(std::io::stdout().is_terminal());
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     };
-    if args.dir.is_none() {
+    if args.socket_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     status

@@ -107,7 +107,7 @@ impl Relays {
     pub fn start(relay_dev: &Path, dir: &Path, hold: bool) -> io::Result<Relays> {
         let mut child = Command::new(relay_dev)
             .arg("all")
-            .arg("-s")
+            .arg("--socket-dir")
             .arg(dir)
             .args(["--metrics-interval", "1", "-l", "info"])
             .env_remove("RUST_LOG") // the stats lines are at info
