@@ -6,7 +6,7 @@
 //! undelivered means, and its defaults. [`AnyLogic`] runs the three domains on one set of
 //! reactors (`relay_dev all`).
 
-use crate::config::{DomainDefaults, Levels, Policy};
+use crate::config::{DomainDefaults, Levels, Policy, RelayConfig};
 use crate::protocol::{self, ChecksumLevel, FrameKind, RelayDomain, RoutingKey, SourceType, Subscribe};
 
 /// One domain's decisions. A relay built with a logic serves that logic's domain only.
@@ -43,18 +43,38 @@ pub trait RelayLogic: Send + Sync + 'static {
         levels.audit
     }
 
+    /// Whether sequences must rise per (connection, source) (the `sequence` level).
+    #[inline]
+    fn enforces_sequences(&self, levels: &Levels) -> bool {
+        levels.sequence
+    }
+
+    /// Whether a rejected frame closes its connection: `close_on_reject` for a connection
+    /// that asked for no notices (it would never learn of the rejection otherwise).
+    #[inline]
+    fn closes_on_reject(&self, levels: &Levels, notices: bool) -> bool {
+        levels.close_on_reject && !notices
+    }
+
+    /// Whether frames left undelivered when a stop's flush deadline passes are a failure
+    /// (exit status 3): a domain whose default policy is `block` (lossless), whatever policy a
+    /// configuration chose.
+    fn lossless(&self) -> bool {
+        self.defaults().policy == Policy::Block
+    }
+
+    /// Whether a peer of uid `uid` may publish data frames (the publisher allow-list).
+    #[inline]
+    fn may_publish(&self, config: &RelayConfig, uid: u32) -> bool {
+        config.publisher_uids.as_ref().is_none_or(|uids| uids.contains(&uid))
+    }
+
     /// Whether an accepted data frame, of routing key `key` from `source`, goes to a
     /// subscription with filters: the routing key rule of PROTOCOL.md §6, shared by every
     /// domain.
     #[inline]
     fn routes(&self, subscription: &Subscribe, key: &RoutingKey, source: u8) -> bool {
         subscription.wants(key, source)
-    }
-
-    /// Whether frames left undelivered when a stop's flush deadline passes are a failure
-    /// (exit status 3): true for a lossless domain.
-    fn lossless(&self) -> bool {
-        false
     }
 }
 
@@ -135,10 +155,6 @@ impl RelayLogic for ExecutionLogic {
             queue_bytes: 16 << 20,
         }
     }
-
-    fn lossless(&self) -> bool {
-        true
-    }
 }
 
 /// Any of the three domains: `relay_dev all` and `relay --config` choose the domain at run
@@ -208,10 +224,6 @@ impl RelayLogic for AnyLogic {
     fn routes(&self, subscription: &Subscribe, key: &RoutingKey, source: u8) -> bool {
         any!(self, l => l.routes(subscription, key, source))
     }
-
-    fn lossless(&self) -> bool {
-        any!(self, l => l.lossless())
-    }
 }
 
 #[cfg(test)]
@@ -227,6 +239,7 @@ mod tests {
         }
         assert_eq!(AnyLogic::for_domain(RelayDomain::System), None);
         assert!(ExecutionLogic.lossless() && !MarketDataLogic.lossless() && !SignalLogic.lossless());
+        assert!(AnyLogic::Execution.lossless() && !AnyLogic::MarketData.lossless());
         assert_eq!(AnyLogic::Execution.defaults(), ExecutionLogic.defaults());
     }
 }

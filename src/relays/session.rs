@@ -67,11 +67,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(config: &RelayConfig, uid: u32) -> Self {
+    pub(crate) fn new(logic: &impl RelayLogic, config: &RelayConfig, uid: u32) -> Self {
         Session {
             subscription: None,
             legacy_publisher: false,
-            last_sequence: config.levels.sequence.then(|| Box::new([None; 256])),
+            last_sequence: logic.enforces_sequences(&config.levels).then(|| Box::new([None; 256])),
             sequence_gaps: 0,
             uid,
             said_hello: false,
@@ -150,7 +150,7 @@ impl Session {
     pub(crate) fn judge(&mut self, frame: &[u8], logic: &impl RelayLogic, config: &RelayConfig) -> Verdict {
         let kind = match logic.check(frame, &config.levels) {
             Ok(kind) => kind,
-            Err(e) => return self.reject(Reason::Frame(e), config),
+            Err(e) => return self.reject(Reason::Frame(e), logic, config),
         };
         let payload = &frame[HEADER_SIZE.min(frame.len())..];
         match kind {
@@ -173,21 +173,19 @@ impl Session {
                 }
             }
             FrameKind::Control { .. } => Verdict::ProtocolError(Reason::NoticeFromClient),
-            FrameKind::Data => self.data(frame, config),
+            FrameKind::Data => self.data(frame, logic, config),
         }
     }
 
-    fn data(&mut self, frame: &[u8], config: &RelayConfig) -> Verdict {
+    fn data(&mut self, frame: &[u8], logic: &impl RelayLogic, config: &RelayConfig) -> Verdict {
         if let Some(sub) = &self.subscription {
             if !sub.role.publishes() {
-                return self.reject(Reason::NotPublisher, config);
+                return self.reject(Reason::NotPublisher, logic, config);
             }
         } else {
             self.legacy_publisher = true;
         }
-        if let Some(allowed) = &config.publisher_uids
-            && !allowed.contains(&self.uid)
-        {
+        if !logic.may_publish(config, self.uid) {
             return Verdict::Reject { reason: Reason::NotAllowed, close: true };
         }
         // Validation has seen the whole header of a data frame. A bridged frame (flags bit 0)
@@ -200,7 +198,9 @@ impl Session {
             let (source, sequence) = (header.source(), header.sequence());
             let slot = &mut last[usize::from(source)];
             match *slot {
-                Some(previous) if sequence <= previous => return self.reject(Reason::SequenceReplay, config),
+                Some(previous) if sequence <= previous => {
+                    return self.reject(Reason::SequenceReplay, logic, config);
+                }
                 Some(previous) if sequence > previous + 1 => self.sequence_gaps += 1,
                 _ => {}
             }
@@ -209,8 +209,8 @@ impl Session {
         Verdict::Forward
     }
 
-    fn reject(&self, reason: Reason, config: &RelayConfig) -> Verdict {
-        let close = config.levels.close_on_reject && !self.wants_notices();
+    fn reject(&self, reason: Reason, logic: &impl RelayLogic, config: &RelayConfig) -> Verdict {
+        let close = logic.closes_on_reject(&config.levels, self.wants_notices());
         Verdict::Reject { reason, close }
     }
 }
@@ -248,7 +248,7 @@ mod tests {
     fn legacy_connection_subscribes_until_it_publishes() {
         let logic = MarketDataLogic;
         let config = RelayConfig::new(&MarketDataLogic.defaults());
-        let mut session = Session::new(&config, 0);
+        let mut session = Session::new(&logic, &config, 0);
         assert!(session.subscribes());
         assert_eq!(
             session.judge(&HELLO, &logic, &config),
@@ -265,7 +265,7 @@ mod tests {
     fn subscribe_role_rules() {
         let logic = MarketDataLogic;
         let config = RelayConfig::new(&MarketDataLogic.defaults());
-        let mut session = Session::new(&config, 0);
+        let mut session = Session::new(&logic, &config, 0);
         assert_eq!(
             session.judge(&subscribe(Role::Subscribe, 0), &logic, &config),
             Verdict::Consumed(Consumed::Subscribe)
@@ -288,7 +288,7 @@ mod tests {
         let logic = ExecutionLogic;
         let mut config = RelayConfig::new(&ExecutionLogic.defaults());
         config.audit_file = Some("/dev/null".into());
-        let mut session = Session::new(&config, 0);
+        let mut session = Session::new(&logic, &config, 0);
         let order = [0u8; 48];
         let first = frame(RelayDomain::Execution, 20, 5, &[(40, &order)]);
         assert!(session.judge(&first, &logic, &config) == Verdict::Forward);
@@ -308,7 +308,7 @@ mod tests {
         let logic = ExecutionLogic;
         let mut config = RelayConfig::new(&ExecutionLogic.defaults());
         config.audit_file = Some("/dev/null".into());
-        let mut session = Session::new(&config, 0);
+        let mut session = Session::new(&logic, &config, 0);
         let order = [0u8; 48];
         let bridged = |sequence| {
             let mut frame = frame(RelayDomain::Execution, 20, sequence, &[(40, &order)]);
@@ -333,7 +333,7 @@ mod tests {
     fn malformed_subscribe_and_client_notice_are_protocol_errors() {
         let logic = MarketDataLogic;
         let config = RelayConfig::new(&MarketDataLogic.defaults());
-        let mut session = Session::new(&config, 0);
+        let mut session = Session::new(&logic, &config, 0);
         let bad = frame(RelayDomain::System, 1, 0, &[(116, &[9, 0, 0, 0])]);
         assert!(matches!(session.judge(&bad, &logic, &config), Verdict::ProtocolError(_)));
         let notice = frame(RelayDomain::System, 1, 0, &[(117, &[0; 12])]);
@@ -346,7 +346,7 @@ mod tests {
     fn a_subscribe_the_walker_refuses_is_reported_by_its_own_rule() {
         let logic = MarketDataLogic;
         let config = RelayConfig::new(&MarketDataLogic.defaults());
-        let message = |value: &[u8]| match Session::new(&config, 0).judge(
+        let message = |value: &[u8]| match Session::new(&logic, &config, 0).judge(
             &frame(RelayDomain::System, 1, 0, &[(116, value)]),
             &logic,
             &config,
@@ -368,7 +368,7 @@ mod tests {
         let logic = MarketDataLogic;
         let mut config = RelayConfig::new(&MarketDataLogic.defaults());
         config.publisher_uids = Some(vec![1000]);
-        let mut session = Session::new(&config, 0);
+        let mut session = Session::new(&logic, &config, 0);
         let data = frame(RelayDomain::MarketData, 1, 1, &[(200, b"x")]);
         assert_eq!(
             session.judge(&data, &logic, &config),

@@ -117,7 +117,8 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// [`RelayContext::expect`] for this shard before handing it over; it is to be read at
     /// once. It subscribes until it says otherwise (PROTOCOL.md §6, roles).
     pub fn insert(&mut self, socket: S, relay: usize, peer: Peer, id: u64, now: Now) -> usize {
-        let session = Session::new(&self.relays[relay].config, peer.uid);
+        let context = &self.relays[relay];
+        let session = Session::new(&context.logic, &context.config, peer.uid);
         let mut conn = Connection::new(socket, id, relay, peer, session, now.instant);
         conn.listed = true;
         let token = self.conns.insert(conn);

@@ -9,7 +9,6 @@ mod metrics_http;
 pub mod socket;
 
 use std::io;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -65,13 +64,21 @@ pub enum StartError {
 pub struct Relay<L: RelayLogic> {
     engine: EngineConfig,
     config: RelayConfig,
-    logic: PhantomData<L>,
+    logic: L,
 }
 
 impl<L: RelayLogic + Default> Relay<L> {
-    /// A relay with these settings (start from `L`'s [`RelayLogic::defaults`]).
+    /// A relay of `L`'s default logic with these settings (start from `L`'s
+    /// [`RelayLogic::defaults`]).
     pub fn new(engine: EngineConfig, config: RelayConfig) -> Self {
-        Relay { engine, config, logic: PhantomData }
+        Relay::with_logic(L::default(), engine, config)
+    }
+}
+
+impl<L: RelayLogic> Relay<L> {
+    /// A relay of `logic` with these settings.
+    pub fn with_logic(logic: L, engine: EngineConfig, config: RelayConfig) -> Self {
+        Relay { engine, config, logic }
     }
 
     /// Runs until SIGINT or SIGTERM; returns the exit status (0, or 3 when frames of a
@@ -82,7 +89,7 @@ impl<L: RelayLogic + Default> Relay<L> {
     /// [`StartError`] when the relay cannot start, among them a configuration of another
     /// domain than `L`'s.
     pub fn run(self) -> Result<i32, StartError> {
-        run(self.engine, vec![(L::default(), self.config)])
+        run(self.engine, vec![(self.logic, self.config)])
     }
 }
 

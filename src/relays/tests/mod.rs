@@ -417,10 +417,6 @@ impl RelayLogic for AuditedFeed {
             _ => Ok(kind),
         }
     }
-
-    fn lossless(&self) -> bool {
-        true
-    }
 }
 
 #[test]
@@ -440,7 +436,7 @@ fn a_domain_is_one_small_type() {
     assert_eq!(sim.records.len(), 4, "a hello and three frames, all audited");
     let now = sim.now();
     sim.shards[0].begin_stop(now);
-    assert!(sim.shards[0].report_undelivered(), "its undelivered frames fail the stop");
+    assert!(sim.shards[0].report_undelivered(), "its undelivered frames fail the stop (policy block)");
     sim.shards[0].connection_mut(sub.token).unwrap().socket.capacity = 1 << 20;
     assert_eq!(sequences(&sim.receive(sub)), [1, 3]);
 }
