@@ -236,6 +236,11 @@ impl Writer {
             self.last_attempt = Some(Instant::now());
             let options =
                 PublisherOptions::new(self.domain.relay(), 0).reconnect(lossless.then(Reconnect::default));
+            // Market data and signals: at most once, and the frames were checked as the relay
+            // checks them, so the legacy hello (no notice 7 each turn, no read of them per batch);
+            // a stricter relay that rejects one closes nothing on these domains. Execution
+            // waits for the relay's confirmation of every frame before acknowledging it.
+            let options = options.confirm(lossless);
             let relay = &self.relay;
             let mut told = false;
             let mut connect = || {
