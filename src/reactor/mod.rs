@@ -606,6 +606,10 @@ impl<L: RelayLogic> Reactor<L> {
                     if !socket.read_closed {
                         // A short read took everything the socket held; new bytes raise a new
                         // readiness edge, so the extra read that would say WouldBlock is skipped.
+                        // mio's contract asks for draining until WouldBlock; this relies on
+                        // what Linux's epoll does for a Unix stream socket (every arrival of
+                        // data raises EPOLLIN again, edge-triggered or not), and the relay
+                        // runs on Linux only. On another platform, read on to WouldBlock.
                         break;
                     }
                 }
