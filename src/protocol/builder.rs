@@ -1,7 +1,8 @@
 //! Writing frames into a caller's buffer, without allocating.
 
+use super::crc::checksum;
 use super::error::Error;
-use super::header::{HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum};
+use super::header::{HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION};
 use super::payload::Payload;
 
 /// Whether [`FrameBuilder::finish`] computes the checksum.

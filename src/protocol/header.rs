@@ -151,19 +151,11 @@ impl Header {
     pub fn set_checksum(&mut self, checksum: u32) {
         self.checksum.set(checksum);
     }
-}
 
-/// Marks a whole frame as bridged: sets [`FLAG_BRIDGED`] and, when the frame carries a
-/// checksum (non-zero), computes it again over the changed header. `None` when `frame` is
-/// shorter than a header.
-pub fn mark_bridged(frame: &mut [u8]) -> Option<()> {
-    let header = Header::view_mut(frame)?;
-    header.flags |= FLAG_BRIDGED;
-    if header.checksum() != 0 {
-        let sum = checksum(frame);
-        Header::view_mut(frame)?.set_checksum(sum);
+    /// Sets the flags byte (bit 0, [`FLAG_BRIDGED`], is the only one defined).
+    pub(super) fn set_flags(&mut self, flags: u8) {
+        self.flags = flags;
     }
-    Some(())
 }
 
 /// The framer's answer for a byte slice that did not fail.
@@ -228,12 +220,6 @@ fn frame_short(buf: &[u8]) -> Result<Framing, Error> {
         Some(&version) if version != VERSION => Err(Error::UnsupportedVersion { found: version }),
         _ => Ok(Framing::Incomplete(HEADER_SIZE)),
     }
-}
-
-/// CRC-32/ISO-HDLC of a whole frame: header bytes 0..28, then the payload.
-#[inline]
-pub fn checksum(frame: &[u8]) -> u32 {
-    super::crc::frame_checksum(frame)
 }
 
 #[cfg(test)]
@@ -310,38 +296,5 @@ mod tests {
         bytes[24..28].copy_from_slice(&(1065u32 - 32).to_le_bytes());
         assert_eq!(frame(&bytes, 1065), Ok(Framing::Incomplete(1065)));
         assert!(frame(&bytes, 1064).is_err());
-    }
-
-    #[test]
-    fn mark_bridged_sets_bit_0_and_keeps_a_checksum_valid() {
-        let mut frame = [0u8; 40];
-        frame[..HEADER_SIZE].copy_from_slice(Header::new(RelayDomain::Execution, 3, 7, 9, 8).as_bytes());
-        frame[HEADER_SIZE..].copy_from_slice(&[1, 6, 0, 0, 0, 0, 0, 0]);
-        let sum = checksum(&frame);
-        Header::view_mut(&mut frame).unwrap().set_checksum(sum);
-        mark_bridged(&mut frame).unwrap();
-        let header = Header::view(&frame).unwrap();
-        assert!(header.is_bridged());
-        assert_ne!(header.checksum(), sum, "the flag is covered by the checksum");
-        assert_eq!(header.checksum(), checksum(&frame));
-        // A frame without a checksum keeps none.
-        let mut plain = [0u8; 40];
-        plain[..HEADER_SIZE].copy_from_slice(Header::new(RelayDomain::MarketData, 3, 7, 9, 8).as_bytes());
-        mark_bridged(&mut plain).unwrap();
-        assert_eq!((Header::view(&plain).unwrap().flags(), Header::view(&plain).unwrap().checksum()), (1, 0));
-        assert!(mark_bridged(&mut [0u8; 31]).is_none());
-    }
-
-    #[test]
-    fn checksum_skips_the_checksum_field() {
-        let mut bytes = LEGACY_HELLO.to_vec();
-        bytes[24] = 2;
-        bytes.extend_from_slice(&[7, 0]);
-        let crc = checksum(&bytes);
-        let mut covered = bytes[..28].to_vec();
-        covered.extend_from_slice(&[7, 0]);
-        assert_eq!(crc, crc32fast::hash(&covered));
-        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(checksum(&bytes), crc);
     }
 }

@@ -44,10 +44,9 @@ pub use control::{
     Filter, OPTION_CONFIRM, OPTION_HEARTBEATS, OPTION_NOTICES, OPTION_SHM, OPTIONS_KNOWN, RelayNotice, Role,
     RoutingKey, Subscribe, control_tlv, notice, routing_key,
 };
+pub use crc::{checksum, mark_bridged};
 pub use error::{Error, SubscribeError, SymbolError};
-pub use header::{
-    FLAG_BRIDGED, Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, checksum, frame, mark_bridged,
-};
+pub use header::{FLAG_BRIDGED, Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, frame};
 pub use ids::{AssetType, InstrumentId, SourceType, Symbol, VenueId, symbol_asset_id};
 pub use payload::{
     ArbitrageSignal, FieldError, FieldValue, Fill, Heartbeat, Level, OrderBook, OrderBookHead, OrderCancel,

@@ -6,8 +6,9 @@
 //! state and lives in the relay.
 
 use super::control::control_tlv;
+use super::crc::checksum;
 use super::error::Error;
-use super::header::{HEADER_SIZE, Header, RelayDomain, checksum};
+use super::header::{HEADER_SIZE, Header, RelayDomain};
 use super::registry::{self, RELAY_NOTICE, SUBSCRIBE};
 use super::tlv;
 
