@@ -14,7 +14,7 @@ use torq::client::{Error, Publisher, PublisherOptions};
 use torq::protocol::{Framing, HEADER_SIZE, Header, RelayDomain, Subscribe, control_tlv, frame};
 use torq::tools::args::FilterArgs;
 use torq::tools::capture::Capture;
-use torq::tools::decode::Next;
+use torq::tools::capture::Next;
 use torq::tools::live::stop_flag;
 use torq::tools::settle::Outcomes;
 
