@@ -13,7 +13,8 @@ use std::io;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value as Json;
-use torq::tools::decode::{Next, RawFrames, Render, decode};
+use torq::tools::capture::{Next, RawFrames};
+use torq::tools::decode::{Render, decode};
 use torq::tools::encode::Encoder;
 use torq::tools::pcapng::{Error, Reader, SECTION_HEADER_BYTES, Writer};
 

@@ -1,7 +1,7 @@
 //! The JSON lines of `torq-decode`, shared by every tool that prints or reads frames: one
 //! object per frame, in the schema the README's `torq-decode` section describes.
 //!
-//! [`Render`] turns a frame into its line; [`RawFrames`] frames a raw capture without a size
+//! [`Render`] turns a frame into its line; [`RawFrames`](super::capture::RawFrames) frames a raw capture without a size
 //! limit, growing its buffer only as bytes arrive; [`decode`] is the whole of `torq-decode`:
 //! a raw capture or a pcapng recording in, lines out.
 
