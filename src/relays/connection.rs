@@ -195,7 +195,6 @@ impl<S> Connection<S> {
         now: Now,
     ) -> Intake {
         let config = &relay.config;
-        let source = config.source.raw();
         let auditing = relay.logic.audits(&config.levels);
         // Routing keys are computed once, here, while some subscription has filters.
         let keyed = relay.filtered.load(Relaxed) > 0;
@@ -207,88 +206,19 @@ impl<S> Connection<S> {
                 Ok(Framing::Incomplete(_)) => break,
                 Ok(Framing::Frame(len)) => len,
                 Err(e) => {
-                    let reason = Reason::Frame(e);
-                    self.protocol_error(relay, &reason, 0, false, now);
+                    self.protocol_error(relay, &Reason::Frame(e), 0, false, now);
                     intake.close = Some(CloseReason::ProtocolError);
                     break;
                 }
             };
-            // Source and sequence, read only for what logs, notices or audits a frame.
-            let ids =
-                |inbuf: &[u8]| Header::view(&inbuf[pos..]).map_or((0, 0), |h| (h.source(), h.sequence()));
-            let outcome = match self.session.judge(&self.inbuf[pos..pos + len], &relay.logic, config) {
-                Verdict::Forward => {
-                    self.published.judged += 1;
-                    let key = keyed.then(|| frame_key(&self.inbuf[pos..pos + len]));
-                    frames.push(FrameSpan { offset: pos as u32, len: len as u32, key });
-                    Outcome::Accepted
-                }
-                Verdict::Consumed(Consumed::Hello { first: true }) => Outcome::Hello,
-                Verdict::Consumed(Consumed::Hello { first: false }) => {
-                    // Only the first hello is audited: hellos cannot fill the disk.
-                    relay.metrics.hellos_repeated.fetch_add(1, Relaxed);
-                    pos += len;
-                    continue;
-                }
-                Verdict::Consumed(Consumed::Subscribe) => {
-                    // Shared-memory delivery (§7) is not offered in this version: `shm=0`, and
-                    // the connection receives over its socket.
-                    let text = format!(
-                        "version=1 max_message_size={} queue_bytes={} policy={}{}",
-                        config.max_message_size,
-                        config.queue_bytes,
-                        config.policy,
-                        if self.session.wants_shm() { " shm=0" } else { "" }
-                    );
-                    self.notice_if_asked(Notice { code: notice::SUBSCRIBED, sequence: 0, text }, source, now);
-                    Outcome::Control
-                }
-                Verdict::Reject { reason, close } => {
-                    self.published.judged += 1;
-                    intake.rejected += 1;
-                    let (frame_source, sequence) = ids(&self.inbuf);
-                    relay.metrics.rejected[reason.index()].fetch_add(1, Relaxed);
-                    if self.log.reject_due(&reason, now.instant) {
-                        warn!(
-                            "{}: connection {} ({}) frame rejected: source={frame_source} sequence={sequence} reason={reason}",
-                            config.name, self.id, self.peer
-                        );
-                    }
-                    // The notice text is built only for a connection that asked for notices:
-                    // a flood of bad frames from a legacy client costs no allocation each.
-                    if self.session.wants_notices() {
-                        let code = if reason == Reason::NotAllowed {
-                            notice::ACCESS_DENIED
-                        } else {
-                            notice::REJECTED
-                        };
-                        // A publisher that asked for confirmation learns which of its frames
-                        // this was: the sequence alone is ambiguous across sources.
-                        // It comes right after the reason token, so cutting a long text to
-                        // the notice's 512 bytes never cuts it.
-                        let mut text = reason.to_string();
-                        if self.session.wants_confirms() {
-                            let token = reason.token();
-                            let rest = text.strip_prefix(token).unwrap_or_default();
-                            text = format!("{token} frame={}{rest}", self.published.judged);
-                        }
-                        self.outbox.notice(&Notice { code, sequence, text }, source, now.unix_ns);
-                    }
-                    if close {
-                        intake.close = Some(CloseReason::Rejected);
-                    }
-                    Outcome::Rejected(reason.token())
-                }
-                Verdict::ProtocolError(reason) => {
-                    // A malformed Subscribe gets notice 3 whatever its options said.
-                    let sequence = ids(&self.inbuf).1;
-                    self.protocol_error(relay, &reason, sequence, true, now);
-                    intake.close = Some(CloseReason::ProtocolError);
-                    Outcome::Rejected(reason.token())
-                }
-            };
-            if auditing {
-                let (source, sequence) = ids(&self.inbuf);
+            let verdict = self.session.judge(&self.inbuf[pos..pos + len], &relay.logic, config);
+            if let Verdict::Forward = verdict {
+                let key = keyed.then(|| frame_key(&self.inbuf[pos..pos + len]));
+                frames.push(FrameSpan { offset: pos as u32, len: len as u32, key });
+            }
+            let outcome = self.apply(relay, verdict, pos, &mut intake, now);
+            if let (true, Some(outcome)) = (auditing, outcome) {
+                let (source, sequence) = self.ids(pos);
                 intake.records.push(Record {
                     time_ns: now.unix_ns,
                     connection: self.id,
@@ -315,10 +245,110 @@ impl<S> Connection<S> {
         let accepted: u64 = frames.iter().map(|f| u64::from(f.len)).sum();
         relay.metrics.frames_in.fetch_add(frames.len() as u64, Relaxed);
         relay.metrics.bytes_in.fetch_add(accepted, Relaxed);
-        // A buffer that is mostly frames is handed on as it is (no copy), the partial frame
-        // after them moving to a new one; a small read is copied out of a buffer kept for the
-        // next read, so a batch never keeps more than twice its bytes alive.
-        let (bytes, alloc) = if pos * 2 >= self.inbuf.capacity() {
+        let (bytes, alloc) = self.split_off(pos, read_budget);
+        intake.batch = Some(Arc::new(Batch::new(self.relay, publisher, bytes, alloc, frames)));
+        intake
+    }
+
+    /// Source and sequence of the frame at `pos` of the read buffer, read only for what logs,
+    /// notices or audits a frame.
+    #[inline]
+    fn ids(&self, pos: usize) -> (u8, u64) {
+        Header::view(&self.inbuf[pos..]).map_or((0, 0), |h| (h.source(), h.sequence()))
+    }
+
+    /// Carries out the session's verdict on the frame at `pos`: counts, notices, logs, the
+    /// close it calls for. Returns what the audit trail records of it (`None`: nothing, for a
+    /// repeated hello).
+    #[inline]
+    fn apply<L: RelayLogic>(
+        &mut self,
+        relay: &RelayContext<L>,
+        verdict: Verdict,
+        pos: usize,
+        intake: &mut Intake,
+        now: Now,
+    ) -> Option<Outcome> {
+        let config = &relay.config;
+        let source = config.source.raw();
+        Some(match verdict {
+            Verdict::Forward => {
+                self.published.judged += 1;
+                Outcome::Accepted
+            }
+            Verdict::Consumed(Consumed::Hello { first: true }) => Outcome::Hello,
+            Verdict::Consumed(Consumed::Hello { first: false }) => {
+                // Only the first hello is audited: hellos cannot fill the disk.
+                relay.metrics.hellos_repeated.fetch_add(1, Relaxed);
+                return None;
+            }
+            Verdict::Consumed(Consumed::Subscribe) => {
+                // Shared-memory delivery (§7) is not offered in this version: `shm=0`, and
+                // the connection receives over its socket.
+                let text = format!(
+                    "version=1 max_message_size={} queue_bytes={} policy={}{}",
+                    config.max_message_size,
+                    config.queue_bytes,
+                    config.policy,
+                    if self.session.wants_shm() { " shm=0" } else { "" }
+                );
+                self.notice_if_asked(Notice { code: notice::SUBSCRIBED, sequence: 0, text }, source, now);
+                Outcome::Control
+            }
+            Verdict::Reject { reason, close } => {
+                self.published.judged += 1;
+                intake.rejected += 1;
+                self.rejected(relay, &reason, pos, now);
+                if close {
+                    intake.close = Some(CloseReason::Rejected);
+                }
+                Outcome::Rejected(reason.token())
+            }
+            Verdict::ProtocolError(reason) => {
+                // A malformed Subscribe gets notice 3 whatever its options said.
+                let sequence = self.ids(pos).1;
+                self.protocol_error(relay, &reason, sequence, true, now);
+                intake.close = Some(CloseReason::ProtocolError);
+                Outcome::Rejected(reason.token())
+            }
+        })
+    }
+
+    /// Counts and logs (first of each reason, then once a second) a rejected frame, and tells
+    /// a connection that asked for notices (notice 2, or 6 for `not_allowed`).
+    fn rejected<L>(&mut self, relay: &RelayContext<L>, reason: &Reason, pos: usize, now: Now) {
+        let (frame_source, sequence) = self.ids(pos);
+        relay.metrics.rejected[reason.index()].fetch_add(1, Relaxed);
+        if self.log.reject_due(reason, now.instant) {
+            warn!(
+                "{}: connection {} ({}) frame rejected: source={frame_source} sequence={sequence} reason={reason}",
+                relay.config.name, self.id, self.peer
+            );
+        }
+        // The notice text is built only for a connection that asked for notices: a flood of
+        // bad frames from a legacy client costs no allocation each.
+        if !self.session.wants_notices() {
+            return;
+        }
+        let code = if *reason == Reason::NotAllowed { notice::ACCESS_DENIED } else { notice::REJECTED };
+        // A publisher that asked for confirmation learns which of its frames this was (the
+        // sequence alone is ambiguous across sources), right after the reason token, so
+        // cutting a long text to the notice's 512 bytes never cuts it.
+        let mut text = reason.to_string();
+        if self.session.wants_confirms() {
+            let token = reason.token();
+            let rest = text.strip_prefix(token).unwrap_or_default();
+            text = format!("{token} frame={}{rest}", self.published.judged);
+        }
+        self.outbox.notice(&Notice { code, sequence, text }, relay.config.source.raw(), now.unix_ns);
+    }
+
+    /// Splits the first `pos` bytes of the read buffer off as a batch's bytes, and the bytes
+    /// of memory they keep alive. A buffer that is mostly frames is handed on as it is (no
+    /// copy), the partial frame after them moving to a new one; a small read is copied out of a
+    /// buffer kept for the next read, so a batch never keeps more than twice its bytes alive.
+    fn split_off(&mut self, pos: usize, read_budget: usize) -> (Bytes, usize) {
+        if pos * 2 >= self.inbuf.capacity() {
             let rest = &self.inbuf[pos..];
             let mut next = Vec::new();
             if !rest.is_empty() {
@@ -333,9 +363,7 @@ impl<S> Connection<S> {
             let bytes = Bytes::copy_from_slice(&self.inbuf[..pos]);
             self.inbuf.drain(..pos);
             (bytes, pos)
-        };
-        intake.batch = Some(Arc::new(Batch::new(self.relay, publisher, bytes, alloc, frames)));
-        intake
+        }
     }
 
     /// Logs and counts a protocol error and queues notice 3 (to any connection when `force`d).
