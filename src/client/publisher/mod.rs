@@ -6,16 +6,21 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::SendFlags;
 
 use crate::protocol::{
-    Crc, FrameBuilder, Framing, HEADER_SIZE, Header, OPTION_CONFIRM, OPTION_NOTICES, RelayDomain, Role,
-    Subscribe, checksum, control_tlv, mark_bridged,
+    Crc, FrameBuilder, HEADER_SIZE, Header, OPTION_CONFIRM, OPTION_NOTICES, RelayDomain, Role, Subscribe,
+    mark_bridged,
 };
 
+mod confirm;
+mod stamp;
+
+use stamp::{Queued, data_frames_in, frame_start, stamp};
+
 use super::settle::Ledger;
-use super::subscriber::{await_ack, notice_of, subscribe_frame};
-use super::{Error, FrameReader, Reconnect, Rejection, Settlement, unix_ns};
+use super::subscriber::{await_ack, subscribe_frame};
+use super::{Error, FrameReader, Reconnect, unix_ns};
 
 /// The largest notice frame (a RelayNotice of 512 bytes in an extended TLV), and then some.
 const NOTICE_BUFFER: usize = 4096;
@@ -389,50 +394,6 @@ impl Publisher {
         Ok(Some(sequence))
     }
 
-    /// The data frames among `frames` (whole frames back to back), which the relay will count
-    /// in its confirmations; hellos (no payload) are not.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Frame`] when `frames` is not whole frames; with confirmation, also for a frame
-    /// the relay would close the connection at (bad magic or version, over its
-    /// `max_message_size`) and [`Error::ControlFrame`] for a Subscribe or RelayNotice frame
-    /// (it would change or break the subscription that confirms).
-    fn data_frames(&self, frames: &[u8]) -> Result<u64, Error> {
-        let malformed = || {
-            Error::Frame(crate::protocol::Error::BufferTooSmall {
-                needed: HEADER_SIZE.max(frames.len()),
-                available: frames.len(),
-            })
-        };
-        let (mut at, mut count) = (0, 0);
-        while at < frames.len() {
-            let rest = &frames[at..];
-            let len = match (self.notices.is_some(), self.max_message_size) {
-                (true, Some(max)) => match crate::protocol::frame(rest, max).map_err(Error::Frame)? {
-                    Framing::Frame(len) => len,
-                    Framing::Incomplete(_) => return Err(malformed()),
-                },
-                _ => match Header::view(rest).map(|header| header.frame_len()) {
-                    Some(len) if len <= rest.len() as u64 => len as usize,
-                    _ => return Err(malformed()),
-                },
-            };
-            if self.notices.is_some()
-                && rest[4] == RelayDomain::System.raw()
-                && let Some(tlv) = control_tlv(&rest[HEADER_SIZE..len])
-            {
-                return Err(Error::ControlFrame(tlv.tlv_type));
-            }
-            count += u64::from(len > HEADER_SIZE);
-            at += len;
-        }
-        if frames.is_empty() {
-            return Err(malformed());
-        }
-        Ok(count)
-    }
-
     /// Writes a batch once one is waiting (without waiting for the socket).
     fn after_queue(&mut self, sequence: u64) -> Result<u64, Error> {
         if self.len - self.written >= self.options.batch {
@@ -477,101 +438,6 @@ impl Publisher {
         (self.len, self.written) = (0, 0);
         self.read_notices()?;
         Ok(true)
-    }
-
-    /// Takes in the notices the relay has sent, without waiting (with confirmation).
-    fn read_notices(&mut self) -> Result<(), Error> {
-        let Some(reader) = self.notices.as_mut() else { return Ok(()) };
-        loop {
-            match rustix::net::recv(&self.stream, reader.spare(), RecvFlags::DONTWAIT) {
-                Ok((0, _)) => {
-                    self.relay_closed = true;
-                    break;
-                }
-                Ok((n, _)) => reader.filled(n),
-                Err(rustix::io::Errno::AGAIN) => break,
-                Err(rustix::io::Errno::INTR) => {}
-                // The connection is gone; writing says so.
-                Err(_) => {
-                    self.relay_closed = true;
-                    break;
-                }
-            }
-            loop {
-                match reader.next_frame() {
-                    Ok(Some(frame)) => {
-                        if let Some(notice) = notice_of(&frame) {
-                            self.ledger.notice(notice);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(error) => return Err(Error::Framing { path: self.path.clone(), error }),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes everything waiting, then waits until the relay has said what became of every
-    /// frame sent (accepted or rejected), at most `timeout`; returns the counts. Take the
-    /// rejections with [`Publisher::take_rejection`].
-    ///
-    /// Frames written to a connection that was lost before the relay confirmed them are
-    /// never settled: [`Settlement::unsettled`] counts them. Without
-    /// [`PublisherOptions::confirm`] the relay says nothing: every frame stays unsettled.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::TimedOut`] when frames are still unsettled at the deadline; [`Error::Refused`]
-    /// when the relay closed the connection after a protocol error; otherwise as
-    /// [`Publisher::flush`].
-    pub fn settle(&mut self, timeout: Duration) -> Result<Settlement, Error> {
-        let deadline = Instant::now() + timeout;
-        self.flush_until(Some(deadline)).map_err(|e| match e {
-            Error::WouldBlock => Error::TimedOut(timeout),
-            other => other,
-        })?;
-        if self.notices.is_none() {
-            return Ok(self.ledger.settlement());
-        }
-        loop {
-            self.read_notices()?;
-            if self.ledger.settled() {
-                return Ok(self.ledger.settlement());
-            }
-            if self.relay_closed {
-                // Reconnects (the frames in doubt stay unsettled) or reports the loss.
-                self.lost(io::ErrorKind::ConnectionReset.into())?;
-                continue;
-            }
-            if !super::wait_ready(&self.stream, false, Some(deadline)).map_err(|e| self.io(e))? {
-                return Err(Error::TimedOut(timeout));
-            }
-        }
-    }
-
-    /// What became of the frames sent so far, as far as the relay has said (without waiting).
-    pub fn settlement(&self) -> Settlement {
-        self.ledger.settlement()
-    }
-
-    /// The oldest rejection the relay reported and the caller has not taken (at most 4096 are
-    /// kept; beyond, and those the relay merged into a count, are counted by
-    /// [`Publisher::unnamed_rejections`]).
-    pub fn take_rejection(&mut self) -> Option<Rejection> {
-        self.ledger.take_rejection()
-    }
-
-    /// Rejections counted without the frame they concern: the relay merged them (more than 16
-    /// notices were waiting for this publisher to read), or more than 4096 were not taken.
-    pub fn unnamed_rejections(&self) -> u64 {
-        self.ledger.unnamed()
-    }
-
-    /// The relay's largest frame, header included, as it said when it acknowledged (with
-    /// [`PublisherOptions::confirm`]).
-    pub fn max_message_size(&self) -> Option<usize> {
-        self.max_message_size
     }
 
     /// Moves what waits to the front of the send buffer, from the start of its first frame
@@ -676,107 +542,6 @@ impl Publisher {
     }
 }
 
-/// What [`Publisher::offer_inner`] does to the frames it queues.
-#[derive(Debug, Clone, Copy)]
-enum Queued {
-    /// Nothing: their bytes as they are.
-    Verbatim,
-    /// The next sequence of their source, this timestamp, the checksum as the options say.
-    Stamped(u64),
-    /// Flags bit 0 set, the checksum computed again when there is one.
-    Bridged,
-}
-
-/// The frames with a payload among whole frames back to back.
-fn data_frames_in(frames: &[u8]) -> u64 {
-    let (mut at, mut count) = (0, 0);
-    while let Some(header) = frames.get(at..).and_then(Header::view) {
-        count += u64::from(header.payload_size() > 0);
-        at += header.frame_len() as usize;
-    }
-    count
-}
-
-/// Stamps whole frames in place: the next sequence of each one's source, `timestamp`, and the
-/// checksum (computed, or 0); returns the last sequence. `None` when `frames` is not one or
-/// more whole frames: then no sequence is used (the headers before the fault stay stamped).
-#[inline]
-fn stamp(frames: &mut [u8], sequences: &mut [u64; 256], timestamp: u64, crc: bool) -> Option<u64> {
-    let (mut start, mut sequence) = (0, None);
-    // A run of frames of the first one's size and source (a batch built from one template) is
-    // stamped at a fixed stride, each frame checked as it comes: finding the next frame does
-    // not wait for the load of the length of the one before, as in the walk below.
-    if let Some(first) = Header::view(frames) {
-        let (len, source) = (first.frame_len() as usize, first.source());
-        let mut next = sequences[usize::from(source)];
-        for frame in frames.chunks_exact_mut(len) {
-            let header = Header::view_mut(frame).unwrap_or_else(|| unreachable!("a frame holds a header"));
-            if header.frame_len() != len as u64 || header.source() != source {
-                break;
-            }
-            next += 1;
-            header.set_sequence(next);
-            header.set_timestamp(timestamp);
-            header.set_checksum(0);
-            if crc {
-                let sum = checksum(frame);
-                frame[28..32].copy_from_slice(&sum.to_le_bytes());
-            }
-            start += len;
-        }
-        if start > 0 {
-            sequences[usize::from(source)] = next;
-            sequence = Some(next);
-        }
-    }
-    // The rest, frame by frame.
-    while start < frames.len() {
-        let rest = &mut frames[start..];
-        let available = rest.len() as u64;
-        let Some(header) = Header::view_mut(rest).filter(|header| header.frame_len() <= available) else {
-            unstamp(&frames[..start], sequences);
-            return None;
-        };
-        let len = header.frame_len() as usize;
-        let slot = &mut sequences[usize::from(header.source())];
-        *slot += 1;
-        header.set_sequence(*slot);
-        header.set_timestamp(timestamp);
-        header.set_checksum(0);
-        sequence = Some(*slot);
-        if crc {
-            let frame = &mut frames[start..start + len];
-            let sum = checksum(frame);
-            frame[28..32].copy_from_slice(&sum.to_le_bytes());
-        }
-        start += len;
-    }
-    sequence
-}
-
-/// Gives back the sequences [`stamp`] took for `frames` (whole frames).
-#[cold]
-fn unstamp(frames: &[u8], sequences: &mut [u64; 256]) {
-    let mut start = 0;
-    while let Some(header) = frames.get(start..).and_then(Header::view) {
-        sequences[usize::from(header.source())] -= 1;
-        start += header.frame_len() as usize;
-    }
-}
-
-/// The start of the frame holding byte `at` of `frames` (whole frames back to back).
-fn frame_start(frames: &[u8], at: usize) -> usize {
-    let mut start = 0;
-    while let Some(header) = frames.get(start..).and_then(Header::view) {
-        let end = start + header.frame_len() as usize;
-        if end > at {
-            return start;
-        }
-        start = end;
-    }
-    start
-}
-
 /// Connects, and subscribes as a confirmed publisher (waiting for the acknowledgement) or
 /// says hello; the stream stays blocking (see `write_waiting`). Returns the notice reader and
 /// the relay's `max_message_size` when confirming.
@@ -813,90 +578,5 @@ impl AsFd for Publisher {
 impl AsRawFd for Publisher {
     fn as_raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{Checks, ChecksumLevel, FrameKind, validate};
-
-    fn frame(source: u8, tlv_len: usize) -> Vec<u8> {
-        let mut buf = vec![0; 64 + tlv_len];
-        let mut builder = FrameBuilder::new(&mut buf, RelayDomain::Signal, source).unwrap();
-        builder.tlv(200, &vec![7; tlv_len]).unwrap();
-        // Whatever the caller left in sequence, timestamp and checksum is overwritten.
-        let len = builder.finish(99, 99, Crc::Skip);
-        buf.truncate(len);
-        buf[28..32].copy_from_slice(&[0xAB; 4]);
-        buf
-    }
-
-    #[test]
-    fn stamp_counts_per_source_and_writes_time_and_checksum() {
-        let sources = [3, 3, 5, 3, 5];
-        let mut batch: Vec<u8> = sources.iter().enumerate().flat_map(|(i, &s)| frame(s, 10 + i)).collect();
-        let mut sequences = [0; 256];
-        sequences[5] = 40;
-        for crc in [false, true] {
-            let before = sequences;
-            assert_eq!(stamp(&mut batch, &mut sequences, 1234, crc), Some(before[5] + 2));
-            assert_eq!((sequences[3], sequences[5]), (before[3] + 3, before[5] + 2));
-            let (mut at, mut due) = (0, before);
-            for &source in &sources {
-                let header = Header::view(&batch[at..]).unwrap();
-                due[usize::from(source)] += 1;
-                assert_eq!((header.sequence(), header.timestamp()), (due[usize::from(source)], 1234));
-                let len = header.frame_len() as usize;
-                let checksum = header.checksum();
-                if crc {
-                    let checks =
-                        Checks { checksum: ChecksumLevel::Verify, ..Checks::new(RelayDomain::Signal) };
-                    assert_eq!(validate(&batch[at..at + len], &checks), Ok(FrameKind::Data));
-                    assert_ne!(checksum, 0);
-                } else {
-                    assert_eq!(checksum, 0);
-                }
-                at += len;
-            }
-        }
-    }
-
-    #[test]
-    fn stamp_goes_on_frame_by_frame_after_a_run_of_one_template() {
-        let mut batch: Vec<u8> =
-            [frame(3, 10), frame(3, 10), frame(3, 10), frame(5, 10), frame(3, 10), frame(3, 12)].concat();
-        let mut sequences = [0; 256];
-        assert_eq!(stamp(&mut batch, &mut sequences, 8, false), Some(5));
-        let stamped: Vec<(u8, u64)> = (0..6)
-            .map(|i| Header::view(&batch[i * 44..]).unwrap())
-            .map(|header| (header.source(), header.sequence()))
-            .collect();
-        assert_eq!(stamped, [(3, 1), (3, 2), (3, 3), (5, 1), (3, 4), (3, 5)]);
-        assert_eq!((sequences[3], sequences[5]), (5, 1));
-    }
-
-    #[test]
-    fn stamp_refuses_what_is_not_whole_frames_and_uses_no_sequence() {
-        let whole: Vec<u8> = [frame(3, 10), frame(5, 20), frame(3, 30)].concat();
-        let mut sequences = [0; 256];
-        sequences[3] = 7;
-        for cut in [0, 1, 31, 32, 50, whole.len() - 1] {
-            let mut batch = whole[..cut].to_vec();
-            assert_eq!(stamp(&mut batch, &mut sequences, 1, false), None, "cut at {cut}");
-            assert_eq!((sequences[3], sequences[5]), (7, 0), "cut at {cut}");
-        }
-        let mut batch = whole.clone();
-        batch.push(0);
-        assert_eq!(stamp(&mut batch, &mut sequences, 1, false), None);
-        assert_eq!((sequences[3], sequences[5]), (7, 0));
-        let mut batch = whole;
-        assert_eq!(stamp(&mut batch, &mut sequences, 1, false), Some(9));
-        // A run of one template cut short.
-        let template = frame(3, 10);
-        let mut batch = template.repeat(4);
-        batch.truncate(3 * template.len() - 1);
-        assert_eq!(stamp(&mut batch, &mut sequences, 1, false), None);
-        assert_eq!((sequences[3], sequences[5]), (9, 1));
     }
 }
