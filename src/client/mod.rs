@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod notice;
 mod publisher;
 mod reader;
 mod settle;
@@ -41,10 +42,11 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use notice::Notice;
 pub use publisher::{Publisher, PublisherOptions};
 pub use reader::{Frame, FrameReader, FramingError};
 pub use settle::{Rejection, Settlement};
-pub use subscriber::{Event, Notice, OwnedEvent, Subscriber, SubscriberOptions, subscribe_frame};
+pub use subscriber::{Event, OwnedEvent, Subscriber, SubscriberOptions, subscribe_frame};
 
 /// What can go wrong talking to a relay.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use rustix::net::RecvFlags;
 
 use crate::protocol::{Framing, HEADER_SIZE, Header, RelayDomain, control_tlv};
 
-use super::super::subscriber::notice_of;
+use super::super::notice::notice_of;
 use super::super::{Error, Rejection, Settlement};
 use super::Publisher;
 
