@@ -12,14 +12,16 @@ use crate::protocol::{self, ChecksumLevel, FrameKind, RelayDomain, RoutingKey, S
 /// One domain's decisions. A relay built with a logic serves that logic's domain only.
 ///
 /// The provided methods are the rules every domain shares; a domain overrides what it does
-/// differently. A new domain is one small type that implements [`RelayLogic::domain`] and
-/// [`RelayLogic::defaults`].
+/// differently. A new domain is one small type that implements [`RelayLogic::defaults`].
 pub trait RelayLogic: Send + Sync + 'static {
-    /// The domain this logic serves.
-    fn domain(&self) -> RelayDomain;
-
-    /// The domain's defaults.
+    /// The domain's defaults, its domain among them.
     fn defaults(&self) -> DomainDefaults;
+
+    /// The domain this logic serves: the one its defaults name, so it is stated once.
+    #[inline]
+    fn domain(&self) -> RelayDomain {
+        self.defaults().domain
+    }
 
     /// The checks of a whole frame after framing (PROTOCOL.md §6 "Checks by level"): the
     /// domain rule, then the TLV and checksum levels of `levels`.
@@ -83,10 +85,7 @@ pub trait RelayLogic: Send + Sync + 'static {
 pub struct MarketDataLogic;
 
 impl RelayLogic for MarketDataLogic {
-    fn domain(&self) -> RelayDomain {
-        RelayDomain::MarketData
-    }
-
+    #[inline]
     fn defaults(&self) -> DomainDefaults {
         DomainDefaults {
             domain: RelayDomain::MarketData,
@@ -111,10 +110,7 @@ impl RelayLogic for MarketDataLogic {
 pub struct SignalLogic;
 
 impl RelayLogic for SignalLogic {
-    fn domain(&self) -> RelayDomain {
-        RelayDomain::Signal
-    }
-
+    #[inline]
     fn defaults(&self) -> DomainDefaults {
         let market_data = MarketDataLogic.defaults();
         DomainDefaults {
@@ -134,10 +130,7 @@ impl RelayLogic for SignalLogic {
 pub struct ExecutionLogic;
 
 impl RelayLogic for ExecutionLogic {
-    fn domain(&self) -> RelayDomain {
-        RelayDomain::Execution
-    }
-
+    #[inline]
     fn defaults(&self) -> DomainDefaults {
         DomainDefaults {
             domain: RelayDomain::Execution,
@@ -202,10 +195,6 @@ macro_rules! any {
 }
 
 impl RelayLogic for AnyLogic {
-    fn domain(&self) -> RelayDomain {
-        any!(self, l => l.domain())
-    }
-
     fn defaults(&self) -> DomainDefaults {
         any!(self, l => l.defaults())
     }

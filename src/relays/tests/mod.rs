@@ -395,10 +395,6 @@ fn relays_on_one_shard_keep_their_frames_apart() {
 struct AuditedFeed;
 
 impl RelayLogic for AuditedFeed {
-    fn domain(&self) -> RelayDomain {
-        RelayDomain::MarketData
-    }
-
     fn defaults(&self) -> DomainDefaults {
         DomainDefaults {
             name: "audited-feed",
