@@ -7,82 +7,11 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use torq::client::{Event, Publisher};
+use std::sync::{Arc, Mutex};
 use torq::protocol::RelayDomain::{self, Execution, MarketData};
 use util::*;
-
-/// A subscriber of a host's relay reading on a thread of its own, keeping what it saw.
-struct Collector {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Collector {
-    fn start(host: &Host, domain: RelayDomain) -> Collector {
-        let mut subscriber = host.subscriber(domain);
-        let (seen, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (into, stopped) = (Arc::clone(&seen), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                if let Some(Event::Frame(frame)) = subscriber.recv_timeout(Duration::from_millis(50)).unwrap()
-                {
-                    let header = frame.header();
-                    into.lock().unwrap().push((header.source(), header.sequence(), header.is_bridged()));
-                }
-            }
-        });
-        Collector { seen, stop, thread: Some(thread) }
-    }
-
-    fn count(&self, source: u8) -> usize {
-        self.seen.lock().unwrap().iter().filter(|(s, _, _)| *s == source).count()
-    }
-
-    /// Waits (bounded) until `count` frames of `source` came, then a little longer for any
-    /// that should not come.
-    fn wait_for(&self, source: u8, count: usize, limit: Duration, logs: &dyn Fn() -> String) {
-        let start = Instant::now();
-        while self.count(source) < count {
-            assert!(
-                start.elapsed() < limit,
-                "{} of {count} frames of source {source} arrived within {limit:?}\n{}",
-                self.count(source),
-                logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    /// Publishes probes from `source` until one crosses to this collector.
-    fn until_bridged(&self, from: &mut Publisher, source: u8, logs: &dyn Fn() -> String) {
-        let start = Instant::now();
-        let before = self.count(source);
-        while self.count(source) == before {
-            publish(from, 1);
-            assert!(start.elapsed() < WAIT, "no probe crossed within {WAIT:?}\n{}", logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn sequences(&self, source: u8, bridged: bool) -> Vec<u64> {
-        sequences(&self.seen.lock().unwrap(), source, bridged)
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 fn logs(procs: &[&Proc]) -> String {
     procs.iter().map(|p| format!("--- {}\n{}", p.log.display(), p.log())).collect()

@@ -4,89 +4,12 @@
 
 mod util;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use torq::client::{Event, Publisher};
+use torq::client::Publisher;
 use torq::protocol::RelayDomain::{self, Execution, MarketData};
 use torq::protocol::{Crc, FrameBuilder, mark_bridged};
 use util::*;
-
-/// A received frame: source, sequence, bridged, and the first byte of its first TLV's value
-/// (which publisher of a source sent it, in these tests).
-type Got = (u8, u64, bool, u8);
-
-/// A subscriber reading on a thread of its own.
-struct Collector {
-    seen: Arc<Mutex<Vec<Got>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Collector {
-    fn start(host: &Host, domain: RelayDomain) -> Collector {
-        let mut subscriber = host.subscriber(domain);
-        let (seen, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (into, stopped) = (Arc::clone(&seen), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                if let Some(Event::Frame(frame)) = subscriber.recv_timeout(Duration::from_millis(50)).unwrap()
-                {
-                    let header = frame.header();
-                    let marker = frame.payload().get(2).copied().unwrap_or(0);
-                    into.lock().unwrap().push((
-                        header.source(),
-                        header.sequence(),
-                        header.is_bridged(),
-                        marker,
-                    ));
-                }
-            }
-        });
-        Collector { seen, stop, thread: Some(thread) }
-    }
-
-    fn of(&self, source: u8) -> Vec<Got> {
-        self.seen.lock().unwrap().iter().copied().filter(|g| g.0 == source).collect()
-    }
-
-    /// Waits (bounded) until `count` frames of `source` came, then a little longer for any
-    /// that should not come.
-    fn wait_for(&self, source: u8, count: usize, limit: Duration, logs: &dyn Fn() -> String) {
-        let start = Instant::now();
-        while self.of(source).len() < count {
-            assert!(
-                start.elapsed() < limit,
-                "{} of {count} frames of source {source} arrived within {limit:?}\n{}",
-                self.of(source).len(),
-                logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    /// Publishes probes from `source` until one crosses to this collector.
-    fn until_bridged(&self, from: &mut Publisher, source: u8, logs: &dyn Fn() -> String) {
-        let start = Instant::now();
-        let before = self.of(source).len();
-        while self.of(source).len() == before {
-            publish(from, 1);
-            assert!(start.elapsed() < WAIT, "no probe crossed within {WAIT:?}\n{}", logs());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 fn logs(procs: &[&Proc]) -> String {
     procs.iter().map(|p| format!("--- {}\n{}", p.log.display(), p.log())).collect()

@@ -6,10 +6,11 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use torq::client::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+use torq::client::{Event, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 use torq::protocol::RelayDomain;
 
 /// How long anything may take to come up.
@@ -407,18 +408,96 @@ pub fn publish(publisher: &mut Publisher, count: usize) {
     publisher.flush().unwrap();
 }
 
-/// A received frame: (source, sequence, bridged).
-pub type Seen = (u8, u64, bool);
+/// A received frame: source, sequence, bridged, and the first byte of its first TLV's value
+/// (which publisher of a source sent it, where a test marks them).
+pub type Seen = (u8, u64, bool, u8);
 
-/// The sequences of `source` among `seen`, asserting they are bridged as `bridged` says.
-pub fn sequences(seen: &[Seen], source: u8, bridged: bool) -> Vec<u64> {
-    seen.iter()
-        .filter(|(s, _, _)| *s == source)
-        .map(|(_, sequence, b)| {
-            assert_eq!(*b, bridged, "source {source} sequence {sequence}: bridged flag");
-            *sequence
-        })
-        .collect()
+/// A subscriber of a host's relay reading on a thread of its own (an execution relay pauses
+/// the bridge, then disconnects a stalled subscriber, when nobody reads), keeping what it saw.
+pub struct Collector {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    pub fn start(host: &Host, domain: RelayDomain) -> Collector {
+        let mut subscriber = host.subscriber(domain);
+        let (seen, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (into, stopped) = (Arc::clone(&seen), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                if let Some(Event::Frame(frame)) = subscriber.recv_timeout(Duration::from_millis(50)).unwrap()
+                {
+                    let header = frame.header();
+                    let marker = frame.payload().get(2).copied().unwrap_or(0);
+                    into.lock().unwrap().push((
+                        header.source(),
+                        header.sequence(),
+                        header.is_bridged(),
+                        marker,
+                    ));
+                }
+            }
+        });
+        Collector { seen, stop, thread: Some(thread) }
+    }
+
+    /// The frames of `source` seen so far.
+    pub fn of(&self, source: u8) -> Vec<Seen> {
+        self.seen.lock().unwrap().iter().copied().filter(|seen| seen.0 == source).collect()
+    }
+
+    pub fn count(&self, source: u8) -> usize {
+        self.seen.lock().unwrap().iter().filter(|seen| seen.0 == source).count()
+    }
+
+    /// Waits (bounded) until `count` frames of `source` came, then a little longer for any
+    /// that should not come.
+    pub fn wait_for(&self, source: u8, count: usize, limit: Duration, logs: &dyn Fn() -> String) {
+        let start = Instant::now();
+        while self.count(source) < count {
+            assert!(
+                start.elapsed() < limit,
+                "{} of {count} frames of source {source} arrived within {limit:?}\n{}",
+                self.count(source),
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// Publishes probes from `source` until one crosses to this collector.
+    pub fn until_bridged(&self, from: &mut Publisher, source: u8, logs: &dyn Fn() -> String) {
+        let start = Instant::now();
+        let before = self.count(source);
+        while self.count(source) == before {
+            publish(from, 1);
+            assert!(start.elapsed() < WAIT, "no probe crossed within {WAIT:?}\n{}", logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The sequences of `source`, asserting they are bridged as `bridged` says.
+    pub fn sequences(&self, source: u8, bridged: bool) -> Vec<u64> {
+        self.of(source)
+            .into_iter()
+            .map(|(_, sequence, b, _)| {
+                assert_eq!(b, bridged, "source {source} sequence {sequence}: bridged flag");
+                sequence
+            })
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A `torq-bridge` command line: any relay socket, with the tests' logging.
