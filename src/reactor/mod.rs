@@ -1,7 +1,7 @@
 //! The reactors: I/O only. One mio `Poll` per thread, each driving one [`Shard`] of the relay
 //! core: it accepts (reactor 0 owns the listeners and hands connections out round-robin),
-//! reads into the core's buffers, writes the audit records the core produces before handing
-//! its batches on, moves messages between reactors through bounded inboxes and wakers (never a
+//! reads into the core's buffers, appends the audit records the core asks for to the audit
+//! files, moves messages between reactors through bounded inboxes and wakers (never a
 //! drop point: a full inbox keeps the message and holds this reactor's publishers back), keeps
 //! WRITABLE interest in step with the core, and ticks.
 
@@ -26,9 +26,6 @@ use crate::relays::{
 
 mod accept;
 pub use accept::{peer_credentials, set_socket_buffers};
-mod audit;
-
-use audit::{AuditWriter, Held};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
@@ -187,7 +184,7 @@ impl<L: RelayLogic> Reactors<L> {
                     shared: Arc::clone(&shared),
                     inbox,
                     shard: Shard::new(shard, Arc::clone(&relays)),
-                    audit: AuditWriter::new(Arc::clone(&audits)),
+                    audits: Arc::clone(&audits),
                     read_budget: engine.read_budget,
                     socket_buffer: engine.socket_buffer,
                     flush_deadline: engine.flush_deadline,
@@ -232,7 +229,8 @@ pub(crate) struct Reactor<L: RelayLogic> {
     shared: Arc<Shared>,
     inbox: Receiver<Mail>,
     shard: Shard<L, Socket>,
-    audit: AuditWriter,
+    /// The audit file of each relay that audits.
+    audits: Arc<[Option<Arc<File>>]>,
     read_budget: usize,
     /// `SO_SNDBUF` and `SO_RCVBUF` asked for every accepted connection (reactor 0 accepts).
     socket_buffer: Option<usize>,
@@ -244,8 +242,7 @@ pub(crate) struct Reactor<L: RelayLogic> {
     /// Mail for other reactors that did not fit their inbox, in order.
     pending: Vec<VecDeque<Mail>>,
     next_target: usize,
-    /// Publishers not read while mail was pending or their audit channel was full; read again
-    /// once nothing is pending.
+    /// Publishers not read while mail was pending; read again once nothing is pending.
     waiting: Vec<usize>,
     stop_deadline: Option<Instant>,
     done_from: usize,
@@ -359,9 +356,10 @@ impl<L: RelayLogic> Reactor<L> {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
-                self.shard.tick(now());
+                let now = now();
+                self.shard.tick(now);
+                write_audit(&mut self.shard, &self.audits, now);
                 self.apply();
-                self.retry_audit();
                 if std::mem::take(&mut self.accept_retry) {
                     for index in 0..self.listeners.len() {
                         self.accept(index);
@@ -372,7 +370,7 @@ impl<L: RelayLogic> Reactor<L> {
                 break;
             }
         }
-        if self.shard.report_undelivered() || self.audit.report_held() {
+        if self.shard.report_undelivered() {
             self.shared.fail(3);
         }
     }
@@ -472,16 +470,7 @@ impl<L: RelayLogic> Reactor<L> {
             return false;
         }
         // A full inbox of another reactor holds this reactor's publishers back until it drains
-        // (retried every millisecond); an audit trail that cannot be written holds back every
-        // connection of its relay until a write succeeds (retried every second).
-        let Some(relay) = self.shard.connection(token).map(|c| c.relay) else { return false };
-        if self.audit.failing(relay, &self.shard.relays()[relay].metrics) {
-            // Once per connection: readiness events go on arriving while it is not read.
-            if !self.audit.waiting.contains(&token) {
-                self.audit.waiting.push(token);
-            }
-            return false;
-        }
+        // (retried every millisecond).
         if self.pending.iter().any(|p| !p.is_empty()) {
             self.waiting.push(token);
             return false;
@@ -537,46 +526,12 @@ impl<L: RelayLogic> Reactor<L> {
         more && self.shard.connection(token).is_some()
     }
 
-    /// Hands what a connection read to the core: its audit records are appended to the audit
-    /// file before its accepted frames are forwarded; when they cannot be, the frames are
-    /// held (the relay fails closed).
+    /// Hands what a connection read to the core, and writes the audit records it owes.
     fn take_in(&mut self, token: usize) {
         let now = now();
-        let mut intake = self.shard.intake(token, now);
-        let records = std::mem::take(&mut intake.records);
-        let mut held = Held { token, relay: 0, lines: Vec::new(), written: 0, intake };
-        if !records.is_empty()
-            && let Some(relay) = self.shard.connection(token).map(|c| c.relay)
-        {
-            let context = &self.shard.relays()[relay];
-            held.relay = relay;
-            match self.audit.append(held, &records, context, now.instant) {
-                Some(written) => held = written,
-                None => return self.apply(),
-            }
-        }
-        self.release(held, now);
-    }
-
-    /// Settles an intake whose records are written: its frames are forwarded and confirmed.
-    fn release(&mut self, held: Held, now: Now) {
-        self.shard.settle(held.token, held.intake, now);
+        self.shard.intake(token, now);
+        write_audit(&mut self.shard, &self.audits, now);
         self.apply();
-    }
-
-    /// Retries held audit records (once a second); releases their frames once written, and
-    /// reads the held-back connections again once nothing is held.
-    fn retry_audit(&mut self) {
-        let now = now();
-        for held in self.audit.retry(self.shard.relays(), now.instant) {
-            self.release(held, now);
-        }
-        if !self.audit.waiting.is_empty()
-            && self.audit.held.is_empty()
-            && self.shard.relays().iter().all(|r| r.metrics.audit_failing.load(Relaxed) == 0)
-        {
-            self.ready.extend(self.audit.waiting.drain(..));
-        }
     }
 
     fn begin_stop(&mut self) {
@@ -599,7 +554,31 @@ impl<L: RelayLogic> Reactor<L> {
         let peers_done = self.done_from + 1 >= self.shared.inboxes.len();
         let nothing_pending = self.pending.iter().all(VecDeque::is_empty);
         let late = self.stop_deadline.is_some_and(|d| Instant::now() >= d);
-        (peers_done && nothing_pending && self.audit.held.is_empty() && self.shard.flushed()) || late
+        (peers_done && nothing_pending && self.shard.flushed()) || late
+    }
+}
+
+/// Appends what the core asks for to the audit files (`files[relay]`; PROTOCOL.md §6: a record
+/// is written, at least to the page cache, before its frame is delivered), and tells the core
+/// what became of each write.
+fn write_audit<L: RelayLogic, S: Sink>(shard: &mut Shard<L, S>, files: &[Option<Arc<File>>], now: Now) {
+    loop {
+        let result = match shard.poll_audit(now) {
+            None => return,
+            Some((relay, bytes)) => match files.get(relay).and_then(Option::as_ref) {
+                Some(file) => match (&**file).write(bytes) {
+                    Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+                    result => result,
+                },
+                // The start-up opens a file for every relay that audits.
+                None => Err(io::Error::other("no audit file is open for this relay")),
+            },
+        };
+        match result {
+            Ok(n) => shard.audit_written(n, now),
+            Err(e) => return shard.audit_failed(&e, now),
+        }
     }
 }
 
@@ -629,5 +608,61 @@ mod tests {
         }
         // Whatever the kernel's default: a larger size asked gives larger buffers.
         assert!(given[0].0 < given[1].0 && given[0].1 < given[1].1, "{given:?}");
+    }
+
+    /// A connection's way out in memory.
+    #[derive(Debug, Default)]
+    struct Written(Vec<u8>);
+
+    impl Sink for Written {
+        fn write(&mut self, bufs: &[IoSlice<'_>]) -> Wrote {
+            let before = self.0.len();
+            bufs.iter().for_each(|b| self.0.extend_from_slice(b));
+            Wrote::Bytes(self.0.len() - before)
+        }
+    }
+
+    /// The reactor's half of the audit contract, over real files: a full disk holds the
+    /// frames and fails the relay closed; the retry a second later writes the same records and
+    /// releases them.
+    #[test]
+    fn audit_records_are_written_to_the_file_before_their_frames_go_anywhere() {
+        use crate::protocol::{Crc, FrameBuilder, RelayDomain};
+        use crate::relays::{ExecutionLogic, Peer, RelayConfig};
+        let relays: Arc<[RelayContext<ExecutionLogic>]> =
+            vec![RelayContext::new(ExecutionLogic, RelayConfig::new(&ExecutionLogic.defaults()))].into();
+        let config =
+            ShardConfig { index: 0, shards: 1, read_budget: 65536, stall_timeout: Duration::from_secs(5) };
+        let mut shard = Shard::new(config, Arc::clone(&relays));
+        let peer = Peer { pid: Some(1), uid: 1000, gid: 1000 };
+        let start = now();
+        let subscriber = shard.insert(Written::default(), 0, peer, 1, start);
+        let publisher = shard.insert(Written::default(), 0, peer, 2, start);
+        let mut order = vec![0; 128];
+        let mut builder = FrameBuilder::new(&mut order, RelayDomain::Execution, 20).unwrap();
+        builder.tlv(40, &[7; 48]).unwrap();
+        let len = builder.finish(1, 1, Crc::Compute);
+        shard.connection_mut(publisher).unwrap().read_buffer(65536).1.extend_from_slice(&order[..len]);
+        shard.intake(publisher, start);
+
+        let full: Vec<Option<Arc<File>>> =
+            vec![Some(Arc::new(File::options().write(true).open("/dev/full").unwrap()))];
+        write_audit(&mut shard, &full, start);
+        assert_eq!(relays[0].metrics.audit_failing.load(Relaxed), 1);
+        assert!(shard.connection(subscriber).unwrap().socket().0.is_empty(), "held, not delivered");
+        assert!(!shard.may_read(publisher), "fails closed");
+        assert!(shard.poll_audit(start).is_none(), "the retry waits a second");
+
+        let path = std::env::temp_dir().join(format!("torq-reactor-audit-{}", std::process::id()));
+        let file = File::options().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+        let later = Now { instant: start.instant + Duration::from_secs(1), unix_ns: start.unix_ns };
+        write_audit(&mut shard, &[Some(Arc::new(file))], later);
+        let lines = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        assert!(lines.contains(" accepted source=20 sequence=1 "), "{lines}");
+        assert_eq!(shard.connection(subscriber).unwrap().socket().0, order[..len], "released once written");
+        assert_eq!(relays[0].metrics.audit_failing.load(Relaxed), 0);
+        assert!(shard.may_read(publisher));
     }
 }

@@ -19,12 +19,14 @@
 //! and the audit file, and calls a [`Shard`] in this order:
 //!
 //! 1. [`RelayContext::expect`] for the shard a new connection goes to, then [`Shard::insert`].
-//! 2. On readable: fill [`Connection::read_buffer`], then [`Shard::intake`]; persist the
-//!    returned [`Intake::records`] (on a relay that audits); once they are written, hand the
-//!    intake to [`Shard::settle`] (it forwards, confirms, closes). While they cannot be written,
-//!    hold the intake and read no connection of that relay (fail closed).
+//! 2. On readable, if [`Shard::may_read`]: fill [`Connection::read_buffer`], then
+//!    [`Shard::intake`]. Then, on a relay that audits, append what [`Shard::poll_audit`] gives
+//!    to that relay's audit file and answer [`Shard::audit_written`] or
+//!    [`Shard::audit_failed`], until it gives nothing: an intake is forwarded, confirmed and
+//!    closed only once its records are written, and while they cannot be the relay fails
+//!    closed (its connections may not be read; the write is asked for again a second later).
 //! 3. On writable: [`Shard::flush`]. On a message from another shard: [`Shard::handle`].
-//!    Every 100 ms or so: [`Shard::tick`]. To stop: [`Shard::begin_stop`], then flush until
+//!    Every 100 ms or so: [`Shard::tick`], then the audit writes of step 2 again. To stop: [`Shard::begin_stop`], then flush until
 //!    [`Shard::flushed`] or the deadline, then [`Shard::report_undelivered`].
 //! 4. After every call: drain [`Shard::poll_event`] (reads to do, interest changes, closed
 //!    sockets) and [`Shard::poll_message`] (to other shards).
@@ -36,7 +38,7 @@
 //! - *shard*: one reactor's part of the core; *reactor*: the thread and event loop that drives
 //!   it.
 //! - *intake*: what one read of one connection produced; *settle*: carrying it out once its
-//!   audit records are written.
+//!   audit records are written; *trail*: the intakes waiting for that.
 //! - *batch*: the accepted frames of one intake, shared by every subscriber that takes them;
 //!   *run*: consecutive frames of a batch that one subscriber takes.
 //! - *outbox*: one connection's queue; *sink*: its way out.
@@ -54,6 +56,7 @@ mod session;
 mod shard;
 mod sink;
 mod throttle;
+mod trail;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use log::{info, warn};
+use log::{error, info, warn};
 use slab::Slab;
 
 use crate::protocol::notice;
@@ -23,6 +23,7 @@ use super::logic::RelayLogic;
 use super::outbox::{Notice, Undelivered};
 use super::session::Session;
 use super::sink::Sink;
+use super::trail::Trail;
 
 /// Ticks without a read after which an empty read buffer is released.
 const IDLE_TICKS: u8 = 10;
@@ -85,6 +86,11 @@ pub struct Shard<L, S> {
     /// Reused by the fan-out: the subscribers it queued to, one subscriber's runs.
     touched: Vec<usize>,
     runs: Vec<Run>,
+    /// Intakes waiting for their audit records to be written.
+    trail: Trail,
+    /// Per relay: its audit trail was failing at the last look, so its connections were
+    /// refused reads and are owed a [`Event::Readable`] when it recovers.
+    refused: Vec<bool>,
 }
 
 impl<L: RelayLogic, S: Sink> Shard<L, S> {
@@ -99,6 +105,8 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
             subscribers: (0..relays.len()).map(|_| Vec::new()).collect(),
             touched: Vec::new(),
             runs: Vec::new(),
+            trail: Trail::default(),
+            refused: vec![false; relays.len()],
             relays,
         }
     }
@@ -175,26 +183,28 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         self.conns.is_empty()
     }
 
-    /// Whether a connection may be read now: it exists, no full queue has paused it, and the
-    /// relay is not stopping.
+    /// Whether a connection may be read now: it exists, no full queue has paused it, its
+    /// relay's audit trail is not failing, and the relay is not stopping.
     pub fn may_read(&self, token: usize) -> bool {
-        !self.stopping && self.conns.get(token).is_some_and(|c| c.pauses == 0)
+        !self.stopping
+            && self.conns.get(token).is_some_and(|c| {
+                c.pauses == 0 && !(self.audits(c.relay) && self.trail.failing(c.relay, &self.relays[c.relay]))
+            })
     }
 
-    /// Whether the relay of a connection audits (its records must be written before its
-    /// frames are forwarded).
-    pub fn audits(&self, token: usize) -> bool {
-        self.conns.get(token).is_some_and(|c| {
-            let relay = &self.relays[c.relay];
-            relay.logic.audits(&relay.config.levels)
-        })
+    /// Whether relay `relay` audits (its records are written before its frames go anywhere).
+    fn audits(&self, relay: usize) -> bool {
+        let context = &self.relays[relay];
+        context.logic.audits(&context.config.levels)
     }
 
-    /// Judges what a connection has read. The caller writes the records to the audit trail,
-    /// then hands the intake back to [`Shard::settle`].
-    pub fn intake(&mut self, token: usize, now: Now) -> Intake {
-        let Some(conn) = self.conns.get_mut(token) else { return Intake::default() };
-        let relay = &self.relays[conn.relay];
+    /// Judges what a connection has read. What it accepted is settled at once, unless its
+    /// relay audits: then it waits until the driver has written its records
+    /// ([`Shard::poll_audit`]).
+    pub fn intake(&mut self, token: usize, now: Now) {
+        let Some(conn) = self.conns.get_mut(token) else { return };
+        let index = conn.relay;
+        let relay = &self.relays[index];
         let publisher = PublisherId { shard: self.config.index, token, id: conn.id };
         let mut intake = conn.intake(relay, publisher, self.config.read_budget, now);
         let relist = conn.listed != conn.session.subscribes() || conn.filtered != conn.session.filters();
@@ -215,13 +225,61 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         if self.conns.get(token).is_some_and(|conn| !conn.outbox.is_empty()) {
             self.flush(token, now);
         }
-        intake
+        if intake.records.is_empty() {
+            self.settle(token, intake, now);
+        } else {
+            self.trail.hold(token, index, &self.relays[index], intake);
+        }
     }
 
-    /// Settles what [`Shard::intake`] judged, once its audit records are written (on a relay
-    /// that audits): forwards the accepted frames, confirms them and the rejections to a
-    /// publisher that asked (notice 7), and closes the connection if it must be.
-    pub fn settle(&mut self, token: usize, intake: Intake, now: Now) {
+    /// Audit records to append to relay `.0`'s audit file before anything else of it is
+    /// delivered; answer with [`Shard::audit_written`] or [`Shard::audit_failed`]. None while
+    /// nothing is owed, or a failed write waits for its retry (a second later).
+    pub fn poll_audit(&self, now: Now) -> Option<(usize, &[u8])> {
+        self.trail.due(now.instant)
+    }
+
+    /// `n` bytes of what [`Shard::poll_audit`] gave are in the audit file (at least in the
+    /// operating system's page cache): the intakes whose records are all written are settled,
+    /// and a relay that failed closed reads again once nothing of it is held.
+    pub fn audit_written(&mut self, n: usize, now: Now) {
+        if let Some(held) = self.trail.written(n) {
+            self.settle(held.token, held.intake, now);
+        }
+        if self.trail.is_empty() {
+            for relay in self.relays.iter().filter(|r| r.metrics.audit_failing.swap(0, Relaxed) != 0) {
+                info!("{}: the audit file takes writes again: reading resumes", relay.config.name);
+            }
+            self.wake_refused();
+        }
+    }
+
+    /// Writing what [`Shard::poll_audit`] gave failed: the relay fails closed (its connections
+    /// are not read, on any shard) and the write is asked for again a second later.
+    pub fn audit_failed(&mut self, error: &dyn std::fmt::Display, now: Now) {
+        let Some((relay, _)) = self.trail.due(now.instant) else { return };
+        self.trail.failed(&self.relays[relay], error, now.instant);
+        self.refused[relay] = true;
+    }
+
+    /// Connections refused reads while their relay's audit trail failed are read again once
+    /// it has recovered (on whichever shard it failed).
+    fn wake_refused(&mut self) {
+        for relay in 0..self.relays.len() {
+            if !self.refused[relay] || self.trail.failing(relay, &self.relays[relay]) {
+                continue;
+            }
+            self.refused[relay] = false;
+            for (token, _) in self.conns.iter().filter(|(_, c)| c.relay == relay) {
+                self.events.push_back(Event::Readable(token));
+            }
+        }
+    }
+
+    /// Forwards the accepted frames, confirms them and the rejections to a publisher that
+    /// asked (notice 7), and closes the connection if it must be — once the intake's audit
+    /// records are written (on a relay that audits).
+    fn settle(&mut self, token: usize, intake: Intake, now: Now) {
         let Intake { connection, batch, rejected, close, .. } = intake;
         let accepted = batch.as_ref().map_or(0, |batch| batch.frames.len() as u64);
         if let Some(batch) = batch {
@@ -410,6 +468,12 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
 
     /// Heartbeats, drop notices, merged counts, idle read buffers and stalled subscribers.
     pub fn tick(&mut self, now: Now) {
+        for relay in 0..self.relays.len() {
+            // Another shard's audit trail may have failed (its connections here are refused
+            // reads), or recovered.
+            self.refused[relay] |= self.audits(relay) && self.trail.failing(relay, &self.relays[relay]);
+        }
+        self.wake_refused();
         let stall = self.config.stall_timeout;
         let mut stalled = Vec::new();
         let mut flush = Vec::new();
@@ -468,15 +532,19 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         }
     }
 
-    /// Every queue is written out.
+    /// Every queue is written out, and no intake waits for its audit records.
     pub fn flushed(&self) -> bool {
-        self.conns.iter().all(|(_, c)| c.outbox.is_empty())
+        self.trail.is_empty() && self.conns.iter().all(|(_, c)| c.outbox.is_empty())
     }
 
     /// Logs, per subscriber, the frames left undelivered; returns whether any belong to a
     /// lossless relay (exit status 3).
     pub fn report_undelivered(&self) -> bool {
-        let mut lost = false;
+        let held = self.trail.held_frames();
+        let mut lost = held > 0;
+        if !self.trail.is_empty() {
+            error!("{held} accepted frames were not delivered: their audit records could not be written");
+        }
         for (_, conn) in &self.conns {
             let Undelivered { frames, first, last } = conn.outbox.undelivered();
             if frames == 0 {

@@ -3,6 +3,7 @@
 //! shards, and a fourth domain written as one small type.
 
 mod confirm;
+mod contract;
 mod interest;
 mod sim;
 
@@ -12,7 +13,6 @@ use std::time::Duration;
 use sim::{Client, HELLO, Received, Sim, data, subscribe};
 
 use crate::protocol::{Error, Filter, FrameKind, OPTION_NOTICES, RelayDomain, Role, Subscribe, notice};
-use crate::relays::audit::Outcome;
 use crate::relays::{
     AnyLogic, DomainDefaults, ExecutionLogic, Levels, MarketDataLogic, Policy, Reason, RelayConfig,
     RelayContext, RelayLogic,
@@ -307,16 +307,9 @@ fn sequences_replayed_are_rejected_and_gaps_counted() {
     assert!(replays[1].2.starts_with("sequence_replay"));
     assert_eq!(sim.shards[0].connection(publisher.token).unwrap().session.sequence_gaps, 1);
     assert_eq!(sim.relays[0].metrics.rejected[Reason::SequenceReplay.index()].load(Relaxed), 1);
-    let outcomes: Vec<Outcome> = sim.records.iter().map(|r| r.outcome).collect();
     assert_eq!(
-        outcomes,
-        [
-            Outcome::Control,
-            Outcome::Accepted,
-            Outcome::Accepted,
-            Outcome::Rejected("sequence_replay"),
-            Outcome::Accepted
-        ]
+        sim.audited(),
+        ["control", "accepted", "accepted", "rejected reason=sequence_replay", "accepted"]
     );
     assert!(sim.is_open(publisher), "with notices, a rejection does not close");
 }
@@ -386,7 +379,7 @@ fn relays_on_one_shard_keep_their_frames_apart() {
     sim.send(ex_pub, &data(RelayDomain::Execution, 20, 7, 40, 48));
     assert_eq!(sequences(&sim.receive(md_sub)), [1, 2, 3]);
     assert_eq!(sequences(&sim.receive(ex_sub)), [7]);
-    assert_eq!(sim.records.len(), 1, "only the execution relay audits");
+    assert_eq!(sim.audited().len(), 1, "only the execution relay audits");
 }
 
 /// A fourth domain, written as one small type: a market-data feed that is audited and
@@ -429,7 +422,7 @@ fn a_domain_is_one_small_type() {
     );
     let not_allowed = Reason::Frame(Error::TlvTypeNotAllowed { offset: 0, tlv_type: 0, domain: MD });
     assert_eq!(sim.relays[0].metrics.rejected[not_allowed.index()].load(Relaxed), 1);
-    assert_eq!(sim.records.len(), 4, "a hello and three frames, all audited");
+    assert_eq!(sim.audited().len(), 4, "a hello and three frames, all audited");
     let now = sim.now();
     sim.shards[0].begin_stop(now);
     assert!(sim.shards[0].report_undelivered(), "its undelivered frames fail the stop (policy block)");

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Crc, FrameBuilder, Framing, Header, RelayDomain, RelayNotice, Subscribe, frame, tlvs};
-use crate::relays::audit::Record;
 use crate::relays::{
     CloseReason, Event, Now, Peer, RelayConfig, RelayContext, RelayLogic, Shard, ShardConfig, Sink, Wrote,
 };
@@ -68,7 +67,10 @@ pub(crate) struct Sim<L: RelayLogic> {
     /// Messages between shards not delivered yet, in order; held while `hold` is set.
     pub(crate) mail: VecDeque<(usize, crate::relays::Msg)>,
     pub(crate) hold: bool,
-    pub(crate) records: Vec<Record>,
+    /// The audit file every relay that audits appends to, as lines.
+    pub(crate) audit: Vec<u8>,
+    /// The audit file takes no more (a full disk): writes fail while set.
+    pub(crate) audit_full: bool,
     pub(crate) closed: Vec<(Client, CloseReason)>,
     start: Instant,
     pub(crate) elapsed: Duration,
@@ -99,7 +101,8 @@ impl<L: RelayLogic> Sim<L> {
             inbound: vec![Vec::new(); count],
             mail: VecDeque::new(),
             hold: false,
-            records: Vec::new(),
+            audit: Vec::new(),
+            audit_full: false,
             closed: Vec::new(),
             start: Instant::now(),
             elapsed: Duration::ZERO,
@@ -167,8 +170,9 @@ impl<L: RelayLogic> Sim<L> {
     pub(crate) fn advance(&mut self, by: Duration) {
         self.elapsed += by;
         let now = self.now();
-        for shard in &mut self.shards {
-            shard.tick(now);
+        for index in 0..self.shards.len() {
+            self.shards[index].tick(now);
+            self.write_audit(index);
         }
         self.run();
     }
@@ -212,13 +216,37 @@ impl<L: RelayLogic> Sim<L> {
             let take = self.inbound[index][token].len().min(self.read_budget);
             buffer.extend(self.inbound[index][token].drain(..take));
             let now = self.now();
-            let shard = &mut self.shards[index];
-            let mut intake = shard.intake(token, now);
-            self.records.append(&mut intake.records);
-            shard.settle(token, intake, now);
+            self.shards[index].intake(token, now);
+            self.write_audit(index);
             moved = true;
         }
         moved
+    }
+
+    /// Appends what shard `index` asks for to the audit file, as the reactor does.
+    fn write_audit(&mut self, index: usize) {
+        let now = self.now();
+        while let Some((_, bytes)) = self.shards[index].poll_audit(now) {
+            if self.audit_full {
+                self.shards[index].audit_failed(&"No space left on device", now);
+                return;
+            }
+            self.audit.extend_from_slice(bytes);
+            let n = bytes.len();
+            self.shards[index].audit_written(n, now);
+        }
+    }
+
+    /// The outcome of each audit record (`accepted`, `rejected reason=…`, `hello`, `control`).
+    pub(crate) fn audited(&self) -> Vec<String> {
+        let text = std::str::from_utf8(&self.audit).expect("audit lines are UTF-8");
+        text.lines()
+            .map(|line| {
+                let words: Vec<&str> = line.split(' ').collect();
+                let reason = words.iter().find(|w| w.starts_with("reason="));
+                [Some(words[5]), reason.copied()].into_iter().flatten().collect::<Vec<_>>().join(" ")
+            })
+            .collect()
     }
 
     fn apply(&mut self, index: usize) -> bool {
