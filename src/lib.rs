@@ -13,6 +13,10 @@
 //! - [`protocol`] — the wire format of `PROTOCOL.md`, sans-IO: framing, validation, the TLV
 //!   walker, the type registry, payload layouts, identifiers and the frame builder.
 //!
+//! [`shm`] (the broadcast log of shared-memory delivery, PROTOCOL.md §7: its writer for the
+//! relay, its reader for the client) depends on nothing else here, and holds the crate's only
+//! unsafe code (the mapping).
+//!
 //! [`config`] (the settings and the TOML file) depends on [`protocol`] only; [`client`] (the
 //! library services use to talk to a relay) on [`protocol`] only; [`tools`] (what the live
 //! tools share) on [`protocol`] and [`client`]; [`metrics`] (the Prometheus text of the relays
@@ -27,6 +31,7 @@
 
 pub mod client;
 pub mod protocol;
+pub mod shm;
 
 #[cfg(feature = "relay")]
 pub mod cli;
