@@ -306,7 +306,15 @@ pub struct RelayConfig {
     pub connect_gids: Option<Vec<u32>>,
     /// Peer uids allowed to publish data frames (`None` = any connected peer).
     pub publisher_uids: Option<Vec<u32>>,
+    /// Ring bytes of the broadcast log for shared-memory delivery (PROTOCOL.md §7), a power
+    /// of two from 1 MiB to 4 GiB, at least 4 × (`max_message_size` + 16) (the default grows
+    /// to that); 0 turns it off. Domains that offer none ignore it.
+    pub shm_bytes: u64,
 }
+
+/// The broadcast log's ring by default: 64 MiB, about half a million frames of 128 bytes (a
+/// second of a publisher at 500 000 frames/s), plus a quarter for its index.
+pub const DEFAULT_SHM_BYTES: u64 = 64 << 20;
 
 impl RelayConfig {
     /// A domain's relay with every setting at its default (PROTOCOL.md §6 "Defaults").
@@ -327,6 +335,7 @@ impl RelayConfig {
             connect_uids: None,
             connect_gids: None,
             publisher_uids: None,
+            shm_bytes: DEFAULT_SHM_BYTES,
         }
     }
 
@@ -360,6 +369,15 @@ impl RelayConfig {
             );
             self.queue_bytes = least;
         }
+        let ring = (4 * (16 + self.max_message_size.next_multiple_of(16)) as u64).next_power_of_two();
+        if self.shm_bytes == DEFAULT_SHM_BYTES && ring > self.shm_bytes {
+            log::info!(
+                "{}: shm_bytes grows from {} to {ring}, to hold 4 frames of max_message_size",
+                self.name,
+                self.shm_bytes
+            );
+            self.shm_bytes = ring;
+        }
         self.validate()
     }
 
@@ -381,6 +399,23 @@ impl RelayConfig {
                 "queue_bytes",
                 self.queue_bytes,
                 format!("at least 2 x max_message_size = {}", 2 * self.max_message_size),
+            ));
+        }
+        let record = (16 + self.max_message_size.next_multiple_of(16)) as u64;
+        let shm = crate::shm::MIN_CAPACITY..=crate::shm::MAX_CAPACITY;
+        if self.shm_bytes != 0
+            && (!self.shm_bytes.is_power_of_two()
+                || !shm.contains(&self.shm_bytes)
+                || self.shm_bytes < 4 * record)
+        {
+            return Err(ConfigError::invalid(
+                "shm_bytes",
+                self.shm_bytes,
+                format!(
+                    "the broadcast log's ring: a power of two from 1 MiB to 4 GiB and at least 4 x \
+                     (max_message_size + 16) = {}, or 0 (off), e.g. 67108864",
+                    4 * record
+                ),
             ));
         }
         if self.levels.audit && self.audit_file.is_none() {

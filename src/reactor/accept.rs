@@ -114,7 +114,8 @@ impl<L: RelayLogic> Reactor<L> {
             context.lose_interest(self.index);
             return;
         }
-        self.shard.insert(Socket { stream, read_closed: false }, relay, peer, id, now());
+        let log = self.log_fds.get(relay).cloned().flatten();
+        self.shard.insert(Socket { stream, read_closed: false, log }, relay, peer, id, now());
         self.apply();
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{
     AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst, fence,
@@ -20,9 +21,10 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::relays::{
-    CloseReason, EngineConfig, Event, Idle, Msg, Now, Peer, RelayContext, RelayLogic, Shard, ShardConfig,
-    Sink, Throttle, Wrote,
+    CloseReason, EngineConfig, Event, Idle, LOG_SHARD, Msg, Now, Peer, RelayContext, RelayLogic, Shard,
+    ShardConfig, Sink, Throttle, Wrote,
 };
+use crate::shm::LogWriter;
 
 mod accept;
 pub use accept::{peer_credentials, set_socket_buffers};
@@ -110,6 +112,8 @@ enum Mail {
 pub(crate) struct Socket {
     stream: UnixStream,
     read_closed: bool,
+    /// Its relay's broadcast log, read-only, for a connection granted it (PROTOCOL.md §7).
+    log: Option<Arc<OwnedFd>>,
 }
 
 impl Sink for Socket {
@@ -126,6 +130,26 @@ impl Sink for Socket {
             }
         }
     }
+
+    fn write_with_log(&mut self, bufs: &[IoSlice<'_>]) -> Wrote {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let Some(log) = self.log.clone() else { return self.write(bufs) };
+        let fds = [log.as_fd()];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        loop {
+            match rustix::net::sendmsg(&self.stream, bufs, &mut control, SendFlags::NOSIGNAL) {
+                Ok(n) => return Wrote::Bytes(n),
+                Err(rustix::io::Errno::AGAIN) => return Wrote::Full,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    debug!("write with the log's descriptor failed: {e}");
+                    return Wrote::Gone;
+                }
+            }
+        }
+    }
 }
 
 /// The reactors of one process, before their threads start.
@@ -137,12 +161,23 @@ pub(crate) struct Reactors<L: RelayLogic> {
 
 impl<L: RelayLogic> Reactors<L> {
     /// One reactor per core of `engine.cores`, serving `relays`; `audits[i]` is the audit
-    /// file of relay `i` when it audits.
+    /// file of relay `i` when it audits, `logs[i]` its broadcast log when it offers one
+    /// (written by reactor [`LOG_SHARD`]).
     pub(crate) fn new(
         engine: &EngineConfig,
         relays: Arc<[RelayContext<L>]>,
         audits: Vec<Option<Arc<File>>>,
+        logs: Vec<Option<LogWriter>>,
     ) -> io::Result<Self> {
+        let mut log_fds = Vec::new();
+        for log in &logs {
+            log_fds.push(match log {
+                Some(log) => Some(Arc::new(log.reader_fd().try_clone_to_owned()?)),
+                None => None,
+            });
+        }
+        let log_fds: Arc<[Option<Arc<OwnedFd>>]> = log_fds.into();
+        let mut logs = Some(logs);
         let count = engine.cores.count();
         let mut polls = Vec::new();
         let mut wakers = Vec::new();
@@ -183,8 +218,19 @@ impl<L: RelayLogic> Reactors<L> {
                     poll,
                     shared: Arc::clone(&shared),
                     inbox,
-                    shard: Shard::new(shard, Arc::clone(&relays)),
+                    shard: {
+                        let mut shard = Shard::new(shard, Arc::clone(&relays));
+                        if index == LOG_SHARD {
+                            for (relay, log) in logs.take().into_iter().flatten().enumerate() {
+                                if let Some(log) = log {
+                                    shard.attach_log(relay, log);
+                                }
+                            }
+                        }
+                        shard
+                    },
                     audits: Arc::clone(&audits),
+                    log_fds: Arc::clone(&log_fds),
                     read_budget: engine.read_budget,
                     socket_buffer: engine.socket_buffer,
                     flush_deadline: engine.flush_deadline,
@@ -231,6 +277,8 @@ pub(crate) struct Reactor<L: RelayLogic> {
     shard: Shard<L, Socket>,
     /// The audit file of each relay that audits.
     audits: Arc<[Option<Arc<File>>]>,
+    /// The read-only descriptor of each relay's broadcast log.
+    log_fds: Arc<[Option<Arc<OwnedFd>>]>,
     read_budget: usize,
     /// `SO_SNDBUF` and `SO_RCVBUF` asked for every accepted connection (reactor 0 accepts).
     socket_buffer: Option<usize>,
@@ -351,6 +399,7 @@ impl<L: RelayLogic> Reactor<L> {
             self.drain_inbox();
             self.read_ready();
             self.send_pending();
+            self.wake_log_readers();
             if self.shared.stopping() && self.stop_deadline.is_none() {
                 self.begin_stop();
             }
@@ -372,6 +421,20 @@ impl<L: RelayLogic> Reactor<L> {
         }
         if self.shard.report_undelivered() {
             self.shared.fail(3);
+        }
+    }
+
+    /// Wakes the readers asleep on the broadcast logs this reactor writes, once per turn that
+    /// wrote one (a system call per turn, never per frame; none when nothing was written).
+    fn wake_log_readers(&mut self) {
+        let mut woken = [false; 8];
+        for (relay, log) in self.shard.logs_mut() {
+            if log.wake() && relay < woken.len() {
+                woken[relay] = true;
+            }
+        }
+        for (relay, _) in woken.iter().enumerate().filter(|(_, w)| **w) {
+            self.shard.relays()[relay].metrics.shm_wakeups.fetch_add(1, Relaxed);
         }
     }
 
@@ -620,6 +683,10 @@ mod tests {
             bufs.iter().for_each(|b| self.0.extend_from_slice(b));
             Wrote::Bytes(self.0.len() - before)
         }
+
+        fn write_with_log(&mut self, bufs: &[IoSlice<'_>]) -> Wrote {
+            self.write(bufs)
+        }
     }
 
     /// The reactor's half of the audit contract, over real files: a full disk holds the
@@ -633,7 +700,7 @@ mod tests {
             vec![RelayContext::new(ExecutionLogic, RelayConfig::new(&ExecutionLogic.defaults()))].into();
         let config =
             ShardConfig { index: 0, shards: 1, read_budget: 65536, stall_timeout: Duration::from_secs(5) };
-        let mut shard = Shard::new(config, Arc::clone(&relays));
+        let mut shard: Shard<_, Written> = Shard::new(config, Arc::clone(&relays));
         let peer = Peer { pid: Some(1), uid: 1000, gid: 1000 };
         let start = now();
         let subscriber = shard.insert(Written::default(), 0, peer, 1, start);

@@ -121,6 +121,9 @@ pub struct Connection<S> {
     pub(crate) listed: bool,
     /// Its subscription has filters (counted in its relay's `filtered`).
     pub(crate) filtered: bool,
+    /// It reads the broadcast log (counted in its relay's readers and in the interest of the
+    /// shard that writes the log).
+    pub(crate) reading_log: bool,
     log: LogLimits,
 }
 
@@ -151,6 +154,7 @@ impl<S> Connection<S> {
             published: Published::default(),
             listed: false,
             filtered: false,
+            reading_log: false,
             log: LogLimits::default(),
         }
     }
@@ -283,16 +287,26 @@ impl<S> Connection<S> {
                 return None;
             }
             Verdict::Consumed(Consumed::Subscribe) => {
-                // Shared-memory delivery (§7) is not offered in this version: `shm=0`, and
-                // the connection receives over its socket.
+                // Shared-memory delivery (§7): the log's size and this connection's id (the
+                // origin of its own frames in the log, which it skips), the descriptor sent
+                // with the notice; `shm=0` when the relay offers no log, and the connection
+                // receives over its socket.
+                self.session.grant_log(relay.shm_bytes > 0 && relay.logic.offers_shm());
+                let shm = match (self.session.wants_shm(), self.session.reads_log()) {
+                    (_, true) => format!(" shm={} id={}", relay.shm_bytes, self.id),
+                    (true, false) => " shm=0".to_string(),
+                    (false, false) => String::new(),
+                };
                 let text = format!(
-                    "version=1 max_message_size={} queue_bytes={} policy={}{}",
-                    config.max_message_size,
-                    config.queue_bytes,
-                    config.policy,
-                    if self.session.wants_shm() { " shm=0" } else { "" }
+                    "version=1 max_message_size={} queue_bytes={} policy={}{shm}",
+                    config.max_message_size, config.queue_bytes, config.policy,
                 );
-                self.notice_if_asked(Notice { code: notice::SUBSCRIBED, sequence: 0, text }, source, now);
+                let notice = Notice { code: notice::SUBSCRIBED, sequence: 0, text };
+                if self.session.reads_log() {
+                    self.outbox.notice_with_log(&notice, source, now.unix_ns);
+                } else {
+                    self.notice_if_asked(notice, source, now);
+                }
                 Outcome::Control
             }
             Verdict::Reject { reason, close } => {

@@ -25,7 +25,14 @@ pub struct RelayContext<L> {
     /// Subscriptions with filters, on every shard: while there is none, the intake computes
     /// no routing keys.
     pub(crate) filtered: AtomicU32,
+    /// Bytes of this relay's broadcast log (PROTOCOL.md §7), 0 when it offers none. Set by the
+    /// start-up before the shards share the context.
+    pub shm_bytes: u64,
 }
+
+/// The shard that writes every relay's broadcast log: the single writer. Shards with a reader
+/// raise its interest, so every batch reaches it.
+pub const LOG_SHARD: usize = 0;
 
 /// Shards whose interest is tracked; a shard past them is sent every batch.
 pub(crate) const MAX_SHARDS: usize = 64;
@@ -35,7 +42,7 @@ impl<L: RelayLogic> RelayContext<L> {
     pub fn new(logic: L, config: RelayConfig) -> Self {
         let metrics = Arc::new(Metrics::new(&config.name, config.domain));
         let interest = std::array::from_fn(|_| AtomicU32::new(0));
-        RelayContext { logic, config, metrics, interest, filtered: AtomicU32::new(0) }
+        RelayContext { logic, config, metrics, interest, filtered: AtomicU32::new(0), shm_bytes: 0 }
     }
 
     /// Announces a connection of this relay that `shard` is about to [`insert`]: from now on

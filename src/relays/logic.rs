@@ -65,6 +65,13 @@ pub trait RelayLogic: Send + Sync + 'static {
         self.defaults().policy == Policy::Block
     }
 
+    /// Whether this domain offers shared-memory delivery (PROTOCOL.md §7) when configured
+    /// to: every domain but Execution in this version, whose subscribers keep the lossless
+    /// socket path (a log never waits, so it cannot promise `block`).
+    fn offers_shm(&self) -> bool {
+        true
+    }
+
     /// Whether a peer of uid `uid` may publish data frames (the publisher allow-list).
     #[inline]
     fn may_publish(&self, config: &RelayConfig, uid: u32) -> bool {
@@ -148,6 +155,10 @@ impl RelayLogic for ExecutionLogic {
             queue_bytes: 16 << 20,
         }
     }
+
+    fn offers_shm(&self) -> bool {
+        false
+    }
 }
 
 /// Any of the three domains: `relay_dev all` and `relay --config` choose the domain at run
@@ -213,6 +224,10 @@ impl RelayLogic for AnyLogic {
     fn routes(&self, subscription: &Subscribe, key: &RoutingKey, source: u8) -> bool {
         any!(self, l => l.routes(subscription, key, source))
     }
+
+    fn offers_shm(&self) -> bool {
+        any!(self, l => l.offers_shm())
+    }
 }
 
 #[cfg(test)]
@@ -230,5 +245,7 @@ mod tests {
         assert!(ExecutionLogic.lossless() && !MarketDataLogic.lossless() && !SignalLogic.lossless());
         assert!(AnyLogic::Execution.lossless() && !AnyLogic::MarketData.lossless());
         assert_eq!(AnyLogic::Execution.defaults(), ExecutionLogic.defaults());
+        assert!(MarketDataLogic.offers_shm() && SignalLogic.offers_shm() && !ExecutionLogic.offers_shm());
+        assert!(!AnyLogic::Execution.offers_shm() && AnyLogic::Signal.offers_shm());
     }
 }

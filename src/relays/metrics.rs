@@ -54,6 +54,17 @@ pub struct Metrics {
     /// Bytes queued to subscribers now, all queues together (a gauge, brought up to date per
     /// batch and per write, not per frame).
     pub queued_bytes: AtomicU64,
+    /// Shared-memory readers attached now (PROTOCOL.md §7).
+    pub shm_readers: AtomicU64,
+    /// Frames and bytes written to the broadcast log, and times it wrapped.
+    pub shm_frames: AtomicU64,
+    /// Bytes of the frames written to the broadcast log.
+    pub shm_bytes: AtomicU64,
+    /// Times the broadcast log wrapped to its start.
+    pub shm_wraps: AtomicU64,
+    /// Wake-ups sent to readers asleep on the log (one system call each, at most one per
+    /// reactor turn that wrote it).
+    pub shm_wakeups: AtomicU64,
 }
 
 impl Metrics {
@@ -80,6 +91,11 @@ impl Metrics {
             audit_write_errors: zero(),
             audit_failing: zero(),
             queued_bytes: zero(),
+            shm_readers: zero(),
+            shm_frames: zero(),
+            shm_bytes: zero(),
+            shm_wraps: zero(),
+            shm_wakeups: zero(),
         }
     }
 
@@ -130,7 +146,7 @@ type Field = (&'static str, &'static str, Kind, fn(&Metrics) -> &AtomicU64);
 
 /// Every family with one sample per relay, in the order shown; `torq_relay_rejected_frames_total`
 /// (one sample per relay and reason) comes last.
-const FIELDS: [Field; 16] = [
+const FIELDS: [Field; 21] = [
     ("torq_relay_frames_in", "Data frames accepted from publishers", Kind::Counter, |m| &m.frames_in),
     ("torq_relay_in_bytes", "Bytes of the data frames accepted from publishers", Kind::Counter, |m| {
         &m.bytes_in
@@ -191,6 +207,23 @@ const FIELDS: [Field; 16] = [
         "1 while the audit trail cannot be written and the relay has stopped reading (fails closed), else 0",
         Kind::Gauge,
         |m| &m.audit_failing,
+    ),
+    ("torq_relay_shm_readers", "Shared-memory readers attached now", Kind::Gauge, |m| &m.shm_readers),
+    ("torq_relay_shm_frames", "Frames written to the shared-memory broadcast log", Kind::Counter, |m| {
+        &m.shm_frames
+    }),
+    (
+        "torq_relay_shm_written_bytes",
+        "Bytes of the frames written to the broadcast log",
+        Kind::Counter,
+        |m| &m.shm_bytes,
+    ),
+    ("torq_relay_shm_wraps", "Times the broadcast log wrapped to its start", Kind::Counter, |m| &m.shm_wraps),
+    (
+        "torq_relay_shm_wakeups",
+        "Wake-ups sent to readers asleep on the broadcast log (at most one per reactor turn that wrote it)",
+        Kind::Counter,
+        |m| &m.shm_wakeups,
     ),
 ];
 

@@ -66,7 +66,7 @@ pub use crate::config::{
 };
 pub use batch::{Batch, FrameSpan, PublisherId};
 pub use connection::{CloseReason, Connection, Intake, Now};
-pub use context::{Peer, RelayContext};
+pub use context::{LOG_SHARD, Peer, RelayContext};
 pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};
 pub use metrics::{Metrics, RelaysCollector};
 pub use outbox::Undelivered;

@@ -31,8 +31,9 @@ const MAX_SLICES: usize = 64;
 enum Kind {
     /// Data frames of a batch, this many.
     Frames(u32),
-    /// A RelayNotice; `confirm` for notice 7, of which at most one is pending.
-    Notice { confirm: bool },
+    /// A RelayNotice; `confirm` for notice 7, of which at most one is pending; `log` for
+    /// notice 1 granting the broadcast log, whose descriptor goes with its first byte.
+    Notice { confirm: bool, log: bool },
     /// A Heartbeat.
     Heartbeat,
 }
@@ -324,7 +325,7 @@ impl Outbox {
             }
             return;
         }
-        self.push_notice(notice, false, source, unix_ns);
+        self.push_notice(notice, false, false, source, unix_ns);
     }
 
     /// Queues notice 7 with a publisher's counts (PROTOCOL.md §6): a pending one not yet
@@ -337,7 +338,8 @@ impl Outbox {
         }
         if self.confirms > 0 {
             let started = |index: usize| index == 0 && self.written > 0;
-            let pending = self.entries.iter().rposition(|e| e.kind == Kind::Notice { confirm: true });
+            let pending =
+                self.entries.iter().rposition(|e| matches!(e.kind, Kind::Notice { confirm: true, .. }));
             if let Some(index) = pending.filter(|&index| !started(index))
                 && let Some(entry) = self.entries.remove(index)
             {
@@ -352,7 +354,13 @@ impl Outbox {
         }
         self.confirm_owed = None;
         let text = format!("accepted={accepted} rejected={rejected}");
-        self.push_notice(&Notice { code: notice::ACCEPTED, sequence: accepted, text }, true, source, unix_ns);
+        self.push_notice(
+            &Notice { code: notice::ACCEPTED, sequence: accepted, text },
+            true,
+            false,
+            source,
+            unix_ns,
+        );
     }
 
     /// Queues the notice 7 owed since the pending notices left no room, once there is room.
@@ -364,7 +372,20 @@ impl Outbox {
         }
     }
 
-    fn push_notice(&mut self, notice: &Notice, confirm: bool, source: u8, unix_ns: u64) {
+    /// Queues notice 1 granting the broadcast log: written alone, the log's descriptor with
+    /// its first byte ([`Sink::write_with_log`]). Counted as any notice.
+    pub(crate) fn notice_with_log(&mut self, notice: &Notice, source: u8, unix_ns: u64) {
+        if self.dead {
+            return;
+        }
+        if self.notices >= MAX_PENDING_NOTICES {
+            self.overflowed = true;
+            return;
+        }
+        self.push_notice(notice, false, true, source, unix_ns);
+    }
+
+    fn push_notice(&mut self, notice: &Notice, confirm: bool, log: bool, source: u8, unix_ns: u64) {
         self.notice_sequence += 1;
         let value = RelayNotice { code: notice.code, sequence: notice.sequence, text: &notice.text };
         let mut out = [0u8; 32 + 4 + RelayNotice::MAX_LEN];
@@ -380,7 +401,7 @@ impl Outbox {
         self.entries.push_back(Entry {
             data: Bytes::copy_from_slice(&out[..len]),
             charge: len,
-            kind: Kind::Notice { confirm },
+            kind: Kind::Notice { confirm, log },
         });
     }
 
@@ -461,12 +482,18 @@ impl Outbox {
         while !self.entries.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
-            for (slice, entry) in slices.iter_mut().zip(&self.entries) {
+            // Notice 1 granting the log goes alone, the log's descriptor with its first byte.
+            let attach = self.written == 0
+                && self.entries.front().is_some_and(|e| matches!(e.kind, Kind::Notice { log: true, .. }));
+            let entries = if attach { 1 } else { MAX_SLICES };
+            for (slice, entry) in slices.iter_mut().zip(&self.entries).take(entries) {
                 let skip = if count == 0 { self.written } else { 0 };
                 *slice = IoSlice::new(&entry.data[skip..]);
                 count += 1;
             }
-            match socket.write(&slices[..count]) {
+            let wrote =
+                if attach { socket.write_with_log(&slices[..count]) } else { socket.write(&slices[..count]) };
+            match wrote {
                 Wrote::Bytes(0) | Wrote::Gone => return self.fail(),
                 Wrote::Bytes(n) => {
                     metrics.bytes_out.fetch_add(n as u64, Relaxed);
@@ -492,7 +519,7 @@ impl Outbox {
             self.written = 0;
             if let Some(done) = self.entries.pop_front() {
                 self.charged -= done.charge;
-                if let Kind::Notice { confirm } = done.kind {
+                if let Kind::Notice { confirm, .. } = done.kind {
                     self.notices -= 1;
                     self.confirms -= u8::from(confirm);
                 }

@@ -64,6 +64,8 @@ pub(crate) struct Session {
     uid: u32,
     /// A hello was seen.
     said_hello: bool,
+    /// Its data frames come through the broadcast log (it asked, and the relay offers it).
+    reads_log: bool,
 }
 
 impl Session {
@@ -75,11 +77,16 @@ impl Session {
             sequence_gaps: 0,
             uid,
             said_hello: false,
+            reads_log: false,
         }
     }
 
-    /// Whether data frames are delivered to this connection.
+    /// Whether data frames are delivered to this connection's socket (not to a reader of the
+    /// broadcast log).
     pub(crate) fn subscribes(&self) -> bool {
+        if self.reads_log {
+            return false;
+        }
         match &self.subscription {
             None => !self.legacy_publisher,
             Some(sub) => sub.role.subscribes(),
@@ -138,6 +145,18 @@ impl Session {
     /// Whether the connection asked for shared-memory delivery (PROTOCOL.md §7).
     pub(crate) fn wants_shm(&self) -> bool {
         self.subscription.as_ref().is_some_and(|s| s.options & OPTION_SHM != 0)
+    }
+
+    /// Whether this connection's data frames come through the broadcast log.
+    pub(crate) fn reads_log(&self) -> bool {
+        self.reads_log
+    }
+
+    /// Grants (or, for a Subscribe without options bit 3, withdraws) delivery through the
+    /// broadcast log: `offered` when the relay has one.
+    pub(crate) fn grant_log(&mut self, offered: bool) {
+        self.reads_log =
+            offered && self.wants_shm() && self.subscription.as_ref().is_some_and(|s| s.role.subscribes());
     }
 
     /// Whether the connection asked for heartbeats.

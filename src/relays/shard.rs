@@ -18,12 +18,13 @@ use crate::protocol::notice;
 
 use super::batch::{Batch, PublisherId, Run};
 use super::connection::{CloseReason, Connection, Intake, Now};
-use super::context::{Peer, RelayContext};
+use super::context::{LOG_SHARD, Peer, RelayContext};
 use super::logic::RelayLogic;
 use super::outbox::{Notice, Undelivered};
 use super::session::Session;
 use super::sink::Sink;
 use super::trail::Trail;
+use crate::shm::LogWriter;
 
 /// Ticks without a read after which an empty read buffer is released.
 const IDLE_TICKS: u8 = 10;
@@ -91,6 +92,8 @@ pub struct Shard<L, S> {
     /// Per relay: its audit trail was failing at the last look, so its connections were
     /// refused reads and are owed a [`Event::Readable`] when it recovers.
     refused: Vec<bool>,
+    /// Per relay, its broadcast log, on the shard that writes it ([`LOG_SHARD`]).
+    logs: Vec<Option<LogWriter>>,
 }
 
 impl<L: RelayLogic, S: Sink> Shard<L, S> {
@@ -107,8 +110,21 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
             runs: Vec::new(),
             trail: Trail::default(),
             refused: vec![false; relays.len()],
+            logs: (0..relays.len()).map(|_| None).collect(),
             relays,
         }
+    }
+
+    /// Gives this shard (it must be [`LOG_SHARD`]) relay `relay`'s broadcast log to write.
+    pub fn attach_log(&mut self, relay: usize, log: LogWriter) {
+        debug_assert_eq!(self.config.index, LOG_SHARD);
+        self.logs[relay] = Some(log);
+    }
+
+    /// The broadcast logs this shard writes, by relay: the driver wakes their sleeping
+    /// readers ([`LogWriter::wake`]) once per turn, and closes them at the end of the stop.
+    pub fn logs_mut(&mut self) -> impl Iterator<Item = (usize, &mut LogWriter)> {
+        self.logs.iter_mut().enumerate().filter_map(|(relay, log)| Some((relay, log.as_mut()?)))
     }
 
     /// The relays this shard serves.
@@ -150,6 +166,17 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
             } else {
                 list.retain(|&t| t != token);
                 relay.lose_interest(self.config.index);
+            }
+        }
+        let reads_log = conn.session.reads_log();
+        if reads_log != conn.reading_log {
+            conn.reading_log = reads_log;
+            if reads_log {
+                relay.expect(LOG_SHARD);
+                relay.metrics.shm_readers.fetch_add(1, Relaxed);
+            } else {
+                relay.lose_interest(LOG_SHARD);
+                relay.metrics.shm_readers.fetch_sub(1, Relaxed);
             }
         }
         let filters = conn.session.filters();
@@ -207,7 +234,9 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         let relay = &self.relays[index];
         let publisher = PublisherId { shard: self.config.index, token, id: conn.id };
         let mut intake = conn.intake(relay, publisher, self.config.read_budget, now);
-        let relist = conn.listed != conn.session.subscribes() || conn.filtered != conn.session.filters();
+        let relist = conn.listed != conn.session.subscribes()
+            || conn.filtered != conn.session.filters()
+            || conn.reading_log != conn.session.reads_log();
         if conn.outbox.overflowed() && intake.close.is_none() {
             relay.metrics.slow_disconnects.fetch_add(1, Relaxed);
             warn!(
@@ -350,6 +379,22 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// Queues a batch's frames to this shard's subscribers of its relay.
     fn deliver(&mut self, batch: &Batch, origin: Option<usize>, now: Now) {
         let relay = &self.relays[batch.relay];
+        if let Some(log) = self.logs[batch.relay].as_mut()
+            && relay.metrics.shm_readers.load(Relaxed) > 0
+        {
+            // The log is the second sink of the same decision: every accepted frame, whole,
+            // in the order this shard takes batches, for every reader at once.
+            let (_, bytes_before, wraps_before) = log.written();
+            for span in &batch.frames {
+                let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
+                log.append(&batch.bytes[start..end], batch.publisher.id);
+            }
+            let (_, bytes, wraps) = log.written();
+            let metrics = &relay.metrics;
+            metrics.shm_frames.fetch_add(batch.frames.len() as u64, Relaxed);
+            metrics.shm_bytes.fetch_add(bytes - bytes_before, Relaxed);
+            metrics.shm_wraps.fetch_add(wraps - wraps_before, Relaxed);
+        }
         let mut touched = std::mem::take(&mut self.touched);
         let mut runs = std::mem::take(&mut self.runs);
         let mut pauses = 0;
@@ -456,6 +501,10 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         }
         if conn.filtered {
             relay.filtered.fetch_sub(1, Relaxed);
+        }
+        if conn.reading_log {
+            relay.lose_interest(LOG_SHARD);
+            relay.metrics.shm_readers.fetch_sub(1, Relaxed);
         }
         relay.metrics.connections.fetch_sub(1, Relaxed);
         conn.outbox.withdraw_charge(&relay.metrics);

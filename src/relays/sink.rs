@@ -21,4 +21,9 @@ pub enum Wrote {
 pub trait Sink {
     /// Offers `bufs`, in order; takes a prefix of their bytes.
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> Wrote;
+
+    /// As [`Sink::write`], with the relay's broadcast log (PROTOCOL.md §7: its read-only
+    /// descriptor, SCM_RIGHTS) going with the first byte taken. Called once per connection
+    /// granted the log, for its notice 1.
+    fn write_with_log(&mut self, bufs: &[IoSlice<'_>]) -> Wrote;
 }

@@ -21,6 +21,7 @@ use crate::reactor::Reactors;
 use crate::relays::{
     AnyLogic, ConfigError, Cores, EngineConfig, Idle, Metrics, RelayConfig, RelayContext, RelayLogic,
 };
+use crate::shm::LogWriter;
 
 use audit::Syncer;
 use memory::Trimmer;
@@ -179,10 +180,16 @@ pub fn run<L: RelayLogic>(engine: EngineConfig, relays: Vec<(L, RelayConfig)>) -
             engine.read_budget
         );
     }
-    let contexts: Vec<_> = relays.into_iter().map(|(logic, relay)| RelayContext::new(logic, relay)).collect();
+    let logs: Vec<Option<LogWriter>> =
+        relays.iter().map(|(logic, relay)| broadcast_log(logic, relay)).collect();
+    let mut contexts: Vec<_> =
+        relays.into_iter().map(|(logic, relay)| RelayContext::new(logic, relay)).collect();
+    for (context, log) in contexts.iter_mut().zip(&logs) {
+        context.shm_bytes = log.as_ref().map_or(0, |log| log.len() as u64);
+    }
     let syncer = Syncer::start(to_sync)?;
     let metrics: Vec<Arc<Metrics>> = contexts.iter().map(|r| Arc::clone(&r.metrics)).collect();
-    let reactors = Reactors::new(&engine, contexts.into(), audit_files)?;
+    let reactors = Reactors::new(&engine, contexts.into(), audit_files, logs)?;
     let shared = reactors.shared();
     // Bound before any reactor runs, so a port in use is a start error, not a half-started relay.
     let metrics_http = match engine.metrics_addr {
@@ -316,6 +323,30 @@ pub fn exit_code(result: Result<i32, StartError>) -> std::process::ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// The broadcast log of a relay that offers shared-memory delivery (PROTOCOL.md §7): none when
+/// `shm` is off or the domain offers none; when it cannot be made, the error is logged and
+/// subscribers that ask are answered `shm=0` (they receive over their sockets).
+fn broadcast_log<L: RelayLogic>(logic: &L, relay: &RelayConfig) -> Option<LogWriter> {
+    if relay.shm_bytes == 0 || !logic.offers_shm() {
+        return None;
+    }
+    match LogWriter::create(&format!("torq-{}", relay.name), relay.shm_bytes, relay.max_message_size) {
+        Ok(log) => {
+            info!(
+                "{}: shared-memory delivery: a broadcast log of {} B ({} B ring)",
+                relay.name,
+                log.len(),
+                relay.shm_bytes
+            );
+            Some(log)
+        }
+        Err(e) => {
+            error!("{}: no shared-memory delivery ({e}): subscribers that ask for it get shm=0", relay.name);
+            None
         }
     }
 }

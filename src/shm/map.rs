@@ -54,7 +54,11 @@ impl Map {
     /// sizes checked at attach).
     #[inline]
     pub(crate) fn word(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "word {offset} outside a map of {}", self.len);
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.len,
+            "word {offset} outside a map of {}",
+            self.len
+        );
         // SAFETY: in bounds and aligned (checked above; mmap returns page-aligned memory);
         // the memory lives as long as `self` (unmapped only in `drop`); any bit pattern is a
         // valid u64; a read-only mapping is only ever loaded from through this reference (the
@@ -65,7 +69,11 @@ impl Map {
     /// The 32-bit word at byte `offset` (a multiple of 4, inside the mapping): the futex word.
     #[inline]
     pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len, "word {offset} outside a map of {}", self.len);
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= self.len,
+            "word {offset} outside a map of {}",
+            self.len
+        );
         // SAFETY: as for `word`.
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::sim::{Client, Sim, data, subscribe};
 use super::{config, notices, sequences};
-use crate::protocol::{OPTION_CONFIRM, OPTION_SHM, RelayDomain, Role, Subscribe, notice};
-use crate::relays::{ExecutionLogic, MarketDataLogic, Policy};
+use crate::protocol::{OPTION_CONFIRM, RelayDomain, Role, Subscribe, notice};
+use crate::relays::{ExecutionLogic, Policy};
 
 const EX: RelayDomain = RelayDomain::Execution;
 
@@ -119,18 +119,4 @@ fn without_the_option_no_confirmation_is_sent() {
     // Without confirmation the text is the reason alone, as before.
     assert_eq!((got[0].0, got[0].1), (notice::REJECTED, 2));
     assert!(got[0].2.starts_with("checksum_missing:"), "{}", got[0].2);
-}
-
-#[test]
-fn shared_memory_is_not_offered_yet_and_frames_come_over_the_socket() {
-    let mut sim = Sim::new(MarketDataLogic, config(&MarketDataLogic, Policy::Drop), 1);
-    let reader = sim.connect(0);
-    sim.send(reader, &subscribe(&Subscribe { role: Role::Subscribe, options: OPTION_SHM, filters: vec![] }));
-    let got = notices(&sim.receive(reader));
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, notice::SUBSCRIBED);
-    assert!(got[0].2.ends_with(" shm=0"), "{}", got[0].2);
-    let publisher = super::publisher(&mut sim, 0);
-    sim.send(publisher, &super::frames(1, 3));
-    assert_eq!(sequences(&sim.receive(reader)), [1, 2, 3]);
 }

@@ -5,6 +5,7 @@
 mod confirm;
 mod contract;
 mod interest;
+mod shm;
 mod sim;
 
 use std::sync::atomic::Ordering::Relaxed;

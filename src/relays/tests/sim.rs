@@ -4,13 +4,16 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Crc, FrameBuilder, Framing, Header, RelayDomain, RelayNotice, Subscribe, frame, tlvs};
 use crate::relays::{
-    CloseReason, Event, Now, Peer, RelayConfig, RelayContext, RelayLogic, Shard, ShardConfig, Sink, Wrote,
+    CloseReason, Event, LOG_SHARD, Now, Peer, RelayConfig, RelayContext, RelayLogic, Shard, ShardConfig,
+    Sink, Wrote,
 };
+use crate::shm::LogWriter;
 
 /// The relay's end of a connection: what the relay wrote and the client has not read yet, at
 /// most `capacity` bytes (the kernel's socket buffer).
@@ -20,6 +23,11 @@ pub(crate) struct Pipe {
     pub(crate) capacity: usize,
     /// The client stopped reading for good: writes fail.
     pub(crate) broken: bool,
+    /// Bytes written before each write that carried the broadcast log's descriptor (counted
+    /// from the pipe's start, whatever the client has read since).
+    pub(crate) log_sent_at: Vec<usize>,
+    /// Bytes the client has read off `data` so far.
+    pub(crate) read: usize,
 }
 
 impl Sink for Pipe {
@@ -38,6 +46,17 @@ impl Sink for Pipe {
             written += n;
         }
         Wrote::Bytes(written)
+    }
+
+    fn write_with_log(&mut self, bufs: &[IoSlice<'_>]) -> Wrote {
+        let at = self.read + self.data.len();
+        let wrote = self.write(bufs);
+        if let Wrote::Bytes(n) = wrote
+            && n > 0
+        {
+            self.log_sent_at.push(at);
+        }
+        wrote
     }
 }
 
@@ -85,6 +104,18 @@ impl<L: RelayLogic> Sim<L> {
         Self::with_relays(vec![RelayContext::new(logic, config)], shards)
     }
 
+    /// A relay of one logic over `shards` shards with a broadcast log of `ring` bytes (on
+    /// [`LOG_SHARD`], as the start-up does), and a reader's descriptor of it.
+    pub(crate) fn with_log(logic: L, config: RelayConfig, shards: usize, ring: u64) -> (Self, OwnedFd) {
+        let log = LogWriter::create("torq-sim", ring, config.max_message_size).expect("a log");
+        let fd = log.reader_fd().try_clone_to_owned().expect("a descriptor");
+        let mut context = RelayContext::new(logic, config);
+        context.shm_bytes = log.len() as u64;
+        let mut sim = Self::with_relays(vec![context], shards);
+        sim.shards[LOG_SHARD].attach_log(0, log);
+        (sim, fd)
+    }
+
     pub(crate) fn with_relays(relays: Vec<RelayContext<L>>, count: usize) -> Self {
         let relays: Arc<[RelayContext<L>]> = relays.into();
         let read_budget = 4096;
@@ -118,7 +149,13 @@ impl<L: RelayLogic> Sim<L> {
 
     /// Connects a client of relay `relay` to shard `shard`.
     pub(crate) fn connect_to(&mut self, shard: usize, relay: usize) -> Client {
-        let pipe = Pipe { data: Vec::new(), capacity: self.socket_capacity, broken: false };
+        let pipe = Pipe {
+            data: Vec::new(),
+            capacity: self.socket_capacity,
+            broken: false,
+            log_sent_at: Vec::new(),
+            read: 0,
+        };
         let peer = Peer { pid: Some(100 + self.next_id as i32), uid: 1000, gid: 1000 };
         let now = self.now();
         self.relays[relay].expect(shard);
@@ -156,6 +193,7 @@ impl<L: RelayLogic> Sim<L> {
             if data.is_empty() {
                 break;
             }
+            conn.socket.read += data.len();
             bytes.extend(data);
         }
         parse_frames(&bytes)
