@@ -303,3 +303,47 @@ pub enum SymbolError {
         byte: u8,
     },
 }
+
+/// Why the text of a subscription filter (`1-3`, `Kraken:Coin:BTC/USD`) was refused, or a list
+/// of filters is too long for a Subscribe.
+///
+/// Unlike [`Error`] it is neither small nor `Copy`: its message quotes the part of the text it
+/// refused, for the user who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterTextError {
+    /// A bound of a type range is not a number 0..=255 (the part, as given).
+    #[error("{0:?} is not a TLV type number (0..=255)")]
+    TypeNumber(String),
+    /// A type range whose low bound exceeds its high one.
+    #[error("{lo}-{hi} is empty: the low type must not exceed the high one")]
+    EmptyTypeRange {
+        /// Low bound.
+        lo: u8,
+        /// High bound.
+        hi: u8,
+    },
+    /// An instrument that is not three parts separated by `:` (the text).
+    #[error("{0:?} is not VENUE:ASSET:ID (e.g. Kraken:Coin:BTC/USD or 101:51:0x4254432f55534400)")]
+    NotInstrument(String),
+    /// A venue that is neither a number nor a venue's name.
+    #[error("venue {0:?} is neither a number (0..=65535) nor a venue name")]
+    Venue(String),
+    /// An asset type that is neither a number nor an asset type's name.
+    #[error("asset type {0:?} is neither a number (0..=255) nor an asset type name")]
+    AssetType(String),
+    /// An asset id written `0x…` that is not a 64-bit hex number.
+    #[error("asset id {0:?} is not a 64-bit hex number")]
+    AssetIdHex(String),
+    /// An asset id that is no number and cannot be a symbol.
+    #[error("asset id {id:?}: {source}")]
+    Symbol {
+        /// The id, as given.
+        id: String,
+        /// Why it is no symbol ([`Error::Symbol`]).
+        source: Error,
+    },
+    /// More filters than the 64 a Subscribe holds.
+    #[error("{0} filters given; a subscription holds at most 64")]
+    TooMany(usize),
+}

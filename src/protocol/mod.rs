@@ -10,7 +10,9 @@
 //! 3. [`tlvs`] walks the payload; [`Tlv::decode`] reads a value as a typed [`Value`];
 //!    [`routing_key`] gives what subscription filters match.
 //!
-//! [`FrameBuilder`] writes frames into a caller's buffer. All errors are [`Error`].
+//! [`FrameBuilder`] writes frames into a caller's buffer. All errors are [`Error`], but for
+//! the text form of subscription filters ([`Filter::parse_type_range`],
+//! [`Filter::parse_instrument`], [`Filter::list`]), refused with a [`FilterTextError`].
 //!
 //! ```
 //! use torq::protocol::*;
@@ -32,6 +34,7 @@ mod builder;
 mod control;
 mod crc;
 mod error;
+mod filter_text;
 mod header;
 mod ids;
 mod payload;
@@ -45,7 +48,7 @@ pub use control::{
     RoutingKey, Subscribe, control_tlv, notice, routing_key,
 };
 pub use crc::{checksum, mark_bridged};
-pub use error::{Error, SubscribeError, SymbolError};
+pub use error::{Error, FilterTextError, SubscribeError, SymbolError};
 pub use header::{FLAG_BRIDGED, Framing, HEADER_SIZE, Header, MAGIC, RelayDomain, VERSION, frame};
 pub use ids::{AssetType, InstrumentId, SourceType, Symbol, VenueId, symbol_asset_id};
 pub use payload::{
