@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
-use torq::cli::LogLevel;
 use torq::protocol::{Filter, RelayDomain};
-use torq::tools::args::{FilterArgs, parse_instrument, parse_type_range};
 
 /// The default NATS server.
 pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
@@ -101,7 +99,7 @@ pub struct Args {
     pub imports: Vec<String>,
     /// Export only these frames (the subscription filters of PROTOCOL.md §6, as torq-tap takes them).
     #[command(flatten)]
-    pub filters: FilterArgs,
+    pub filters: ExportFilters,
     /// Execution import: the directory of the file recording what reached the local relay, so a
     /// restarted bridge skips what NATS delivers again [default: the relay socket's directory].
     #[arg(long, value_name = "DIR")]
@@ -143,6 +141,34 @@ pub struct Args {
     /// Log at debug level.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// A log level, as `--log-level` and the key `log_level` take it (`RUST_LOG` still refines it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only: what stops the bridge, refusals of the server.
+    Error,
+    /// Warnings and errors (NATS or the relay out of reach, frames skipped).
+    Warn,
+    /// Start, stop, connections and the stats lines.
+    Info,
+    /// Detail: every retry, every message skipped.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The matching [`log::LevelFilter`].
+    pub const fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
 }
 
 /// A relay domain, as the flag and the subjects name it.
@@ -227,8 +253,10 @@ pub enum Import {
     All,
 }
 
+mod filters;
 mod login;
 
+pub use filters::ExportFilters;
 use login::loopback;
 pub use login::{Login, Tls};
 
@@ -364,13 +392,7 @@ impl Args {
                 if matches!(login, Login::User { .. }) { "the NATS password" } else { "the NATS token" }
             ));
         }
-        let mut filters = self.filters.clone();
-        if filters.types.is_empty() && filters.sources.is_empty() && filters.instruments.is_empty() {
-            filters.types = parse_list(&file.types, "type", parse_type_range)?;
-            filters.sources = file.sources;
-            filters.instruments = parse_list(&file.instruments, "instrument", parse_instrument)?;
-        }
-        let filters = filters.filters().map_err(|e| invalid("--type/--source/--instrument", e))?;
+        let filters = self.filters.resolve(&file.types, &file.sources, &file.instruments)?;
         let export = (self.export || file.export).then_some(filters);
         let names = if self.imports.is_empty() { file.import } else { self.imports.clone() };
         let import = import(&names, &node)?;
@@ -456,14 +478,6 @@ fn load(path: &Path) -> Result<File, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
-}
-
-fn parse_list(
-    items: &[String],
-    key: &'static str,
-    parse: fn(&str) -> Result<Filter, String>,
-) -> Result<Vec<Filter>, ConfigError> {
-    items.iter().map(|item| parse(item).map_err(|e| invalid(key, e))).collect()
 }
 
 fn import(names: &[String], node: &str) -> Result<Option<Import>, ConfigError> {
