@@ -23,12 +23,15 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use log::{debug, error, info, warn};
 use tokio::io::Interest;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use torq::client::{Event, Frame, Notice, Reconnect, Subscriber, SubscriberOptions};
 use torq::protocol::{Filter, RelayDomain};
 
 use crate::config::{Config, Domain};
+use crate::error::{BridgeError, Fatal};
 use crate::metrics::{Metrics, add};
+use crate::nats::Nats;
+use crate::shutdown::Shutdown;
 use crate::subject::{export_subject, first_type, message_id, stream_name};
 
 /// A frame on its way to NATS.
@@ -51,9 +54,9 @@ pub enum Route {
     JetStream(mpsc::Sender<Outgoing>),
 }
 
-/// Reads the local relay and hands its frames to NATS until `stop` turns true (what was read
-/// is handed over first) or the NATS side is gone; a relay of another domain is reported
-/// through `fatal`, which stops the bridge.
+/// Reads the local relay and hands its frames to NATS until the stop signal (what was read is
+/// handed over first) or the NATS side is gone; a relay of another domain is reported through
+/// `fatal`, which stops the bridge.
 ///
 /// One task on the bridge's runtime, woken by the relay socket's readiness: a frame wakes one
 /// thread of the bridge, which queues it in the NATS client, whose connection task then writes
@@ -64,8 +67,8 @@ pub async fn export(
     filters: Vec<Filter>,
     metrics: Arc<Metrics>,
     out: Route,
-    mut stop: watch::Receiver<bool>,
-    fatal: mpsc::UnboundedSender<String>,
+    mut shutdown: Shutdown,
+    fatal: Fatal,
 ) {
     // No reconnection inside the subscriber (it would wait on the runtime): this loop does it.
     let options = filters.into_iter().fold(SubscriberOptions::new(), SubscriberOptions::filter);
@@ -83,12 +86,12 @@ pub async fn export(
     };
     let mut connected_before = false;
     loop {
-        let (relay, options, stopped) = (config.socket.clone(), options.clone(), stop.clone());
+        let (relay, options, stopped) = (config.socket.clone(), options.clone(), shutdown.clone());
         // With the back-off of `Reconnect::default()`, until connected or stopped.
         let connecting = tokio::task::spawn_blocking(move || {
             let back_off = Reconnect::default();
             let (mut wait, mut attempts) = (back_off.initial, 0u32);
-            while !*stopped.borrow() {
+            while !stopped.is_stopped() {
                 attempts += 1;
                 match Subscriber::connect(&relay, options.clone()) {
                     Ok(subscriber) => return Some((subscriber, attempts)),
@@ -104,7 +107,7 @@ pub async fn export(
         // over (the blocking attempts see the stop within a second and end).
         let connected = tokio::select! {
             connected = connecting => connected,
-            _ = stop.wait_for(|stop| *stop) => return,
+            () = shutdown.stopped() => return,
         };
         let Ok(Some((subscriber, attempts))) = connected else { return };
         if attempts > 1 || connected_before {
@@ -115,16 +118,12 @@ pub async fn export(
         }
         connected_before = true;
         info!("export: subscribed to the relay at {}", config.socket.display());
-        match read(subscriber, &config.socket, &mut exporter, &metrics, &out, &mut stop).await {
+        match read(subscriber, &config.socket, &mut exporter, &metrics, &out, &mut shutdown).await {
             Ok(()) => return,
             Err(Stopped::Relay(e)) => error!("export: {e}; connecting again"),
-            Err(Stopped::WrongRelay(other)) => {
-                let _ = fatal.send(format!(
-                    "the relay at {} forwards {other:?} frames, not {}: --socket or --domain is wrong (nothing was \
-                     exported)",
-                    config.socket.display(),
-                    config.domain.token()
-                ));
+            Err(Stopped::WrongRelay(found)) => {
+                let (socket, domain) = (config.socket.clone(), config.domain.token());
+                let _ = fatal.send(BridgeError::WrongRelay { socket, found, domain });
                 return;
             }
         }
@@ -139,7 +138,7 @@ enum Stopped {
     WrongRelay(RelayDomain),
 }
 
-/// Reads one relay connection until `stop` or the NATS side is gone (`Ok`) or it fails: each
+/// Reads one relay connection until the stop signal or the NATS side is gone (`Ok`) or it fails: each
 /// time the socket is readable, every buffered event goes to [`Exporter::event`] in one pass,
 /// then the frames it kept to NATS.
 async fn read(
@@ -148,7 +147,7 @@ async fn read(
     exporter: &mut Exporter<'_>,
     metrics: &Metrics,
     out: &Route,
-    stop: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> Result<(), Stopped> {
     let io = |source| Stopped::Relay(torq::client::Error::Io { path: path.to_path_buf(), source });
     // The runtime watches a second descriptor of the subscriber's socket. Non-blocking, as the
@@ -160,7 +159,7 @@ async fn read(
     loop {
         tokio::select! {
             readable = socket.readable() => readable.map_err(io)?,
-            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+            () = shutdown.stopped() => return Ok(()),
         }
         // Nothing handled means nothing buffered and the socket empty: `WouldBlock` tells the
         // runtime to wait for the next readiness.
@@ -304,13 +303,38 @@ fn instance_id() -> u64 {
     hasher.finish()
 }
 
+/// Creates (or finds) this node's execution stream, trying once a second for 30 s: JetStream
+/// may still be electing a leader at start.
+///
+/// # Errors
+///
+/// [`BridgeError::StreamRefused`] at once when the server's permissions refuse it (no retry
+/// changes that), [`BridgeError::StreamTimeout`] after 30 tries.
+pub async fn create_stream(nats: &Nats, config: &Config) -> Result<(), BridgeError> {
+    let stream = stream_name(&config.node);
+    let mut tries = 0;
+    while let Err(source) = ensure_stream(&nats.jetstream, config).await {
+        if let Some(refusal) = nats.take_violation().filter(|refusal| refusal.contains(&stream)) {
+            let (login, node) = (config.login.describe(), config.node.clone());
+            return Err(BridgeError::StreamRefused { login, stream, refusal, node });
+        }
+        tries += 1;
+        if tries == 30 {
+            let (urls, login) = (config.nats.join(","), config.login.describe());
+            return Err(BridgeError::StreamTimeout { stream, urls, login, source });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(())
+}
+
 /// Creates (or finds) this node's execution stream.
 ///
 /// # Errors
 ///
 /// When JetStream refuses (not enabled on the server, or a stream of that name with other
 /// settings).
-pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<(), async_nats::Error> {
+async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<(), async_nats::Error> {
     let name = stream_name(&config.node);
     js.get_or_create_stream(jetstream::stream::Config {
         name: name.clone(),

@@ -1,470 +1,358 @@
 //! `torq-bridge`: carries one relay's frames to and from the relays of other hosts over NATS.
 //! See `torq-bridge --help` and the README's "Across hosts".
+//!
+//! [`run`] starts the bridge in steps, each of which a signal or an error stops; then it waits
+//! for the reason to stop ([`Cause`]) and stops it in the way of [`shutdown`]: one signal to
+//! every task, then each group of tasks waited for with its bound, in the order its work flows.
 
 mod audit;
 mod config;
+mod error;
 mod export;
 mod import;
 mod metrics;
 mod metrics_http;
+mod nats;
 mod presence;
+mod shutdown;
 mod state;
 mod subject;
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
 use log::{error, info, warn};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use config::{Args, Config, Domain, Import, Login, Tls};
-use metrics::{Metrics, add};
+use config::{Args, Config, Domain, Import, LogLevel};
+use error::{BridgeError, Fatal};
+use metrics::Metrics;
+use nats::Nats;
+use shutdown::{Shutdown, Stop, Tasks};
+
+/// How long the export's reader may take, after the stop signal, to hand to NATS what it read
+/// from the relay.
+const READ_WITHIN: Duration = Duration::from_secs(2);
+/// How long JetStream may take, once the reader is gone, to store the execution frames the
+/// export handed to it.
+const STORE_WITHIN: Duration = Duration::from_secs(5);
+/// How long the import may take to write what it holds into the relay.
+const WRITE_WITHIN: Duration = Duration::from_secs(5);
+/// How long the rest may take (each of them ends at the signal).
+const REST_WITHIN: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match args.resolve() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = torq::cli::init_logging(config.log_level.filter(), false, None) {
-        eprintln!("error: cannot start logging: {e}");
-        return ExitCode::from(1);
-    }
-    for warning in &config.warnings {
-        warn!("{warning}");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the bridge's runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(run(Arc::new(config)));
-    // Threads left behind by the bounded stop (a reader or writer still waiting for its relay)
-    // must not hold the process.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    match result {
+    match Args::parse().resolve().map_err(BridgeError::from).and_then(start) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Logged once; on stderr too, where a mistake in the settings (logging not yet
+            // started) is said only there.
             error!("{e}");
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
-async fn run(config: Arc<Config>) -> Result<(), String> {
-    let started_ns = metrics::now_ns();
-    let metrics = Arc::new(Metrics::new(started_ns, config.max_age));
-    let urls = config.nats.join(",");
-    let servers = config
-        .nats
-        .iter()
-        .map(|url| url.parse::<async_nats::ServerAddr>().map_err(|e| format!("--nats {url:?}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    // What stops the bridge with an error: NATS refusing its credentials at the first
-    // connection, an export reading a relay of another domain, an import cursor held by another
-    // bridge, another bridge of this node and domain.
-    let (fatal, mut fatal_errors) = mpsc::unbounded_channel::<String>();
-    info!("NATS: logging in with {}{}", config.login.describe(), tls_description(&config.tls));
-    let events = Arc::clone(&metrics);
-    // What the export had handed to the NATS client when the connection was last lost: the
-    // stop waits for a NATS out of reach only when more was handed to it since.
-    let handed_when_lost = Arc::new(AtomicU64::new(0));
-    let lost_at = Arc::clone(&handed_when_lost);
-    let connected_once = Arc::new(AtomicBool::new(false));
-    // Connection errors repeat at every retry: one warning per 10 s, the rest at debug.
-    let last_warning = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
-    // A refusal of the server's (credentials, permissions) is an error: once per outage for the
-    // credentials, once per 10 s for permissions.
-    let refused_since_connected = Arc::new(AtomicBool::new(false));
-    let last_violation = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
-    // The server's last refusal of a publish, for the export's set-up to tell why it fails.
-    let violation = Arc::new(std::sync::Mutex::new(None::<String>));
-    let violated = Arc::clone(&violation);
-    let (named, login, to_stop) = (urls.clone(), config.login.describe(), fatal.clone());
-    let node_name = config.node.clone();
-    let tls_required = config.tls.required;
-    let client = login_options(&config)?
-        .name(format!("torq-bridge {} {}", config.node, config.domain.token()))
-        .retry_on_initial_connect()
-        .client_capacity(config.queue)
-        .subscription_capacity(config.queue)
-        .max_reconnects(None)
-        .event_callback(move |event| {
-            let (metrics, connected_once) = (Arc::clone(&events), Arc::clone(&connected_once));
-            let (last_warning, urls) = (Arc::clone(&last_warning), named.clone());
-            let (refused, last_violation) = (Arc::clone(&refused_since_connected), Arc::clone(&last_violation));
-            let (login, to_stop, violated) = (login.clone(), to_stop.clone(), Arc::clone(&violated));
-            let (node_name, lost_at) = (node_name.clone(), Arc::clone(&lost_at));
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        refused.store(false, Ordering::Relaxed);
-                        if connected_once.swap(true, Ordering::Relaxed) {
-                            add(&metrics.nats_reconnects, 1);
-                            info!("connected to NATS again");
-                        } else {
-                            info!("connected to NATS");
-                        }
-                    }
-                    async_nats::Event::Disconnected => {
-                        lost_at.store(metrics.exported_out.load(Ordering::Relaxed), Ordering::Relaxed);
-                        warn!("lost the connection to NATS; reconnecting");
-                    }
-                    async_nats::Event::ClientError(async_nats::ClientError::Other(reason)) if refusal(&reason) => {
-                        if !connected_once.load(Ordering::Relaxed) {
-                            // Nothing was done yet, and retrying cannot help until someone
-                            // changes the credentials or the server: stop, saying so.
-                            let _ = to_stop.send(format!(
-                                "NATS at {urls} refused to let this bridge in ({reason}) with {login}: give the \
-                                 credentials the server's configuration names for this node (its users or \
-                                 authorization block)"
-                            ));
-                        } else if !refused.swap(true, Ordering::Relaxed) {
-                            error!(
-                                "NATS at {urls} refused to let this bridge in again ({reason}) with {login}; \
-                                 trying again with back-off until the credentials or the server's configuration \
-                                 are fixed"
-                            );
-                        } else {
-                            log::debug!("NATS refused the credentials again ({reason})");
-                        }
-                    }
-                    async_nats::Event::ServerError(async_nats::ServerError::Other(text))
-                        if text.to_lowercase().contains("permissions violation") =>
-                    {
-                        *violated.lock().expect("violation lock") = Some(text.clone());
-                        // Refused its own node's presence subject: these are another node's
-                        // credentials, or the server forgot torq-bridge.<node>.>. Nothing was
-                        // exported or imported yet; no retry changes it.
-                        if text.contains(&format!("\"torq-bridge.{}.", node_name)) {
-                            let _ = to_stop.send(format!(
-                                "NATS refused {login} the subject of this node's bridges ({text}): the credentials \
-                                 are another node's (--node {node_name}?), or the server's configuration must let \
-                                 node {node_name}'s user publish and subscribe to torq-bridge.{node_name}.> (see \
-                                 config/nats-server.conf)"
-                            ));
-                        }
-                        let text = format!(
-                            "NATS refused: {text}; the server's configuration does not let {login} do that (a \
-                             node may publish only under its own subjects, torq.<node>.>: see \
-                             config/nats-server.conf)"
-                        );
-                        let mut last = last_violation.lock().expect("violation lock");
-                        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                            *last = Some(std::time::Instant::now());
-                            error!("{text}");
-                        } else {
-                            log::debug!("{text}");
-                        }
-                    }
-                    async_nats::Event::ClientError(_) | async_nats::Event::SlowConsumer(_) => {
-                        let mut last = last_warning.lock().expect("warning lock");
-                        let text = match event {
-                            async_nats::Event::SlowConsumer(_) => "the NATS client dropped messages for the import: the \
-                                 local relay takes frames more slowly than they come (lost_total counts them)"
-                                .to_string(),
-                            // The NATS client names no more than the kind of error; a TLS
-                            // handshake that fails is an "IO error" to it.
-                            other if tls_required => format!(
-                                "cannot reach NATS at {urls} over TLS ({other}); trying again (is nats-server \
-                                 running there? does --tls-ca hold the CA that signed its certificate, and does \
-                                 that certificate name the URL's host? does the server ask for a client \
-                                 certificate, --tls-cert and --tls-key?)"
-                            ),
-                            other => format!("cannot reach NATS at {urls} ({other}); trying again (is nats-server running there?)"),
-                        };
-                        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                            *last = Some(std::time::Instant::now());
-                            warn!("{text}");
-                        } else {
-                            log::debug!("{text}");
-                        }
-                    }
-                    // The bridge's own stop.
-                    async_nats::Event::Closed => log::debug!("NATS: {event}"),
-                    other => warn!("NATS: {other}"),
-                }
-            }
-        })
-        .connect(servers)
-        .await
-        .map_err(|e| format!("cannot use the NATS server(s) {urls}: {e}"))?;
-    let js = async_nats::jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .max_ack_inflight(2 * config.queue.min(4096))
-        .backpressure_on_inflight(true)
-        .build(client.clone());
-
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    if let Some(addr) = config.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            format!(
-                "cannot serve metrics on {addr}: {e} (choose another --metrics-addr, or port 0 for any free one)"
-            )
-        })?;
-        // The port taken, when --metrics asked for port 0.
-        let bound = listener.local_addr().map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        let collector =
-            metrics::BridgeCollector::new(Arc::clone(&metrics), &config.node, config.domain.relay());
-        tokio::spawn(metrics_http::serve(listener, Arc::new(torq::metrics::Exposition::new(collector))));
-        info!("metrics on http://{bound}/metrics");
+/// Starts logging and the runtime, and runs the bridge until it stops.
+fn start(config: Config) -> Result<(), BridgeError> {
+    start_logging(config.log_level);
+    for warning in &config.warnings {
+        warn!("{warning}");
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(BridgeError::Runtime)?;
+    let result = runtime.block_on(run(Arc::new(config)));
+    // Threads left behind by the bounded stop (a reader or writer still waiting for its relay)
+    // must not hold the process.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+/// Logs to stderr at `level` (`RUST_LOG` still refines it).
+fn start_logging(level: LogLevel) {
+    let _ = env_logger::Builder::new().filter_level(level.filter()).parse_default_env().try_init();
+}
+
+/// Runs until SIGINT or SIGTERM, or an error that stops the bridge.
+async fn run(config: Arc<Config>) -> Result<(), BridgeError> {
+    let (fatal, failures) = mpsc::unbounded_channel();
+    let mut cause = Cause::new(failures);
+    let mut bridge = Bridge::connect(config, fatal).await?;
+    bridge.serve_metrics().await?;
     // Nothing is exported or imported before NATS says that no other bridge of this node and
     // domain runs (the check waits for NATS; a signal stops the wait).
-    let mut signalled = std::pin::pin!(wait_for_stop());
-    let me = presence::Identity::of_this_process(started_ns);
-    let presence = tokio::select! {
-        claimed = presence::claim(client.clone(), &config, me, fatal.clone()) => claimed?,
-        // NATS refusing the credentials, or this node's presence subject.
-        Some(error) = fatal_errors.recv() => return Err(error),
-        () = &mut signalled => return Ok(()),
-    };
-    let mut reader = None;
-    let mut exporter = None;
-    if let Some(filters) = &config.export {
+    if cause.before(bridge.claim()).await?.is_none() {
+        return Ok(());
+    }
+    if let Some(filters) = bridge.config.export.clone() {
+        if bridge.config.domain == Domain::Execution
+            // Nothing was exported yet: nothing to wait for.
+            && cause.before(export::create_stream(&bridge.nats, &bridge.config)).await?.is_none()
+        {
+            return Ok(());
+        }
+        bridge.start_export(filters);
+    }
+    if let Some(import) = bridge.config.import.clone() {
+        bridge.start_import(&import).await?;
+    }
+    bridge.log_stats();
+    let failure = cause.next().await;
+    bridge.stop().await;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Why the bridge stops: SIGINT or SIGTERM, or an error a task reported.
+struct Cause {
+    /// `None` when the handlers cannot be installed (no signal is waited for then).
+    signals: Option<(Signal, Signal)>,
+    failures: mpsc::UnboundedReceiver<BridgeError>,
+}
+
+impl Cause {
+    /// Installs the signal handlers; the errors come through `failures`.
+    fn new(failures: mpsc::UnboundedReceiver<BridgeError>) -> Cause {
+        let signals = signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok());
+        Cause { signals, failures }
+    }
+
+    /// Waits for a reason to stop: `None` for a signal, else the error.
+    async fn next(&mut self) -> Option<BridgeError> {
+        let Cause { signals, failures } = self;
+        let signalled = async {
+            match signals {
+                Some((interrupt, terminate)) => tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = signalled => None,
+            Some(error) = failures.recv() => Some(error),
+        }
+    }
+
+    /// Runs `step` unless a reason to stop comes first: `Ok(None)` for a signal.
+    ///
+    /// # Errors
+    ///
+    /// The step's error, or the one a task reported meanwhile.
+    async fn before<T>(
+        &mut self,
+        step: impl Future<Output = Result<T, BridgeError>>,
+    ) -> Result<Option<T>, BridgeError> {
+        tokio::select! {
+            result = step => result.map(Some),
+            failure = self.next() => failure.map_or(Ok(None), Err),
+        }
+    }
+}
+
+/// A running bridge: its settings and counters, its NATS connection, the stop signal, and its
+/// tasks in the groups they stop in.
+struct Bridge {
+    config: Arc<Config>,
+    /// When it started, in nanoseconds since the Unix epoch.
+    started_ns: u64,
+    metrics: Arc<Metrics>,
+    nats: Nats,
+    fatal: Fatal,
+    stop: Stop,
+    shutdown: Shutdown,
+    /// The export's reader: stops reading at the signal and hands over what it read, within
+    /// [`READ_WITHIN`], or is aborted (its queue to the JetStream publisher closes with it).
+    readers: Tasks,
+    /// The execution export's JetStream publisher: ends once the reader is gone and JetStream
+    /// has stored what it holds, within [`STORE_WITHIN`].
+    publishers: Tasks,
+    /// The import: its NATS tasks end at the signal, then the thread writing into the relay
+    /// writes what it holds, within [`WRITE_WITHIN`].
+    importers: Tasks,
+    /// The rest, which ends at the signal: the metrics endpoint, the check for another bridge,
+    /// the stats lines, the `max_payload` check, the acknowledgements.
+    rest: Tasks,
+}
+
+impl Bridge {
+    /// Connects to NATS (in the background: it returns at once) as `config` says.
+    async fn connect(config: Arc<Config>, fatal: Fatal) -> Result<Bridge, BridgeError> {
+        let started_ns = metrics::now_ns();
+        let metrics = Arc::new(Metrics::new(started_ns, config.max_age));
+        let nats = Nats::connect(&config, &metrics, &fatal).await?;
+        let (stop, shutdown) = shutdown::channel();
+        let (readers, publishers, importers, rest) = (Tasks::new(), Tasks::new(), Tasks::new(), Tasks::new());
+        Ok(Bridge {
+            config,
+            started_ns,
+            metrics,
+            nats,
+            fatal,
+            stop,
+            shutdown,
+            readers,
+            publishers,
+            importers,
+            rest,
+        })
+    }
+
+    /// Serves the metrics on `--metrics-addr`, if given.
+    async fn serve_metrics(&mut self) -> Result<(), BridgeError> {
+        let Some(addr) = self.config.metrics_addr else { return Ok(()) };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| BridgeError::MetricsBind { addr, source })?;
+        // The port taken, when --metrics-addr asked for port 0.
+        let bound = listener.local_addr().map_err(|source| BridgeError::MetricsAddress { addr, source })?;
+        let collector = metrics::BridgeCollector::new(
+            Arc::clone(&self.metrics),
+            &self.config.node,
+            self.config.domain.relay(),
+        );
+        let exposition = Arc::new(torq::metrics::Exposition::new(collector));
+        self.rest.spawn(self.shutdown.clone().until_stopped(metrics_http::serve(listener, exposition)));
+        info!("metrics on http://{bound}/metrics");
+        Ok(())
+    }
+
+    /// Waits for NATS, then until no other bridge of this node and domain runs (see
+    /// [`presence`]).
+    fn claim(&mut self) -> impl Future<Output = Result<(), BridgeError>> + '_ {
+        let me = presence::Identity::of_this_process(self.started_ns);
+        let (client, fatal, shutdown) = (self.nats.client.clone(), self.fatal.clone(), self.shutdown.clone());
+        presence::claim(client, &self.config, me, fatal, shutdown, &mut self.rest)
+    }
+
+    /// Starts the export: the reader, and for execution the publisher to this node's stream
+    /// (made already).
+    fn start_export(&mut self, filters: Vec<torq::protocol::Filter>) {
+        let config = &self.config;
         let route = if config.domain == Domain::Execution {
             let (sender, receiver) = mpsc::channel(config.queue);
-            // Bounded retries: JetStream may still be electing a leader at start. NATS refusing
-            // the credentials ends them at once.
-            let ensure = async {
-                let mut tries = 0;
-                while let Err(e) = export::ensure_stream(&js, &config).await {
-                    let stream = subject::stream_name(&config.node);
-                    // Refused by the server's permissions: no retry changes that.
-                    if let Some(refusal) = violation.lock().expect("violation lock").take()
-                        && refusal.contains(&stream)
-                    {
-                        return Err(format!(
-                            "NATS refused {} the stream {stream} ({refusal}): the server's configuration must \
-                             let node {}'s user create it (see config/nats-server.conf), or --node or the \
-                             credentials are another node's",
-                            config.login.describe(),
-                            config.node
-                        ));
-                    }
-                    tries += 1;
-                    if tries == 30 {
-                        return Err(format!(
-                            "cannot create the stream {} on {urls} within 30 s: {e} (is the server reachable, \
-                             with JetStream enabled: nats-server -js? may {} create it?)",
-                            subject::stream_name(&config.node),
-                            config.login.describe()
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Ok(())
-            };
-            tokio::select! {
-                result = ensure => result?,
-                Some(error) = fatal_errors.recv() => return Err(error),
-                // Nothing was exported yet: nothing to wait for.
-                () = &mut signalled => return Ok(()),
-            }
-            exporter = Some(tokio::spawn(export::publish_jetstream(
-                js.clone(),
-                receiver,
-                Arc::clone(&metrics),
-                config.queue.min(4096),
-            )));
+            let (js, metrics) = (self.nats.jetstream.clone(), Arc::clone(&self.metrics));
+            self.publishers.spawn(export::publish_jetstream(js, receiver, metrics, config.queue.min(4096)));
             export::Route::JetStream(sender)
         } else {
-            export::Route::Core(client.clone())
+            export::Route::Core(self.nats.client.clone())
         };
-        reader = Some(tokio::spawn(export::export(
-            Arc::clone(&config),
-            filters.clone(),
-            Arc::clone(&metrics),
-            route,
-            stopping,
-            fatal.clone(),
-        )));
+        let (metrics, shutdown, fatal) =
+            (Arc::clone(&self.metrics), self.shutdown.clone(), self.fatal.clone());
+        self.readers.spawn(export::export(Arc::clone(config), filters, metrics, route, shutdown, fatal));
         info!("exporting {} from {} as node {}", config.domain.token(), config.socket.display(), config.node);
     }
 
-    let mut writer = None;
-    // Ends the core import's thread, which otherwise waits for NATS messages.
-    let (stop_core_import, core_import_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut importers = Vec::new();
-    if let Some(import) = &config.import {
+    /// Starts the import of `import`'s nodes, and the check of the server's `max_payload`.
+    async fn start_import(&mut self, import: &Import) -> Result<(), BridgeError> {
         let nodes: Vec<Option<String>> = match import {
             Import::All => vec![None],
             Import::Nodes(nodes) => nodes.iter().cloned().map(Some).collect(),
         };
-        if config.domain == Domain::Execution {
-            let (sender, receiver) = mpsc::channel(config.queue);
-            let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
-            writer = Some(
-                import::spawn_writer(&config, Arc::clone(&metrics), receiver, ack_sender)
-                    .map_err(|e| format!("cannot start the import thread: {e}"))?,
-            );
-            importers.push(tokio::spawn(import::acknowledge(ack_receiver)));
-            for node in nodes {
-                let (config, metrics, sender) = (Arc::clone(&config), Arc::clone(&metrics), sender.clone());
-                importers.push(match node {
-                    None => tokio::spawn(import::import_all_jetstream(
-                        js.clone(),
-                        config,
-                        metrics,
-                        sender,
-                        fatal.clone(),
-                    )),
-                    Some(node) => tokio::spawn(import::import_jetstream(
-                        js.clone(),
-                        config,
-                        node,
-                        metrics,
-                        sender,
-                        fatal.clone(),
-                        None,
-                    )),
-                });
-            }
+        if self.config.domain == Domain::Execution {
+            self.start_execution_import(nodes)?;
         } else {
-            let mut subscriptions = Vec::new();
-            for node in nodes {
-                let subject = subject::import_subject(node.as_deref(), config.domain);
-                let subscription = client
-                    .subscribe(subject.clone())
-                    .await
-                    .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
-                info!("import: subscribed to {subject}");
-                subscriptions.push(subscription);
-            }
-            writer = Some(
-                import::spawn_core(&config, Arc::clone(&metrics), subscriptions, core_import_stopped)
-                    .map_err(|e| format!("cannot start the import thread: {e}"))?,
-            );
+            self.start_core_import(nodes).await?;
         }
+        let config = &self.config;
         info!("importing {} into {} as node {}", config.domain.token(), config.socket.display(), config.node);
-        tokio::spawn(check_max_payload(client.clone(), Arc::clone(&config)));
+        let check = check_max_payload(self.nats.client.clone(), Arc::clone(config));
+        self.rest.spawn(self.shutdown.clone().until_stopped(check));
+        Ok(())
     }
 
-    if !config.metrics_interval.is_zero() {
-        let (metrics, every) = (Arc::clone(&metrics), config.metrics_interval);
-        tokio::spawn(async move {
+    /// Execution: a task per node's stream (or one for them all) hands frames to the thread
+    /// that writes them into the relay, which hands the acknowledgements to a task of their own.
+    fn start_execution_import(&mut self, nodes: Vec<Option<String>>) -> Result<(), BridgeError> {
+        let (sender, receiver) = mpsc::channel(self.config.queue);
+        let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
+        import::spawn_writer(&self.config, Arc::clone(&self.metrics), receiver, ack_sender, &self.importers)
+            .map_err(BridgeError::ImportThread)?;
+        self.rest.spawn(self.shutdown.clone().until_stopped(import::acknowledge(ack_receiver)));
+        let importer = import::Importer {
+            js: self.nats.jetstream.clone(),
+            config: Arc::clone(&self.config),
+            metrics: Arc::clone(&self.metrics),
+            frames: sender,
+            fatal: self.fatal.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        for node in nodes {
+            match node {
+                None => self.importers.spawn(importer.clone().all()),
+                Some(node) => self.importers.spawn(importer.clone().node(node)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Market data and signals: a core subscription per node (or one for them all), read by
+    /// the thread that writes into the relay.
+    async fn start_core_import(&mut self, nodes: Vec<Option<String>>) -> Result<(), BridgeError> {
+        let mut subscriptions = Vec::new();
+        for node in nodes {
+            let subject = subject::import_subject(node.as_deref(), self.config.domain);
+            let subscription = self
+                .nats
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| BridgeError::Subscribe { subject: subject.clone(), source })?;
+            info!("import: subscribed to {subject}");
+            subscriptions.push(subscription);
+        }
+        let (metrics, shutdown) = (Arc::clone(&self.metrics), self.shutdown.clone());
+        import::spawn_core(&self.config, metrics, subscriptions, shutdown, &self.importers)
+            .map_err(BridgeError::ImportThread)
+    }
+
+    /// Logs the stats line every `--metrics-interval` (unless 0).
+    fn log_stats(&mut self) {
+        if self.config.metrics_interval.is_zero() {
+            return;
+        }
+        let (metrics, every) = (Arc::clone(&self.metrics), self.config.metrics_interval);
+        let lines = async move {
             let mut ticks = tokio::time::interval(every);
             ticks.tick().await;
             loop {
                 ticks.tick().await;
                 info!("{}", metrics.stats_line());
             }
-        });
+        };
+        self.rest.spawn(self.shutdown.clone().until_stopped(lines));
     }
 
-    let failure = tokio::select! {
-        () = &mut signalled => None,
-        Some(error) = fatal_errors.recv() => Some(error),
-    };
-    info!("stopping");
-    // A bridge started to replace this one need not wait for the end of its stop.
-    drop(presence);
-    let _ = stop.send(true);
-    for task in importers {
-        task.abort();
-    }
-    let _ = stop_core_import.send(());
-    // Bounded: a reader handing over what it read to a NATS server that does not read, or a
-    // writer on a relay that pauses it, is left behind. A reader still waiting for its relay
-    // ends at once (it read nothing).
-    if let Some(mut reader) = reader
-        && tokio::time::timeout(Duration::from_secs(2), &mut reader).await.is_err()
-    {
-        // Its queue to the JetStream exporter closes with it.
-        reader.abort();
-        warn!("stopped with frames read from the relay not yet handed to NATS");
-    }
-    if let Some(exporter) = exporter
-        && tokio::time::timeout(Duration::from_secs(5), exporter).await.is_err()
-    {
-        warn!("stopped with execution frames not yet stored by JetStream");
-    }
-    if let Some(writer) = writer {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || writer.join()))
-                .await;
-    }
-    // Bounded too: a NATS server out of reach never takes what waits. Out of reach with
-    // nothing handed to it since, there is nothing to wait for.
-    let connected = client.connection_state() == async_nats::connection::State::Connected;
-    if !connected && metrics.exported_out.load(Ordering::Relaxed) == handed_when_lost.load(Ordering::Relaxed)
-    {
-        info!("NATS is out of reach; no frame was handed to it since it went");
-    } else if !matches!(tokio::time::timeout(Duration::from_secs(2), client.flush()).await, Ok(Ok(()))) {
-        warn!("stopped with messages for NATS not yet written (the server is out of reach)");
-    }
-    info!("{}", metrics.stats_line());
-    failure.map_or(Ok(()), Err)
-}
-
-/// The NATS client's options for logging in and TLS.
-fn login_options(config: &Config) -> Result<async_nats::ConnectOptions, String> {
-    let options = async_nats::ConnectOptions::new();
-    let mut options = match &config.login {
-        Login::Anonymous => options,
-        // Checked at start: a failure here is a file changed since.
-        Login::Creds { file, creds } => options
-            .credentials(creds.expose())
-            .map_err(|e| format!("--nats-creds {}: not a NATS credentials file ({e})", file.display()))?,
-        Login::Nkey { seed, .. } => options.nkey(seed.expose().to_string()),
-        Login::User { user, password, .. } => {
-            options.user_and_password(user.clone(), password.expose().to_string())
+    /// Gives the stop signal, then waits for each group of tasks with its bound, then for
+    /// NATS to take what it was handed (see [`Nats::flush_at_stop`]).
+    async fn stop(self) {
+        info!("stopping");
+        let Bridge { metrics, nats, stop, readers, publishers, importers, rest, .. } = self;
+        // The check for another bridge stops answering at once, so that a bridge started to
+        // replace this one runs while this one stops.
+        stop.now();
+        // A reader handing over what it read to a NATS server that does not read, or a writer
+        // on a relay that pauses it, is left behind. A reader still waiting for its relay ends
+        // at once (it read nothing).
+        if let Err(late) = readers.finish(READ_WITHIN).await {
+            late.abort();
+            warn!("stopped with frames read from the relay not yet handed to NATS");
         }
-        Login::Token { token, .. } => options.token(token.expose().to_string()),
-    };
-    if let Some(ca) = &config.tls.ca {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let Some((cert, key)) = &config.tls.client {
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    Ok(options.require_tls(config.tls.required))
-}
-
-/// How the bridge's TLS is set, for the log.
-fn tls_description(tls: &Tls) -> String {
-    if !tls.required {
-        return ", TLS if the server asks for it".into();
-    }
-    let mut text = ", TLS required".to_string();
-    if let Some(ca) = &tls.ca {
-        text += &format!(", trusting the CA in {}", ca.display());
-    }
-    if let Some((cert, _)) = &tls.client {
-        text += &format!(", client certificate {}", cert.display());
-    }
-    text
-}
-
-/// Whether the NATS client's connection error is the server refusing the credentials (its
-/// "authorization violation"), or the client unable to sign with them.
-fn refusal(reason: &str) -> bool {
-    [async_nats::ConnectErrorKind::AuthorizationViolation, async_nats::ConnectErrorKind::Authentication]
-        .iter()
-        .any(|kind| kind.to_string() == reason)
-}
-
-async fn wait_for_stop() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+        if publishers.finish(STORE_WITHIN).await.is_err() {
+            warn!("stopped with execution frames not yet stored by JetStream");
+        }
+        let _ = importers.finish(WRITE_WITHIN).await;
+        let _ = rest.finish(REST_WITHIN).await;
+        nats.flush_at_stop(&metrics).await;
+        info!("{}", metrics.stats_line());
     }
 }
 

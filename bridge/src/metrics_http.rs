@@ -55,7 +55,8 @@ fn victim(answering: impl IntoIterator<Item = bool>) -> usize {
     answering.into_iter().position(|answering| !answering).unwrap_or(0)
 }
 
-/// Serves `exposition` on `listener` until the runtime stops.
+/// Serves `exposition` on `listener` until the task is dropped (at the bridge's stop signal);
+/// a connection being answered then is closed within its [`DEADLINE`].
 pub async fn serve(listener: TcpListener, exposition: Arc<Exposition>) {
     let bound = listener.local_addr().map_or_else(|_| "?".to_string(), |a: SocketAddr| a.to_string());
     let mut held: VecDeque<Held> = VecDeque::with_capacity(MAX_CONNECTIONS);

@@ -52,10 +52,12 @@ use async_nats::connection::State;
 use bytes::Bytes;
 use futures::StreamExt;
 use log::{debug, info, warn};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{Config, Domain};
+use crate::error::{BridgeError, Fatal};
+use crate::shutdown::{Shutdown, Tasks};
 
 /// How often a checking bridge asks.
 const ASK_EVERY: Duration = Duration::from_millis(300);
@@ -153,26 +155,45 @@ pub fn gives_way(me: &Claim, other: &Claim) -> bool {
     }
 }
 
-/// Why `me` stops for `other`, for the error and the log.
-fn reason(me: Phase, other: &Claim, node: &str, domain: &str) -> String {
-    let who = format!("another bridge of node {node} and domain {domain}");
-    match (me, other.phase) {
-        (Phase::Checking, Phase::Running) => format!(
-            "{who} is running: {}; a second one would carry its frames twice, so this one does not start \
-             (stop that bridge first, or give this host its own --node)",
-            other.identity
-        ),
-        (Phase::Checking, Phase::Checking) => format!(
-            "{who} is starting at the same moment: {}; the one started first runs, so this one does not start \
-             (one bridge per node and domain: give each host its own --node)",
-            other.identity
-        ),
-        (Phase::Running, _) => format!(
-            "{who} is running too: {}, started before this one (they did not see each other at start: NATS was \
-             out of reach of one of them); this one stops, so that frames stop crossing twice (one bridge per \
-             node and domain: give each host its own --node)",
-            other.identity
-        ),
+/// Another bridge of this node and domain, that this one stops for ([`gives_way`]): its
+/// display says why, naming the other (host, pid, start) and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rival {
+    /// This bridge's phase when it met the other.
+    pub me: Phase,
+    /// The other bridge.
+    pub other: Claim,
+    /// The node.
+    pub node: String,
+    /// The domain's subject token.
+    pub domain: &'static str,
+}
+
+impl fmt::Display for Rival {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Rival { me, other, node, domain } = self;
+        let who = format!("another bridge of node {node} and domain {domain}");
+        match (me, other.phase) {
+            (Phase::Checking, Phase::Running) => write!(
+                f,
+                "{who} is running: {}; a second one would carry its frames twice, so this one does not start \
+                 (stop that bridge first, or give this host its own --node)",
+                other.identity
+            ),
+            (Phase::Checking, Phase::Checking) => write!(
+                f,
+                "{who} is starting at the same moment: {}; the one started first runs, so this one does not \
+                 start (one bridge per node and domain: give each host its own --node)",
+                other.identity
+            ),
+            (Phase::Running, _) => write!(
+                f,
+                "{who} is running too: {}, started before this one (they did not see each other at start: NATS \
+                 was out of reach of one of them); this one stops, so that frames stop crossing twice (one \
+                 bridge per node and domain: give each host its own --node)",
+                other.identity
+            ),
+        }
     }
 }
 
@@ -192,41 +213,98 @@ pub fn encode(kind: Kind, claim: &Claim) -> Bytes {
     ))
 }
 
+/// Why a message on the control subject is not a bridge's (the text quoted, when it is text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Not UTF-8.
+    #[error("not text")]
+    NotText,
+    /// Not the seven fields of [`encode`].
+    #[error("{0:?}: not 7 fields")]
+    Fields(String),
+    /// Another first word than [`MAGIC`].
+    #[error("{0:?}: not {MAGIC}")]
+    Magic(String),
+    /// Neither `ask` nor `here`.
+    #[error("{text:?}: {word:?} is neither ask nor here")]
+    Kind {
+        /// The message.
+        text: String,
+        /// The word in its place.
+        word: String,
+    },
+    /// Neither `checking` nor `running`.
+    #[error("{text:?}: {word:?} is neither checking nor running")]
+    Phase {
+        /// The message.
+        text: String,
+        /// The word in its place.
+        word: String,
+    },
+    /// A field without its `name=`.
+    #[error("{text:?}: no {name}")]
+    Field {
+        /// The message.
+        text: String,
+        /// The field's name.
+        name: &'static str,
+    },
+    /// A number that is not one.
+    #[error("{text:?}: {source}")]
+    Number {
+        /// The message.
+        text: String,
+        /// Why.
+        source: std::num::ParseIntError,
+    },
+    /// A pid over 32 bits.
+    #[error("{text:?}: {source}")]
+    Pid {
+        /// The message.
+        text: String,
+        /// Why.
+        source: std::num::TryFromIntError,
+    },
+}
+
 /// A message of [`encode`].
 ///
 /// # Errors
 ///
-/// What is wrong with it, when it is not one.
-pub fn decode(payload: &[u8]) -> Result<(Kind, Claim), String> {
-    let text = std::str::from_utf8(payload).map_err(|_| "not text".to_string())?;
+/// [`Malformed`]: what is wrong with it, when it is not one.
+pub fn decode(payload: &[u8]) -> Result<(Kind, Claim), Malformed> {
+    let text = std::str::from_utf8(payload).map_err(|_| Malformed::NotText)?;
     let fields: Vec<&str> = text.split(' ').collect();
     let [magic, kind, phase, instance, started_ns, pid, host] = fields[..] else {
-        return Err(format!("{text:?}: not 7 fields"));
+        return Err(Malformed::Fields(text.into()));
     };
     if magic != MAGIC {
-        return Err(format!("{text:?}: not {MAGIC}"));
+        return Err(Malformed::Magic(text.into()));
     }
     let kind = match kind {
         "ask" => Kind::Ask,
         "here" => Kind::Here,
-        _ => return Err(format!("{text:?}: {kind:?} is neither ask nor here")),
+        _ => return Err(Malformed::Kind { text: text.into(), word: kind.into() }),
     };
     let phase = match phase {
         "checking" => Phase::Checking,
         "running" => Phase::Running,
-        _ => return Err(format!("{text:?}: {phase:?} is neither checking nor running")),
+        _ => return Err(Malformed::Phase { text: text.into(), word: phase.into() }),
     };
-    fn field<'a>(text: &str, field: &'a str, name: &str) -> Result<&'a str, String> {
+    fn field<'a>(text: &str, field: &'a str, name: &'static str) -> Result<&'a str, Malformed> {
         field
             .strip_prefix(name)
             .and_then(|v| v.strip_prefix('='))
-            .ok_or_else(|| format!("{text:?}: no {name}"))
+            .ok_or_else(|| Malformed::Field { text: text.into(), name })
     }
-    let number = |value: &str, radix| u64::from_str_radix(value, radix).map_err(|e| format!("{text:?}: {e}"));
+    let number = |value: &str, radix| {
+        u64::from_str_radix(value, radix).map_err(|source| Malformed::Number { text: text.into(), source })
+    };
     let identity = Identity {
         instance: number(field(text, instance, "instance")?, 16)?,
         started_ns: number(field(text, started_ns, "started_ns")?, 10)?,
-        pid: u32::try_from(number(field(text, pid, "pid")?, 10)?).map_err(|e| format!("{text:?}: {e}"))?,
+        pid: u32::try_from(number(field(text, pid, "pid")?, 10)?)
+            .map_err(|source| Malformed::Pid { text: text.into(), source })?,
         host: field(text, host, "host")?.to_string(),
     };
     Ok((kind, Claim { phase, identity }))
@@ -248,29 +326,23 @@ pub fn utc(ns: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", day / 3600, day % 3600 / 60, day % 60)
 }
 
-/// This bridge's part in the check while it runs; dropping it stops answering.
-#[derive(Debug)]
-pub struct Presence(tokio::task::JoinHandle<()>);
-
-impl Drop for Presence {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Waits for NATS, then checks that no other bridge of `config`'s node and domain runs; once
-/// none does, returns while it goes on answering for this one. Another found later (both
-/// running) that started earlier is reported through `fatal`.
+/// none does, returns while a task of `tasks` goes on answering for this one until the stop
+/// signal (a bridge started to replace this one need not wait for the end of its stop).
+/// Another found later (both running) that started earlier is reported through `fatal`.
 ///
 /// # Errors
 ///
-/// Naming the other bridge (its host, pid and start), or what kept the check from being made.
+/// [`BridgeError::AnotherBridge`] naming the other bridge (its host, pid and start), or what
+/// kept the check from being made.
 pub async fn claim(
     client: async_nats::Client,
     config: &Config,
     me: Identity,
-    fatal: mpsc::UnboundedSender<String>,
-) -> Result<Presence, String> {
+    fatal: Fatal,
+    shutdown: Shutdown,
+    tasks: &mut Tasks,
+) -> Result<(), BridgeError> {
     let (verdict, decided) = oneshot::channel();
     let watcher = Watcher {
         client,
@@ -279,13 +351,10 @@ pub async fn claim(
         domain: config.domain.token(),
         urls: config.nats.join(","),
         me: Claim { phase: Phase::Checking, identity: me },
+        told_of_strangers: false,
     };
-    let task = tokio::spawn(watcher.run(verdict, fatal));
-    match decided.await {
-        Ok(Ok(())) => Ok(Presence(task)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err("the check for another bridge of this node and domain ended without a verdict".into()),
-    }
+    tasks.spawn(shutdown.until_stopped(watcher.run(verdict, fatal)));
+    decided.await.unwrap_or(Err(BridgeError::NoVerdict))
 }
 
 /// The task that checks, then answers.
@@ -296,14 +365,12 @@ struct Watcher {
     domain: &'static str,
     urls: String,
     me: Claim,
+    /// Whether a message not a bridge's was logged at warning level already.
+    told_of_strangers: bool,
 }
 
 impl Watcher {
-    async fn run(
-        mut self,
-        verdict: oneshot::Sender<Result<(), String>>,
-        fatal: mpsc::UnboundedSender<String>,
-    ) {
+    async fn run(mut self, verdict: oneshot::Sender<Result<(), BridgeError>>, fatal: Fatal) {
         let mut verdict = Some(verdict);
         if let Err(e) = self.watch(&mut verdict).await {
             match verdict.take() {
@@ -320,13 +387,15 @@ impl Watcher {
     /// Checks, then answers, until this bridge has to stop (the error says why).
     async fn watch(
         &mut self,
-        verdict: &mut Option<oneshot::Sender<Result<(), String>>>,
-    ) -> Result<(), String> {
+        verdict: &mut Option<oneshot::Sender<Result<(), BridgeError>>>,
+    ) -> Result<(), BridgeError> {
         self.connected().await;
         let subject = self.subject.clone();
-        let mut messages = self.client.subscribe(subject.clone()).await.map_err(|e| {
-            format!("cannot subscribe to {subject} to check for another bridge of this node and domain: {e}")
-        })?;
+        let mut messages = self
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| BridgeError::ControlSubscribe { subject: subject.clone(), source })?;
         if let Err(e) = self.client.flush().await {
             debug!("presence: flushing the subscription to {subject}: {e}");
         }
@@ -341,7 +410,6 @@ impl Watcher {
         let statistics = self.client.statistics();
         let connects = || statistics.connects.load(std::sync::atomic::Ordering::Relaxed);
         let (mut since, mut heard_myself, mut connection) = (Instant::now(), false, connects());
-        let mut told_of_strangers = false;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
@@ -363,44 +431,56 @@ impl Watcher {
                             }
                         }
                         Phase::Checking if since.elapsed() >= ECHO_WITHIN => {
-                            return Err(format!(
-                                "the check for another bridge of node {} and domain {} got no message back on \
-                                 {subject} within {ECHO_WITHIN:?} from the NATS server(s) {}: let this bridge's NATS \
-                                 user publish and subscribe to torq-bridge.> (and do not connect with no_echo)",
-                                self.node, self.domain, self.urls
-                            ));
+                            return Err(BridgeError::NoEcho {
+                                node: self.node.clone(),
+                                domain: self.domain,
+                                subject,
+                                within: ECHO_WITHIN,
+                                urls: self.urls.clone(),
+                            });
                         }
                         Phase::Checking => self.say(Kind::Ask).await,
                         Phase::Running => self.say(Kind::Here).await,
                     }
                 }
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        return Err(format!("NATS ended the subscription to {subject}"));
-                    };
-                    match decode(&message.payload) {
-                        Ok((_, other)) if other.identity.instance == self.me.identity.instance => heard_myself = true,
-                        Ok((kind, other)) => {
-                            debug!("presence: {kind:?} from {} ({:?})", other.identity, other.phase);
-                            if gives_way(&self.me, &other) {
-                                return Err(reason(self.me.phase, &other, &self.node, self.domain));
-                            }
-                            if kind == Kind::Ask {
-                                self.say(Kind::Here).await;
-                            }
-                        }
-                        Err(e) => {
-                            let text = format!("presence: a message on {subject} that is not a bridge's: {e}; ignored");
-                            if std::mem::replace(&mut told_of_strangers, true) {
-                                debug!("{text}");
-                            } else {
-                                warn!("{text}");
-                            }
+                message = messages.next() => match message {
+                    Some(message) => {
+                        if self.hear(&message.payload).await? {
+                            heard_myself = true;
                         }
                     }
+                    None => return Err(BridgeError::ControlEnded { subject }),
+                },
+            }
+        }
+    }
+
+    /// Handles a message on the control subject: another bridge's (this one stops for it, or
+    /// answers its question) or a stranger's (ignored). Whether it was this bridge's own.
+    async fn hear(&mut self, payload: &[u8]) -> Result<bool, BridgeError> {
+        match decode(payload) {
+            Ok((_, other)) if other.identity.instance == self.me.identity.instance => return Ok(true),
+            Ok((kind, other)) => {
+                debug!("presence: {kind:?} from {} ({:?})", other.identity, other.phase);
+                if gives_way(&self.me, &other) {
+                    let (me, node, domain) = (self.me.phase, self.node.clone(), self.domain);
+                    return Err(BridgeError::AnotherBridge(Rival { me, other, node, domain }));
+                }
+                if kind == Kind::Ask {
+                    self.say(Kind::Here).await;
+                }
+            }
+            Err(e) => {
+                let text =
+                    format!("presence: a message on {} that is not a bridge's: {e}; ignored", self.subject);
+                if std::mem::replace(&mut self.told_of_strangers, true) {
+                    debug!("{text}");
+                } else {
+                    warn!("{text}");
                 }
             }
         }
+        Ok(false)
     }
 
     /// Waits until the client is connected, saying why the bridge waits.
@@ -526,6 +606,9 @@ mod tests {
 
     #[test]
     fn the_reason_names_the_other_bridge_and_the_fix() {
+        let reason = |me, other: &Claim, node: &str, domain| {
+            Rival { me, other: other.clone(), node: node.into(), domain }.to_string()
+        };
         let other = claim(Phase::Running, 1_700_000_000_000_000_000, 1);
         let text = reason(Phase::Checking, &other, "a", "market_data");
         assert!(

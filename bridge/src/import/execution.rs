@@ -16,7 +16,9 @@ use torq::protocol::Header;
 use super::{BATCH, Delivery, IDLE_IMPORT, Incoming, MAX_EXPORTERS, importable};
 use crate::audit::{self, Key};
 use crate::config::{Config, valid_node};
+use crate::error::{BridgeError, Fatal};
 use crate::metrics::{Metrics, add};
+use crate::shutdown::Shutdown;
 use crate::state::{Cursor, InDoubt};
 use crate::subject::{MAX_NODES, parse_message_id, stream_name};
 
@@ -30,6 +32,26 @@ pub async fn acknowledge(mut acks: mpsc::UnboundedReceiver<jetstream::Message>) 
     }
 }
 
+/// What every execution import task holds: JetStream, the settings and counters, the queue to
+/// the thread that writes into the relay (it ends when every import task has dropped its
+/// sender), where to report what stops the bridge, and the stop signal.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// The settings.
+    pub config: Arc<Config>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// To the writing thread.
+    pub frames: mpsc::Sender<Incoming>,
+    /// What stops the bridge.
+    pub fatal: Fatal,
+    /// The stop signal: an import task ends at it, dropping what it was doing (what was
+    /// delivered and not written is not acknowledged, and comes again).
+    pub shutdown: Shutdown,
+}
+
 /// An execution import running: its node, its task, and when it last had a frame.
 struct Slot {
     node: String,
@@ -38,85 +60,157 @@ struct Slot {
     active: Arc<AtomicU64>,
 }
 
-/// Imports every other node's execution stream, and the streams of nodes that appear later.
-/// At most [`MAX_NODES`] at once: past that, an import idle for [`IDLE_IMPORT`] gives its place
-/// to a stream waiting for one (its frames stay in its stream until its turn comes again), so
-/// streams invented by others never lock a real node out. Names that cannot be a node's are
-/// skipped and counted, never fatal.
-pub async fn import_all_jetstream(
-    js: jetstream::Context,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-    frames: mpsc::Sender<Incoming>,
-    fatal: mpsc::UnboundedSender<String>,
-) {
-    let epoch = Instant::now();
-    let mut slots: Vec<Slot> = Vec::new();
-    // Names already reported (bounded: a flood of names is reported once a minute at most).
-    let mut reported: HashSet<String> = HashSet::new();
-    let mut last_report = None::<Instant>;
-    loop {
-        slots.retain(|slot| !slot.task.is_finished());
-        let mut names = js.stream_names();
-        while let Some(name) = names.next().await {
-            let Ok(name) = name else { break };
-            let Some(node) = name.strip_prefix("TORQ_").and_then(|n| n.strip_suffix("_EXECUTION")) else {
-                continue;
-            };
-            if node == config.node || slots.iter().any(|s| s.node == node) {
-                continue;
-            }
-            let mut report = |why: &str| {
-                if reported.len() < 1024 && reported.insert(name.clone()) {
-                    add(&metrics.invalid, 1);
-                    if last_report.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
-                        last_report = Some(Instant::now());
-                        warn!("import: stream {name:.80} not imported: {why}");
-                    }
-                }
-            };
-            if !valid_node(node) {
-                report("its node name is not 1-64 letters, digits, '-' or '_'");
-                continue;
-            }
-            if slots.len() >= MAX_NODES {
-                let now = epoch.elapsed().as_millis() as u64;
-                let idlest = slots
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, slot)| slot.active.load(Relaxed))
-                    .filter(|(_, slot)| {
-                        now.saturating_sub(slot.active.load(Relaxed)) >= IDLE_IMPORT.as_millis() as u64
-                    })
-                    .map(|(at, _)| at);
-                let Some(at) = idlest else {
-                    report(&format!(
-                        "{MAX_NODES} streams are being imported and none is idle; it waits its turn"
-                    ));
+/// An import's clock of activity: an epoch, and milliseconds since it at its last frame.
+type Activity = (Instant, Arc<AtomicU64>);
+
+impl Importer {
+    /// Imports node `from`'s execution stream (see [`Importer::import_node`]) until the stop
+    /// signal.
+    pub async fn node(self, from: String) {
+        let shutdown = self.shutdown.clone();
+        shutdown.until_stopped(self.import_node(from, None)).await;
+    }
+
+    /// Imports every other node's execution stream (see [`Importer::import_all`]) until the
+    /// stop signal.
+    pub async fn all(self) {
+        let shutdown = self.shutdown.clone();
+        shutdown.until_stopped(self.import_all()).await;
+    }
+
+    /// Imports every other node's execution stream, and the streams of nodes that appear
+    /// later. At most [`MAX_NODES`] at once: past that, an import idle for [`IDLE_IMPORT`]
+    /// gives its place to a stream waiting for one (its frames stay in its stream until its
+    /// turn comes again), so streams invented by others never lock a real node out. Names that
+    /// cannot be a node's are skipped and counted, never fatal.
+    async fn import_all(self) {
+        let (config, metrics) = (&self.config, &self.metrics);
+        let epoch = Instant::now();
+        let mut slots: Vec<Slot> = Vec::new();
+        // Names already reported (bounded: a flood of names is reported once a minute at most).
+        let mut reported: HashSet<String> = HashSet::new();
+        let mut last_report = None::<Instant>;
+        loop {
+            slots.retain(|slot| !slot.task.is_finished());
+            let mut names = self.js.stream_names();
+            while let Some(name) = names.next().await {
+                let Ok(name) = name else { break };
+                let Some(node) = name.strip_prefix("TORQ_").and_then(|n| n.strip_suffix("_EXECUTION")) else {
                     continue;
                 };
-                let slot = slots.swap_remove(at);
-                info!("import: node {}'s stream idle; its place goes to node {node}", slot.node);
-                slot.task.abort();
+                if node == config.node || slots.iter().any(|s| s.node == node) {
+                    continue;
+                }
+                let mut report = |why: &str| {
+                    if reported.len() < 1024 && reported.insert(name.clone()) {
+                        add(&metrics.invalid, 1);
+                        if last_report.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
+                            last_report = Some(Instant::now());
+                            warn!("import: stream {name:.80} not imported: {why}");
+                        }
+                    }
+                };
+                if !valid_node(node) {
+                    report("its node name is not 1-64 letters, digits, '-' or '_'");
+                    continue;
+                }
+                if slots.len() >= MAX_NODES {
+                    let Some(at) = idlest(&slots, epoch) else {
+                        report(&format!(
+                            "{MAX_NODES} streams are being imported and none is idle; it waits its turn"
+                        ));
+                        continue;
+                    };
+                    let slot = slots.swap_remove(at);
+                    info!("import: node {}'s stream idle; its place goes to node {node}", slot.node);
+                    slot.task.abort();
+                }
+                reported.remove(&name);
+                let active = Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64));
+                let import = self.clone().import_node(node.to_string(), Some((epoch, Arc::clone(&active))));
+                let task = tokio::spawn(self.shutdown.clone().until_stopped(import));
+                slots.push(Slot { node: node.to_string(), task, active });
             }
-            reported.remove(&name);
-            let active = Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64));
-            let task = tokio::spawn(import_jetstream(
-                js.clone(),
-                Arc::clone(&config),
-                node.to_string(),
-                Arc::clone(&metrics),
-                frames.clone(),
-                fatal.clone(),
-                Some((epoch, Arc::clone(&active))),
-            ));
-            slots.push(Slot { node: node.to_string(), task, active });
+            if self.frames.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        if frames.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+
+    /// Imports node `from`'s execution stream, in order, each frame once; `activity` is set at
+    /// every frame.
+    async fn import_node(self, from: String, activity: Option<Activity>) {
+        let cursor = match Cursor::open(&self.config.state_dir, &self.config.node, &from) {
+            Ok(cursor) => Arc::new(Mutex::new(cursor)),
+            // Without its cursor an import could write frames twice: the bridge stops.
+            Err(source) => {
+                let _ = self.fatal.send(BridgeError::Cursor { node: from, source });
+                return;
+            }
+        };
+        let stream = self.stream_of(&from).await;
+        let mut place = Place::resume(&self.config, from, stream, cursor, &self.metrics).await;
+        place.activity = activity;
+        let (from, stream_name) = (place.from.clone(), stream_name(&place.from));
+        let durable = format!("import-{}", self.config.node);
+        loop {
+            let mut messages = match consume(&place.stream, &durable, place.handed + 1, self.config.queue)
+                .await
+            {
+                Ok(messages) => messages,
+                Err(e) => {
+                    warn!("import: cannot consume node {from}'s stream {stream_name} ({e}); trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            info!("import: node {from}'s stream {stream_name} from stream sequence {}", place.handed + 1);
+            while let Some(message) = messages.next().await {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        debug!("import: node {from}: {e}");
+                        continue;
+                    }
+                };
+                match place.take(message, &self).await {
+                    Taken::Handed | Taken::Skipped => {}
+                    Taken::Ahead => break,
+                    Taken::WriterGone => return,
+                }
+            }
+        }
+    }
+
+    /// Node `from`'s execution stream, waited for as long as it takes.
+    async fn stream_of(&self, from: &str) -> jetstream::stream::Stream {
+        let stream_name = stream_name(from);
+        let mut waited = false;
+        loop {
+            match self.js.get_stream(&stream_name).await {
+                Ok(stream) => return stream,
+                Err(e) => {
+                    if !waited {
+                        info!("import: waiting for node {from}'s stream {stream_name} ({e})");
+                        waited = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The slot idle for [`IDLE_IMPORT`] or more the longest, if any.
+fn idlest(slots: &[Slot], epoch: Instant) -> Option<usize> {
+    let now = epoch.elapsed().as_millis() as u64;
+    slots
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, slot)| slot.active.load(Relaxed))
+        .filter(|(_, slot)| now.saturating_sub(slot.active.load(Relaxed)) >= IDLE_IMPORT.as_millis() as u64)
+        .map(|(at, _)| at)
 }
 
 /// High-water marks of one node's exporters: the last count imported per exporter.
@@ -154,145 +248,145 @@ fn exporter_of(headers: Option<&async_nats::HeaderMap>, node: &str) -> Option<(u
     parse_message_id(id.as_str(), node)
 }
 
-/// Imports node `from`'s execution stream, in order, each frame once; `activity` (an epoch
-/// and a clock) is set at every frame.
-pub async fn import_jetstream(
-    js: jetstream::Context,
-    config: Arc<Config>,
+/// Where the import of one node's stream stands.
+struct Place {
+    /// The node.
     from: String,
-    metrics: Arc<Metrics>,
-    frames: mpsc::Sender<Incoming>,
-    fatal: mpsc::UnboundedSender<String>,
-    activity: Option<(Instant, Arc<AtomicU64>)>,
-) {
-    let cursor = match Cursor::open(&config.state_dir, &config.node, &from) {
-        Ok(cursor) => Arc::new(Mutex::new(cursor)),
-        // Without its cursor an import could write frames twice: the bridge stops.
-        Err(e) => {
-            let _ = fatal.send(format!("import: cannot keep the import cursor of node {from}: {e}"));
-            return;
-        }
-    };
-    let durable = format!("import-{}", config.node);
-    let stream_name = stream_name(&from);
-    let mut waited = false;
-    let stream = loop {
-        match js.get_stream(&stream_name).await {
-            Ok(stream) => break stream,
-            Err(e) => {
-                if !waited {
-                    info!("import: waiting for node {from}'s stream {stream_name} ({e})");
-                    waited = true;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    // The frame due: after what the cursor says reached the relay, or after what the durable
-    // consumer had acknowledged (a cursor lost with its directory), or the stream's first.
-    let recorded = cursor.lock().expect("cursor lock").delivered();
-    let acknowledged = match stream.get_consumer::<pull::Config>(&durable).await {
-        Ok(mut consumer) => consumer.info().await.map_or(0, |info| info.ack_floor.stream_sequence),
-        Err(_) => 0,
-    };
-    let mut handed = recorded.max(acknowledged);
-    // The exporter of the last frame imported: a copy of it or of one before it is skipped.
-    let mut exporters = Exporters::default();
-    if handed > 0
-        && let Ok(last) = stream.get_raw_message(handed).await
-        && let Some((exporter, count)) = exporter_of(Some(&last.headers), &from)
-    {
-        exporters.admit(exporter, count);
-    }
-    let in_doubt = cursor.lock().expect("cursor lock").in_doubt();
-    let in_relay = match in_doubt {
-        Some(doubt) if doubt.after == handed => settle(&stream, &config, &from, doubt, &metrics).await,
-        _ => HashSet::new(),
-    };
-    let mut last_skip_log = None::<Instant>;
-    loop {
-        let mut messages = match consume(&stream, &durable, handed + 1, config.queue).await {
-            Ok(messages) => messages,
-            Err(e) => {
-                warn!("import: cannot consume node {from}'s stream {stream_name} ({e}); trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+    stream: jetstream::stream::Stream,
+    cursor: Arc<Mutex<Cursor>>,
+    /// The stream sequence of the last frame handed to the writer (or skipped).
+    handed: u64,
+    /// The exporters' marks: a copy of a frame imported, or of one before it, is skipped.
+    exporters: Exporters,
+    /// Of the frames a killed bridge was writing, those the relay holds already.
+    in_relay: HashSet<u64>,
+    activity: Option<Activity>,
+    last_skip_log: Option<Instant>,
+}
+
+/// What became of a message.
+enum Taken {
+    /// Handed to the writer.
+    Handed,
+    /// Not handed: a redelivery (acknowledged again), or a message without its place.
+    Skipped,
+    /// Past the frame due: the consumer moved on without us; ask again from the frame due.
+    Ahead,
+    /// The writer is gone (the bridge stops).
+    WriterGone,
+}
+
+impl Place {
+    /// Where to resume: after what the cursor says reached the relay, or after what the
+    /// durable consumer had acknowledged (a cursor lost with its directory), or at the
+    /// stream's first frame; with the exporter of the last frame imported, and the frames the
+    /// relay holds already of those a killed bridge was writing.
+    async fn resume(
+        config: &Config,
+        from: String,
+        stream: jetstream::stream::Stream,
+        cursor: Arc<Mutex<Cursor>>,
+        metrics: &Metrics,
+    ) -> Place {
+        let recorded = cursor.lock().expect("cursor lock").delivered();
+        let durable = format!("import-{}", config.node);
+        let acknowledged = match stream.get_consumer::<pull::Config>(&durable).await {
+            Ok(mut consumer) => consumer.info().await.map_or(0, |info| info.ack_floor.stream_sequence),
+            Err(_) => 0,
         };
-        info!("import: node {from}'s stream {stream_name} from stream sequence {}", handed + 1);
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(e) => {
-                    debug!("import: node {from}: {e}");
-                    continue;
-                }
-            };
-            let Ok(sequence) = message.info().map(|info| info.stream_sequence) else { continue };
-            if sequence <= handed {
-                add(&metrics.duplicates_skipped, 1);
-                let _ = message.ack().await;
-                continue;
+        let handed = recorded.max(acknowledged);
+        let mut exporters = Exporters::default();
+        if handed > 0
+            && let Ok(last) = stream.get_raw_message(handed).await
+            && let Some((exporter, count)) = exporter_of(Some(&last.headers), &from)
+        {
+            exporters.admit(exporter, count);
+        }
+        let in_doubt = cursor.lock().expect("cursor lock").in_doubt();
+        let in_relay = match in_doubt {
+            Some(doubt) if doubt.after == handed => settle(&stream, config, &from, doubt, metrics).await,
+            _ => HashSet::new(),
+        };
+        Place { from, stream, cursor, handed, exporters, in_relay, activity: None, last_skip_log: None }
+    }
+
+    /// Takes one message of the stream: a redelivery is acknowledged again, a frame past the
+    /// one due (after what expired from the stream, counted lost) asks again, the frame due
+    /// goes to the writer, marked to be skipped when it is not to be written.
+    async fn take(&mut self, message: jetstream::Message, importer: &Importer) -> Taken {
+        let (from, metrics) = (&self.from, &*importer.metrics);
+        let Ok(sequence) = message.info().map(|info| info.stream_sequence) else { return Taken::Skipped };
+        if sequence <= self.handed {
+            add(&metrics.duplicates_skipped, 1);
+            let _ = message.ack().await;
+            return Taken::Skipped;
+        }
+        if sequence > self.handed + 1 {
+            let first =
+                self.stream.get_info().await.map_or(self.handed + 1, |info| info.state.first_sequence);
+            if first > self.handed + 1 {
+                error!(
+                    "import: node {from}'s frames at stream sequences {}..{} expired from the stream before they \
+                     were imported (raise --max-age)",
+                    self.handed + 1,
+                    first - 1
+                );
+                add(&metrics.lost, first - self.handed - 1);
+                self.handed = first - 1;
             }
-            if sequence > handed + 1 {
-                let first = stream.get_info().await.map_or(handed + 1, |info| info.state.first_sequence);
-                if first > handed + 1 {
-                    error!(
-                        "import: node {from}'s frames at stream sequences {}..{} expired from the stream before \
-                         they were imported (raise --max-age)",
-                        handed + 1,
-                        first - 1
-                    );
-                    add(&metrics.lost, first - handed - 1);
-                    handed = first - 1;
-                }
-                if sequence > handed + 1 {
-                    warn!(
-                        "import: node {from}: JetStream sent {sequence} where {} was due; asking again",
-                        handed + 1
-                    );
-                    break;
-                }
-            }
-            handed = sequence;
-            add(&metrics.imported_in, 1);
-            if let Some((epoch, active)) = &activity {
-                active.store(epoch.elapsed().as_millis() as u64, Relaxed);
-            }
-            // Not written (only recorded and acknowledged, in order): what the relay holds
-            // already, a copy of a frame imported, what no exporter of `from` sent, and what
-            // the relay would refuse.
-            let skip = if in_relay.contains(&sequence) {
-                None
-            } else {
-                match exporter_of(message.headers.as_ref(), &from) {
-                    None => {
-                        Some((&metrics.invalid, "its message id is not one an exporter of the node writes"))
-                    }
-                    Some((exporter, count)) if !exporters.admit(exporter, count) => {
-                        Some((&metrics.duplicates_skipped, "a copy of a frame already imported"))
-                    }
-                    Some(_) => match importable(&message.payload, config.max_message_size, config.domain) {
-                        Ok(_) => None,
-                        Err(_) => Some((&metrics.invalid, "not a frame the relay takes")),
-                    },
-                }
-            };
-            if let Some((counter, why)) = skip {
-                add(counter, 1);
-                if last_skip_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    last_skip_log = Some(Instant::now());
-                    warn!("import: node {from}: stream sequence {sequence} skipped: {why}");
-                }
-            }
-            let frame = message.payload.clone();
-            let skip = skip.is_some() || in_relay.contains(&sequence);
-            let cursor = Arc::clone(&cursor);
-            let incoming = Incoming { frame, jetstream: Some(Delivery { message, sequence, cursor, skip }) };
-            if frames.send(incoming).await.is_err() {
-                return;
+            if sequence > self.handed + 1 {
+                warn!(
+                    "import: node {from}: JetStream sent {sequence} where {} was due; asking again",
+                    self.handed + 1
+                );
+                return Taken::Ahead;
             }
         }
+        self.handed = sequence;
+        add(&metrics.imported_in, 1);
+        if let Some((epoch, active)) = &self.activity {
+            active.store(epoch.elapsed().as_millis() as u64, Relaxed);
+        }
+        let skip = self.skip(&message, sequence, &importer.config, metrics);
+        let (frame, cursor) = (message.payload.clone(), Arc::clone(&self.cursor));
+        let incoming = Incoming { frame, jetstream: Some(Delivery { message, sequence, cursor, skip }) };
+        match importer.frames.send(incoming).await {
+            Ok(()) => Taken::Handed,
+            Err(_) => Taken::WriterGone,
+        }
+    }
+
+    /// Whether the frame at `sequence` is not to be written (only recorded and acknowledged,
+    /// in order): what the relay holds already, a copy of a frame imported, what no exporter of
+    /// the node sent, and what the relay would refuse. Each but the first is counted and
+    /// logged (at most once a second).
+    fn skip(
+        &mut self,
+        message: &jetstream::Message,
+        sequence: u64,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> bool {
+        if self.in_relay.contains(&sequence) {
+            return true;
+        }
+        let skip = match exporter_of(message.headers.as_ref(), &self.from) {
+            None => Some((&metrics.invalid, "its message id is not one an exporter of the node writes")),
+            Some((exporter, count)) if !self.exporters.admit(exporter, count) => {
+                Some((&metrics.duplicates_skipped, "a copy of a frame already imported"))
+            }
+            Some(_) => match importable(&message.payload, config.max_message_size, config.domain) {
+                Ok(_) => None,
+                Err(_) => Some((&metrics.invalid, "not a frame the relay takes")),
+            },
+        };
+        let Some((counter, why)) = skip else { return false };
+        add(counter, 1);
+        if self.last_skip_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.last_skip_log = Some(Instant::now());
+            warn!("import: node {}: stream sequence {sequence} skipped: {why}", self.from);
+        }
+        true
     }
 }
 

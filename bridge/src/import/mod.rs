@@ -38,10 +38,11 @@ use torq::protocol::{Checks, ChecksumLevel, FrameKind, Framing, Header, RelayDom
 
 use crate::config::{Config, Domain};
 use crate::metrics::{Metrics, add};
+use crate::shutdown::{Shutdown, Tasks};
 use crate::state::Cursor;
 mod execution;
 
-pub use execution::{acknowledge, import_all_jetstream, import_jetstream};
+pub use execution::{Importer, acknowledge};
 
 use crate::subject::{Gaps, node_of};
 
@@ -76,18 +77,19 @@ struct Delivery {
 /// The cursors of one batch and the last delivery of each.
 type Written = Vec<(Arc<Mutex<Cursor>>, u64, jetstream::Message)>;
 
-/// Starts the thread that writes execution frames into the local relay; it ends when every
-/// sender is gone. Per batch: the cursors say what is being written, the frames are written
-/// and confirmed by the relay, the cursors say it is in, and the acknowledgements go out
-/// through `acks`.
+/// Starts, as one of `tasks`, the thread that writes execution frames into the local relay; it
+/// ends when every sender is gone (every import task has ended). Per batch: the cursors say
+/// what is being written, the frames are written and confirmed by the relay, the cursors say
+/// it is in, and the acknowledgements go out through `acks`.
 pub fn spawn_writer(
     config: &Config,
     metrics: Arc<Metrics>,
     mut frames: mpsc::Receiver<Incoming>,
     acks: mpsc::UnboundedSender<jetstream::Message>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    tasks: &Tasks,
+) -> std::io::Result<()> {
     let mut writer = Writer::new(config, metrics, Some(acks));
-    std::thread::Builder::new().name("import-relay".into()).spawn(move || {
+    tasks.spawn_thread("import-relay", move || {
         let mut batch: Vec<Incoming> = Vec::new();
         while frames.blocking_recv_many(&mut batch, BATCH) > 0 {
             writer.write_batch(&mut batch);
@@ -96,29 +98,31 @@ pub fn spawn_writer(
     })
 }
 
-/// Starts the thread that imports market data or signals: it takes what the NATS subscriptions
-/// hold (the client's queue, `--queue` messages; beyond, NATS drops and the gaps count them)
-/// and writes it into the local relay, one hand-off from the NATS client to the relay. While
-/// the relay cannot be reached it goes on taking messages and drops them (counted), so the
-/// NATS client's queue never grows. It ends when `stop` fires (or is dropped), having written
-/// the batch it holds.
+/// Starts, as one of `tasks`, the thread that imports market data or signals: it takes what
+/// the NATS subscriptions hold (the client's queue, `--queue` messages; beyond, NATS drops and
+/// the gaps count them) and writes it into the local relay, one hand-off from the NATS client
+/// to the relay. While the relay cannot be reached it goes on taking messages and drops them
+/// (counted), so the NATS client's queue never grows. It ends at the stop signal, having
+/// written the batch it holds.
 pub fn spawn_core(
     config: &Config,
     metrics: Arc<Metrics>,
     subscriptions: Vec<async_nats::Subscriber>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    mut shutdown: Shutdown,
+    tasks: &Tasks,
+) -> std::io::Result<()> {
     let me = config.node.clone();
     let (max_message_size, domain, metrics_in) =
         (config.max_message_size, config.domain, Arc::clone(&metrics));
     let mut writer = Writer::new(config, metrics, None);
-    std::thread::Builder::new().name("import-relay".into()).spawn(move || {
+    tasks.spawn_thread("import-relay", move || {
         let metrics = metrics_in;
         let mut messages = Merged { subscriptions, next: 0 };
         let mut gaps = Gaps::default();
         let mut batch: Vec<Incoming> = Vec::new();
+        let mut stopped = std::pin::pin!(shutdown.stopped());
         while let Either::Left((Some(first), _)) =
-            futures::executor::block_on(futures::future::select(messages.next(), &mut stop))
+            futures::executor::block_on(futures::future::select(messages.next(), stopped.as_mut()))
         {
             let (mut received, mut invalid, mut lost) = (0, 0, 0);
             let mut next = Some(first);
