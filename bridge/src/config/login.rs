@@ -137,70 +137,13 @@ impl Args {
             ));
         }
         if let Some(file) = creds {
-            let text = read_secret("--nats-creds", &file, "a NATS credentials file", warnings)?;
-            if let Err(e) = async_nats::ConnectOptions::new().credentials(&text) {
-                return Err(invalid(
-                    "--nats-creds",
-                    format!(
-                        "{}: not a NATS credentials file ({e}); give the .creds file `nsc generate creds` \
-                         writes (a user JWT and its nkey seed)",
-                        file.display()
-                    ),
-                ));
-            }
-            return Ok(Login::Creds { file, creds: Secret(text) });
+            return creds_login(file, warnings);
         }
         if let Some(file) = nkey {
-            let seed = read_secret("--nats-nkey", &file, "an nkey seed", warnings)?;
-            let public = match nkeys::KeyPair::from_seed(&seed) {
-                Ok(pair) => pair.public_key(),
-                // The error's words could quote the seed: not shown.
-                Err(_) => {
-                    return Err(invalid(
-                        "--nats-nkey",
-                        format!(
-                            "{}: not an nkey seed; give a file holding one seed (SU..., as `nk -gen user` \
-                             writes it) whose public key the server's configuration names",
-                            file.display()
-                        ),
-                    ));
-                }
-            };
-            if !public.starts_with('U') {
-                return Err(invalid(
-                    "--nats-nkey",
-                    format!("{}: the seed of a {public:.1}... key, not a user's (SU...)", file.display()),
-                ));
-            }
-            return Ok(Login::Nkey { file, seed: Secret(seed), public });
+            return nkey_login(file, warnings);
         }
-        match (user, password_file) {
-            (Some(user), Some(file)) => {
-                if user.is_empty() {
-                    return Err(invalid(
-                        "--nats-user",
-                        "empty: give the user the server's configuration names",
-                    ));
-                }
-                let password = read_secret("--nats-password-file", &file, "the user's password", warnings)?;
-                return Ok(Login::User { user, file, password: Secret(password) });
-            }
-            (Some(user), None) => {
-                return Err(invalid(
-                    "--nats-user",
-                    format!(
-                        "{user:?} needs --nats-password-file FILE, a file holding its password (a password \
-                         is never taken on the command line, where `ps` shows it)"
-                    ),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "--nats-password-file",
-                    "needs --nats-user USER: the user whose password the file holds",
-                ));
-            }
-            (None, None) => {}
+        if let Some(login) = user_login(user, password_file, warnings)? {
+            return Ok(login);
         }
         if let Some(file) = token {
             let token = read_secret("--nats-token-file", &file, "the NATS token", warnings)?;
@@ -280,6 +223,77 @@ fn read_secret(
         ));
     }
     Ok(if setting == "--nats-creds" { text } else { text.trim().to_string() })
+}
+
+/// `--nats-creds`: the file read and checked as the NATS client reads it.
+fn creds_login(file: PathBuf, warnings: &mut Vec<String>) -> Result<Login, ConfigError> {
+    let text = read_secret("--nats-creds", &file, "a NATS credentials file", warnings)?;
+    if let Err(e) = async_nats::ConnectOptions::new().credentials(&text) {
+        return Err(invalid(
+            "--nats-creds",
+            format!(
+                "{}: not a NATS credentials file ({e}); give the .creds file `nsc generate creds` writes (a \
+                 user JWT and its nkey seed)",
+                file.display()
+            ),
+        ));
+    }
+    Ok(Login::Creds { file, creds: Secret(text) })
+}
+
+/// `--nats-nkey`: a user's seed (its error never quotes it).
+fn nkey_login(file: PathBuf, warnings: &mut Vec<String>) -> Result<Login, ConfigError> {
+    let seed = read_secret("--nats-nkey", &file, "an nkey seed", warnings)?;
+    let public = match nkeys::KeyPair::from_seed(&seed) {
+        Ok(pair) => pair.public_key(),
+        // The error's words could quote the seed: not shown.
+        Err(_) => {
+            return Err(invalid(
+                "--nats-nkey",
+                format!(
+                    "{}: not an nkey seed; give a file holding one seed (SU..., as `nk -gen user` writes it) \
+                     whose public key the server's configuration names",
+                    file.display()
+                ),
+            ));
+        }
+    };
+    if !public.starts_with('U') {
+        return Err(invalid(
+            "--nats-nkey",
+            format!("{}: the seed of a {public:.1}... key, not a user's (SU...)", file.display()),
+        ));
+    }
+    Ok(Login::Nkey { file, seed: Secret(seed), public })
+}
+
+/// `--nats-user` with `--nats-password-file`, both or neither (`None`).
+fn user_login(
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Login>, ConfigError> {
+    match (user, password_file) {
+        (Some(user), Some(file)) => {
+            if user.is_empty() {
+                return Err(invalid("--nats-user", "empty: give the user the server's configuration names"));
+            }
+            let password = read_secret("--nats-password-file", &file, "the user's password", warnings)?;
+            Ok(Some(Login::User { user, file, password: Secret(password) }))
+        }
+        (Some(user), None) => Err(invalid(
+            "--nats-user",
+            format!(
+                "{user:?} needs --nats-password-file FILE, a file holding its password (a password is never \
+                 taken on the command line, where `ps` shows it)"
+            ),
+        )),
+        (None, Some(_)) => Err(invalid(
+            "--nats-password-file",
+            "needs --nats-user USER: the user whose password the file holds",
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Checks that a PEM file holds at least one certificate, as the NATS client will read it.

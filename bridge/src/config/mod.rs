@@ -354,7 +354,45 @@ impl Args {
         let mut warnings = Vec::new();
         let login = self.login(&file, &mut warnings)?;
         let mut tls = self.tls(&file, &mut warnings)?;
-        let socket = self.socket.clone().or(file.socket).ok_or_else(|| {
+        let (socket, domain, node) = self.place(&file)?;
+        let nats = self.nats(&file)?;
+        tls.required |= nats.iter().any(|url| url.starts_with("tls://"));
+        warnings.extend(in_clear(&login, &tls, &nats));
+        let (export, import) = self.roles(&file, &node)?;
+        let beside =
+            socket.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let state_dir =
+            self.state_dir.clone().or_else(|| file.state_dir.clone()).unwrap_or_else(|| beside.clone());
+        let audit_file = (self.audit_file.clone().or_else(|| file.audit_file.clone()))
+            .unwrap_or_else(|| beside.join("execution.audit"));
+        let Limits { replicas, max_age, max_message_size, queue } = self.limits(&file)?;
+        Ok(Config {
+            socket,
+            domain,
+            nats,
+            login,
+            tls,
+            warnings,
+            node,
+            export,
+            import,
+            state_dir,
+            audit_file,
+            replicas,
+            max_age,
+            max_message_size,
+            queue,
+            metrics_addr: self.metrics_addr(&file)?,
+            metrics_interval: Duration::from_secs(
+                self.metrics_interval.or(file.metrics_interval).unwrap_or(10),
+            ),
+            log_level: self.log_level(&file)?,
+        })
+    }
+
+    /// The local relay's socket and domain, and this node's name.
+    fn place(&self, file: &File) -> Result<(PathBuf, Domain, String), ConfigError> {
+        let socket = self.socket.clone().or_else(|| file.socket.clone()).ok_or_else(|| {
             invalid(
                 "--socket",
                 "missing: give the local relay's socket (e.g. --socket /tmp/torq/execution.sock)",
@@ -363,16 +401,18 @@ impl Args {
         let domain = self.domain.or(file.domain).ok_or_else(|| {
             invalid("--domain", "missing: give the local relay's domain (market-data, signal or execution)")
         })?;
-        let node = self.node.clone().or(file.node).ok_or_else(|| {
+        let node = self.node.clone().or_else(|| file.node.clone()).ok_or_else(|| {
             invalid("--node", "missing: name this host in the subjects (e.g. --node ny4-a)")
         })?;
         if !valid_node(&node) {
             return Err(invalid("--node", format!("{node:?}: use 1-64 letters, digits, '-' or '_'")));
         }
-        let nats: Vec<String> = self
-            .nats
-            .clone()
-            .or(file.nats)
+        Ok((socket, domain, node))
+    }
+
+    /// The NATS server URLs, comma-separated in the flag or the key.
+    fn nats(&self, file: &File) -> Result<Vec<String>, ConfigError> {
+        let nats: Vec<String> = (self.nats.clone().or_else(|| file.nats.clone()))
             .unwrap_or_else(|| DEFAULT_NATS.into())
             .split(',')
             .map(|url| url.trim().to_string())
@@ -381,32 +421,26 @@ impl Args {
         if nats.is_empty() {
             return Err(invalid("--nats", "no server URL given (e.g. --nats nats://127.0.0.1:4222)"));
         }
-        tls.required |= nats.iter().any(|url| url.starts_with("tls://"));
-        if matches!(login, Login::User { .. } | Login::Token { .. })
-            && !tls.required
-            && nats.iter().any(|url| !loopback(url))
-        {
-            warnings.push(format!(
-                "{} crosses the network in clear unless the server asks for TLS, which a machine in \
-                 the middle can deny: give --tls-required (with --tls-ca for a private CA)",
-                if matches!(login, Login::User { .. }) { "the NATS password" } else { "the NATS token" }
-            ));
-        }
+        Ok(nats)
+    }
+
+    /// What the bridge exports (its filters) and imports; at least one of them.
+    fn roles(&self, file: &File, node: &str) -> Result<(Option<Vec<Filter>>, Option<Import>), ConfigError> {
         let filters = self.filters.resolve(&file.types, &file.sources, &file.instruments)?;
         let export = (self.export || file.export).then_some(filters);
-        let names = if self.imports.is_empty() { file.import } else { self.imports.clone() };
-        let import = import(&names, &node)?;
+        let names = if self.imports.is_empty() { &file.import } else { &self.imports };
+        let import = import(names, node)?;
         if export.is_none() && import.is_none() {
             return Err(invalid(
                 "--export/--import",
                 "the bridge has nothing to do: give --export, --import NODE, or both",
             ));
         }
-        let beside =
-            socket.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        let state_dir = self.state_dir.clone().or(file.state_dir).unwrap_or_else(|| beside.clone());
-        let audit_file =
-            self.audit_file.clone().or(file.audit_file).unwrap_or_else(|| beside.join("execution.audit"));
+        Ok((export, import))
+    }
+
+    /// The stream's replicas and age, the relay's largest frame, the queues' length.
+    fn limits(&self, file: &File) -> Result<Limits, ConfigError> {
         let replicas = self.replicas.or(file.replicas).unwrap_or(1);
         if !(1..=5).contains(&replicas) {
             return Err(invalid("--replicas", format!("{replicas}: JetStream keeps 1 to 5 replicas")));
@@ -426,6 +460,11 @@ impl Args {
         if queue == 0 {
             return Err(invalid("--queue", "0 frames: give at least 1 (default 65536)"));
         }
+        Ok(Limits { replicas, max_age: Duration::from_secs(max_age), max_message_size, queue })
+    }
+
+    /// The metrics endpoint's address: loopback only.
+    fn metrics_addr(&self, file: &File) -> Result<Option<SocketAddr>, ConfigError> {
         let metrics_addr = self.metrics_addr.or(file.metrics_addr);
         if let Some(addr) = metrics_addr
             && !addr.ip().is_loopback()
@@ -438,40 +477,46 @@ impl Args {
                 ),
             ));
         }
-        let log_level = if self.verbose {
-            LogLevel::Debug
-        } else {
-            match (self.log_level, &file.log_level) {
-                (Some(level), _) => level,
-                (None, Some(name)) => LogLevel::from_str(name, true).map_err(|_| {
-                    invalid("log_level", format!("{name:?}: use error, warn, info, debug or trace"))
-                })?,
-                (None, None) => LogLevel::Info,
-            }
-        };
-        Ok(Config {
-            socket,
-            domain,
-            nats,
-            login,
-            tls,
-            warnings,
-            node,
-            export,
-            import,
-            state_dir,
-            audit_file,
-            replicas,
-            max_age: Duration::from_secs(max_age),
-            max_message_size,
-            queue,
-            metrics_addr,
-            metrics_interval: Duration::from_secs(
-                self.metrics_interval.or(file.metrics_interval).unwrap_or(10),
-            ),
-            log_level,
-        })
+        Ok(metrics_addr)
     }
+
+    /// `-v` (debug), else `--log-level`, else the key `log_level`, else info.
+    fn log_level(&self, file: &File) -> Result<LogLevel, ConfigError> {
+        if self.verbose {
+            return Ok(LogLevel::Debug);
+        }
+        match (self.log_level, &file.log_level) {
+            (Some(level), _) => Ok(level),
+            (None, Some(name)) => LogLevel::from_str(name, true).map_err(|_| {
+                invalid("log_level", format!("{name:?}: use error, warn, info, debug or trace"))
+            }),
+            (None, None) => Ok(LogLevel::Info),
+        }
+    }
+}
+
+/// The limits of [`Args::limits`].
+struct Limits {
+    replicas: usize,
+    max_age: Duration,
+    max_message_size: usize,
+    queue: usize,
+}
+
+/// A warning when a password or token crosses the network in clear (not to a loopback server,
+/// without TLS required).
+fn in_clear(login: &Login, tls: &Tls, nats: &[String]) -> Option<String> {
+    let secret = match login {
+        Login::User { .. } => "the NATS password",
+        Login::Token { .. } => "the NATS token",
+        _ => return None,
+    };
+    (!tls.required && nats.iter().any(|url| !loopback(url))).then(|| {
+        format!(
+            "{secret} crosses the network in clear unless the server asks for TLS, which a machine in the \
+             middle can deny: give --tls-required (with --tls-ca for a private CA)"
+        )
+    })
 }
 
 fn load(path: &Path) -> Result<File, ConfigError> {
