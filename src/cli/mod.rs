@@ -31,6 +31,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("audit_file", "--audit-file"),
     ("cores", "--cores"),
     ("metrics_addr", "--metrics-addr"),
+    ("shm_bytes", "--shm-bytes"),
 ];
 
 /// The defaults of a domain: those of its logic.
@@ -119,6 +120,15 @@ pub struct DomainArgs {
     /// audits to `<socket dir>/execution.audit`
     #[arg(long, value_name = "FILE")]
     pub audit_file: Option<PathBuf>,
+    /// Shared-memory delivery (PROTOCOL.md §7) to subscribers on this host that ask for it:
+    /// `on` or `off` (they then receive over their sockets). Execution answers shm=0 always
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub shm: String,
+    /// Bytes of the broadcast log's ring: a power of two from 1048576 (1 MiB) to 4294967296,
+    /// at least 4 × (max message size + 16) [default: 67108864, 64 MiB, about half a million
+    /// frames of 128 bytes; its index adds a quarter]
+    #[arg(long, value_name = "BYTES")]
+    pub shm_bytes: Option<u64>,
     /// Seconds between stats lines in the log; 0 = off
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub metrics_interval: u64,
@@ -160,9 +170,15 @@ impl DomainArgs {
         if let Some(file) = &self.audit_file {
             relay.audit_file = Some(nonempty_path(file, "--audit-file")?);
         }
+        if let Some(bytes) = self.shm_bytes {
+            relay.shm_bytes = bytes;
+        }
         engine.metrics_interval = interval(self.metrics_interval);
         engine.metrics_addr = self.metrics_addr;
         relay.finish(&defaults, self.queue_bytes.is_some()).map_err(|e| e.renamed(FLAGS))?;
+        if self.shm == "off" {
+            relay.shm_bytes = 0;
+        }
         engine.validate().map_err(|e| e.renamed(FLAGS))?;
         engine.check_cores_here().map_err(|e| e.renamed(FLAGS))?;
         Ok((engine, relay))

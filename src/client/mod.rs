@@ -35,6 +35,7 @@ mod notice;
 mod publisher;
 mod reader;
 mod settle;
+mod shm;
 mod subscriber;
 
 use std::io;
@@ -46,12 +47,23 @@ pub use notice::Notice;
 pub use publisher::{Publisher, PublisherOptions};
 pub use reader::{Frame, FrameReader, FramingError};
 pub use settle::{Rejection, Settlement};
+pub use shm::Idle;
 pub use subscriber::{Event, OwnedEvent, Subscriber, SubscriberOptions, subscribe_frame};
 
 /// What can go wrong talking to a relay.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The relay's broadcast log (shared-memory delivery) cannot be read.
+    #[error(
+        "the shared-memory log of the relay at {path}: {source} (subscribe without .shm() to receive over the socket)"
+    )]
+    Shm {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: crate::shm::ShmError,
+    },
     /// The relay's socket cannot be connected to.
     #[error(
         "cannot connect to the relay at {path}: {source} (is the relay running, and may this user open the socket?)"

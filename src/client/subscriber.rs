@@ -1,7 +1,8 @@
 //! The subscribing client.
 
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::io::{self, IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,12 +10,13 @@ use std::time::{Duration, Instant};
 use rustix::net::RecvFlags;
 
 use crate::protocol::{
-    Crc, Filter, FrameBuilder, Header, OPTION_HEARTBEATS, OPTION_NOTICES, RelayDomain, Role, Subscribe,
-    registry,
+    Crc, Filter, FrameBuilder, Header, OPTION_HEARTBEATS, OPTION_NOTICES, OPTION_SHM, RelayDomain, Role,
+    Subscribe, registry,
 };
 
 use super::notice::{Notice, notice_of};
 use super::reader::{Frame, FrameReader};
+use super::shm::{Idle, Tap};
 use super::{Error, Reconnect, wait_ready};
 
 /// How a [`Subscriber`] subscribes: [`SubscriberOptions::new`] (or
@@ -41,6 +43,8 @@ pub struct SubscriberOptions {
     /// What was asked of a legacy subscriber that only a Subscribe can say (its first such
     /// request): [`Subscriber::connect`] refuses the options with [`Error::Legacy`].
     refused: Option<&'static str>,
+    /// Data frames through shared memory (PROTOCOL.md §7), waiting as this says.
+    shm: Option<Idle>,
 }
 
 impl Default for SubscriberOptions {
@@ -63,6 +67,7 @@ impl SubscriberOptions {
             ack_timeout: Duration::from_secs(5),
             reconnect: None,
             refused: None,
+            shm: None,
         }
     }
 
@@ -98,6 +103,19 @@ impl SubscriberOptions {
     pub fn reconnect(mut self, reconnect: impl Into<Option<Reconnect>>) -> Self {
         self.reconnect = reconnect.into();
         self
+    }
+
+    /// Data frames through the relay's broadcast log in shared memory (PROTOCOL.md §7), the
+    /// same events through the same API: no system call per frame, and for [`Idle::Spin`]
+    /// no wake-up either. Frames the subscription's filters refuse and its own frames are
+    /// skipped here; an overrun (the reader fell a whole log behind) comes as
+    /// [`Notice::Dropped`], as a drop would. A relay that offers no log (`shm=0`: Execution,
+    /// or `shm` off) delivers over the socket as without this option.
+    #[must_use]
+    pub fn shm(self, idle: Idle) -> Self {
+        let mut options = self.subscribing("shared memory", |s| s.options |= OPTION_SHM | OPTION_NOTICES);
+        options.shm = Some(idle);
+        options
     }
 
     /// The largest frame expected: the relay's `max_message_size`.
@@ -197,6 +215,8 @@ pub struct Subscriber {
     options: SubscriberOptions,
     stream: UnixStream,
     reader: FrameReader,
+    /// The broadcast log, when the relay granted it: data frames come from there.
+    tap: Option<Tap>,
     /// The sequence due next per source (data frames only); 0 while none was seen (or after
     /// sequence `u64::MAX`).
     next: Box<[u64; 256]>,
@@ -224,12 +244,13 @@ impl Subscriber {
         if let Some(asked) = options.refused {
             return Err(Error::Legacy { path, asked });
         }
-        let (stream, reader) = open(&path, &options)?;
+        let (stream, reader, tap) = open(&path, &options)?;
         Ok(Subscriber {
             path,
             options,
             stream,
             reader,
+            tap,
             next: Box::new([0; 256]),
             gap_reported: false,
             reconnected: None,
@@ -399,7 +420,40 @@ impl Subscriber {
     /// Reads what the socket holds now; false when it holds nothing. Reconnects (or reports)
     /// when the relay went away.
     fn fill(&mut self) -> Result<bool, Error> {
+        if self.tap.is_some() {
+            return self.fill_shm(false, None);
+        }
         self.read(false)
+    }
+
+    /// [`Subscriber::fill_until`] through the log: what the log holds, then what the socket
+    /// brought (notices; at most one look a millisecond); waits (`wait`) as the idle strategy
+    /// says until `deadline`. The log's close or the socket's end is the relay going away.
+    fn fill_shm(&mut self, wait: bool, deadline: Option<Instant>) -> Result<bool, Error> {
+        self.reader.consume(std::mem::take(&mut self.taken));
+        loop {
+            let Some(tap) = self.tap.as_mut() else { return self.read(wait) };
+            let (added, closed) = tap
+                .pump(&mut self.reader)
+                .map_err(|source| Error::Shm { path: self.path.clone(), source })?;
+            if added > 0 {
+                tap.busy();
+                return Ok(true);
+            }
+            let looked = tap.look(&self.stream, &mut self.reader, closed);
+            match looked {
+                Ok(true) => return Ok(true),
+                Ok(false) if closed => return self.lost(io::ErrorKind::UnexpectedEof.into()).map(|()| true),
+                Ok(false) => {}
+                Err(e) => return self.lost(e).map(|()| true),
+            }
+            if !wait || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            if let Some(tap) = self.tap.as_mut() {
+                tap.idle(deadline);
+            }
+        }
     }
 
     /// Reads, waiting until bytes come or `deadline` passes (`None`: for ever); false when
@@ -411,6 +465,9 @@ impl Subscriber {
     /// late, so it is kept well below the time left ([`receive_timeout`]) and the rest is
     /// waited for with `poll`, which is exact.
     fn fill_until(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+        if self.tap.is_some() {
+            return self.fill_shm(true, deadline);
+        }
         loop {
             let timeout = match deadline {
                 None => None,
@@ -471,8 +528,8 @@ impl Subscriber {
             });
         };
         log::info!("subscriber: the relay at {} went away ({error}); reconnecting", self.path.display());
-        let ((stream, reader), attempts) = reconnect.run(|| open(&self.path, &self.options))?;
-        (self.stream, self.reader, self.taken, self.read_timeout) = (stream, reader, 0, None);
+        let ((stream, reader, tap), attempts) = reconnect.run(|| open(&self.path, &self.options))?;
+        (self.stream, self.reader, self.tap, self.taken, self.read_timeout) = (stream, reader, tap, 0, None);
         *self.next = [0; 256];
         self.gap_reported = false;
         self.reconnected = Some(attempts);
@@ -561,6 +618,35 @@ impl io::Read for Receive<'_> {
     }
 }
 
+/// A [`Read`](io::Read) of the socket with `recvmsg`, keeping a descriptor that comes with the
+/// bytes (SCM_RIGHTS: the broadcast log, with notice 1); any other is closed.
+struct ReceiveFd<'a> {
+    stream: &'a UnixStream,
+    fd: &'a mut Option<OwnedFd>,
+}
+
+impl io::Read for ReceiveFd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage};
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let got = rustix::net::recvmsg(
+            self.stream,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                for fd in fds {
+                    *self.fd = Some(fd);
+                }
+            }
+        }
+        Ok(got.bytes)
+    }
+}
+
 /// A Subscribe control frame (PROTOCOL.md §6: domain System, the one TLV 116, checksum
 /// computed), stamped `timestamp`.
 ///
@@ -579,21 +665,34 @@ pub fn subscribe_frame(subscribe: &Subscribe, timestamp: u64) -> Result<Vec<u8>,
 }
 
 /// Connects, subscribes and waits for the acknowledgement when notices were asked for; the
-/// stream is blocking after, without a receive timeout.
-fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameReader), Error> {
+/// stream is blocking after, without a receive timeout. With shared memory asked and granted,
+/// the log's tap, and a reader that frames only whole frames (what the socket brought after
+/// notice 1 goes to the tap's own buffer).
+fn open(path: &Path, options: &SubscriberOptions) -> Result<(UnixStream, FrameReader, Option<Tap>), Error> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let mut stream =
         UnixStream::connect(path).map_err(|source| Error::Connect { path: path.to_path_buf(), source })?;
     let mut reader = FrameReader::new(options.max_message_size);
+    let mut tap = None;
     if let Some(subscribe) = &options.subscribe {
         let frame = subscribe_frame(subscribe, super::unix_ns()).map_err(Error::Frame)?;
         stream.write_all(&frame).map_err(io)?;
         if subscribe.options & OPTION_NOTICES != 0 {
-            await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
+            let mut fd = None;
+            let text = await_ack(path, &mut stream, &mut reader, options.ack_timeout, &mut fd)?;
             stream.set_read_timeout(None).map_err(io)?;
+            if let Some(idle) = options.shm {
+                tap = Tap::granted(&text, fd, subscribe, idle)
+                    .map_err(|source| Error::Shm { path: path.to_path_buf(), source })?;
+            }
         }
     }
-    Ok((stream, reader))
+    if let Some(tap) = &mut tap {
+        let whole = FrameReader::new(options.max_message_size.max(tap.max_frame()));
+        tap.keep(reader.pending());
+        reader = whole;
+    }
+    Ok((stream, reader, tap))
 }
 
 /// Reads until notice 1 (frames before it are not for this subscription yet); returns its
@@ -603,6 +702,7 @@ pub(super) fn await_ack(
     stream: &mut UnixStream,
     reader: &mut FrameReader,
     timeout: Duration,
+    fd: &mut Option<OwnedFd>,
 ) -> Result<String, Error> {
     let deadline = Instant::now() + timeout;
     let io = |source| Error::Io { path: path.to_path_buf(), source };
@@ -623,7 +723,7 @@ pub(super) fn await_ack(
             return Err(Error::TimedOut(timeout));
         }
         stream.set_read_timeout(Some(left)).map_err(io)?;
-        match reader.read_from(stream) {
+        match reader.read_from(&mut ReceiveFd { stream, fd: &mut *fd }) {
             Ok(0) => return Err(Error::Closed { path: path.to_path_buf() }),
             Ok(_) => {}
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {

@@ -32,8 +32,10 @@ pub const VERSION: u64 = 1;
 pub const HEADER: usize = 4096;
 /// Bytes of a record's head.
 pub const RECORD_HEAD: usize = 16;
-/// Bytes of the ring per index slot (a frame of at most 48 bytes makes a record of 64).
-pub const BYTES_PER_SLOT: u64 = 64;
+/// Bytes of the ring per index slot. The smallest data frame makes a record of 64 bytes, so
+/// the index holds the positions of two rings of them: a reader overrun by up to a ring more
+/// still learns the first sequence it lost.
+pub const BYTES_PER_SLOT: u64 = 32;
 /// The smallest and largest ring.
 pub const MIN_CAPACITY: u64 = 1 << 20;
 /// The largest ring (4 GiB).
@@ -144,12 +146,17 @@ impl LogWriter {
         let file = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
             .map_err(|e| io_error("memfd_create")(e.into()))?;
         rustix::fs::ftruncate(&file, sizes.total() as u64).map_err(|e| io_error("ftruncate")(e.into()))?;
-        rustix::fs::fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        rustix::fs::fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW)
             .map_err(|e| io_error("sealing the log")(e.into()))?;
         let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
         let readonly = rustix::fs::open(own.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| io_error("opening the log read-only")(e.into()))?;
         let map = Map::new(&file, sizes.total(), true).map_err(io_error("mapping the log"))?;
+        // From now on no one can write it but through this mapping: not a reader that reopens
+        // its read-only descriptor read-write through /proc (a memory file's inode lets
+        // anyone), nor a writable mapping made later.
+        rustix::fs::fcntl_add_seals(&file, SealFlags::FUTURE_WRITE | SealFlags::SEAL)
+            .map_err(|e| io_error("sealing the log against writes")(e.into()))?;
         map.word(H_VERSION).store(VERSION, Relaxed);
         map.word(H_CAPACITY).store(capacity, Relaxed);
         map.word(H_SLOTS).store(sizes.slots, Relaxed);
@@ -221,7 +228,7 @@ impl LogWriter {
             self.map.word(at).store(u64::from_le_bytes(last), Relaxed);
         }
         let slot = HEADER + (self.frames % slots) as usize * 16;
-        let sequence = u64::from_le_bytes(frame[16..24].try_into().unwrap_or([0; 8]));
+        let sequence = u64::from_le_bytes(frame[8..16].try_into().unwrap_or([0; 8]));
         self.map.word(slot).store(self.tail, Relaxed);
         self.map.word(slot + 8).store(sequence, Relaxed);
         self.tail += rec;

@@ -12,7 +12,7 @@ use super::*;
 /// so a torn copy shows.
 fn frame(sequence: u64, len: usize) -> Vec<u8> {
     let mut f = vec![0; len];
-    f[16..24].copy_from_slice(&sequence.to_le_bytes());
+    f[8..16].copy_from_slice(&sequence.to_le_bytes());
     f[24..28].copy_from_slice(&(len as u32).to_le_bytes());
     for (i, b) in f.iter_mut().enumerate().skip(32) {
         *b = (sequence as usize).wrapping_mul(31).wrapping_add(i) as u8;
@@ -21,7 +21,7 @@ fn frame(sequence: u64, len: usize) -> Vec<u8> {
 }
 
 fn intact(bytes: &[u8]) -> bool {
-    let sequence = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    let sequence = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
     bytes == frame(sequence, bytes.len())
 }
 
@@ -61,7 +61,7 @@ fn a_reader_attached_later_starts_at_the_next_frame_published() {
     assert_eq!(reader.next(&mut buf).unwrap(), Next::Empty);
     writer.append(&frame(11, 100), 1);
     assert_eq!(reader.next(&mut buf).unwrap(), Next::Frame { len: 100, origin: 1 });
-    assert_eq!(u64::from_le_bytes(buf[16..24].try_into().unwrap()), 11);
+    assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 11);
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn an_overrun_reader_is_told_exactly_what_it_lost_and_goes_on_in_order() {
     let mut writer = log();
     let mut reader = LogReader::attach(writer.reader_fd()).unwrap();
     let mut buf = vec![0; 4096];
-    // 12 000 records of 144 bytes: 1.6 rings, within the index's 16 384 slots.
+    // 12 000 records of 144 bytes: 1.6 rings, within the index's 32 768 slots.
     let total = 12_000u64;
     for sequence in 1..=total {
         writer.append(&frame(sequence, 128), 1);
@@ -81,7 +81,7 @@ fn an_overrun_reader_is_told_exactly_what_it_lost_and_goes_on_in_order() {
         match reader.next(&mut buf).unwrap() {
             Next::Frame { len, .. } => {
                 assert!(intact(&buf[..len]));
-                received.push(u64::from_le_bytes(buf[16..24].try_into().unwrap()));
+                received.push(u64::from_le_bytes(buf[8..16].try_into().unwrap()));
             }
             Next::Empty => break,
             other => panic!("{other:?}"),
@@ -92,13 +92,13 @@ fn an_overrun_reader_is_told_exactly_what_it_lost_and_goes_on_in_order() {
     assert!(received.len() as u64 * 144 <= MIN_CAPACITY, "no more than the ring holds");
     // Overrun by more than the index holds, the count is still exact; the first sequence is
     // no longer known.
-    for sequence in total + 1..=total + 20_000 {
+    for sequence in total + 1..=total + 40_000 {
         writer.append(&frame(sequence, 128), 1);
     }
     let Next::Lost { count, first_sequence } = reader.next(&mut buf).unwrap() else { panic!("not overrun") };
     assert_eq!(first_sequence, None);
     let Next::Frame { .. } = reader.next(&mut buf).unwrap() else { panic!("a frame") };
-    assert_eq!(u64::from_le_bytes(buf[16..24].try_into().unwrap()), total + 1 + count);
+    assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), total + 1 + count);
 }
 
 /// The writer flat out on one thread, a reader on another: whatever the interleaving, every
@@ -119,7 +119,7 @@ fn a_reader_racing_the_writer_is_never_handed_a_torn_frame() {
                 match reader.next(&mut buf).unwrap() {
                     Next::Frame { len, .. } => {
                         assert!(intact(&buf[..len]), "a torn frame after {read} frames");
-                        let sequence = u64::from_le_bytes(buf[16..24].try_into().unwrap());
+                        let sequence = u64::from_le_bytes(buf[8..16].try_into().unwrap());
                         assert_eq!(sequence, last + 1, "in order, gaps only where reported");
                         last = sequence;
                         read += 1;
@@ -158,11 +158,16 @@ fn the_readers_descriptor_cannot_write_or_resize_the_log() {
     assert!(rustix::io::write(fd, b"x").is_err(), "the descriptor is read-only");
     assert!(rustix::fs::ftruncate(fd, 0).is_err(), "and the file sealed against resizing");
     let flags = rustix::fs::fcntl_get_seals(fd).unwrap();
-    assert!(
-        flags.contains(
-            rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW | rustix::fs::SealFlags::SEAL
-        )
-    );
+    use rustix::fs::SealFlags;
+    assert!(flags.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL));
+    // Reopened read-write through /proc, the file still takes no write and no writable
+    // mapping.
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    let reopened = rustix::fs::open(path.as_str(), rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())
+        .expect("reopens");
+    assert!(rustix::io::write(&reopened, b"x").is_err(), "a write through a reopened descriptor");
+    let err = map::Map::new(&reopened, writer.len(), true).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::PERM.raw_os_error()), "{err}");
 }
 
 #[test]

@@ -562,7 +562,7 @@ fn open(
     let frame = subscribe_frame(&subscribe, unix_ns()).map_err(Error::Frame)?;
     stream.write_all(&frame).map_err(io)?;
     let mut reader = FrameReader::new(NOTICE_BUFFER);
-    let text = await_ack(path, &mut stream, &mut reader, options.ack_timeout)?;
+    let text = await_ack(path, &mut stream, &mut reader, options.ack_timeout, &mut None)?;
     stream.set_read_timeout(None).map_err(io)?;
     let max_message_size =
         text.split(' ').find_map(|word| word.strip_prefix("max_message_size=")).and_then(|n| n.parse().ok());
