@@ -4,7 +4,8 @@
 //! Reading a file ([`ConfigFile::load`], or [`ConfigFile::parse`] of its text) checks every key
 //! and type; applying it ([`ConfigFile::apply`]) is a separate step onto settings that start
 //! from the domain's defaults. Torq's own keys sit in `[relay]` (per-relay settings),
-//! `[validation]` (check levels) and `[engine]` (settings of the whole process):
+//! `[validation]` (check levels), `[shm]` (shared-memory delivery, PROTOCOL.md §7) and
+//! `[engine]` (settings of the whole process):
 //!
 //! | table | legacy keys | new keys |
 //! |---|---|---|
@@ -12,6 +13,7 @@
 //! | `[transport]` | `mode` (only `"unix_socket"`), `path`, `buffer_size` (`SO_SNDBUF` and `SO_RCVBUF` of every accepted connection), `address`*, `port`*, `use_topology`* | |
 //! | `[validation]` | `checksum`, `audit`, `strict`, `max_message_size` | `sequence`, `close_on_reject` |
 //! | `[performance]` | `buffer_size` (bytes read from one connection per loop turn), `max_connections`, `batch_size`*, `target_throughput`*, `monitoring`*, `max_latency_ms`* | |
+//! | `[shm]` | | `enabled` (`false` turns it off), `bytes` (the broadcast log's ring; MarketData and Signal only) |
 //! | `[engine]` | | `cores`, `idle`, `stall_timeout_ms`, `flush_deadline_ms`, `metrics_interval`, `metrics_addr` |
 //! | `[logging]` | `level`, `format` (`"json"` or `"text"`), `file` | |
 //! | `[topics]`* | anything (e.g. `cleanup_interval_ms`) | |
@@ -140,8 +142,16 @@ impl ConfigFile {
     ///
     /// [`ConfigError::Invalid`] when two legacy keys for one setting disagree.
     pub fn apply(&self, engine: &mut EngineConfig, relay: &mut RelayConfig) -> Result<(), ConfigError> {
-        let Tables { relay: r, transport: t, validation: v, performance: p, engine: e, logging: _, topics } =
-            &self.tables;
+        let Tables {
+            relay: r,
+            transport: t,
+            validation: v,
+            performance: p,
+            shm,
+            engine: e,
+            logging: _,
+            topics,
+        } = &self.tables;
         if let Some(Text(name)) = &r.name {
             relay.name.clone_from(name);
         }
@@ -198,6 +208,13 @@ impl ConfigFile {
         }
         if let Some(size) = v.max_message_size {
             relay.max_message_size = size;
+        }
+        if let Some(bytes) = shm.bytes {
+            relay.shm_bytes = bytes;
+        }
+        // Off whatever `bytes` says, which is then not checked (as `--shm off`).
+        if shm.enabled == Some(false) {
+            relay.shm_bytes = 0;
         }
 
         let pair = |(key, value): (&str, Option<usize>), (other, other_value): (&str, Option<usize>)| match (
@@ -277,6 +294,7 @@ impl ConfigFile {
         let names = [
             ("max_message_size", "validation.max_message_size"),
             ("queue_bytes", "relay.queue_bytes"),
+            ("shm_bytes", "shm.bytes"),
             ("audit_file", "relay.audit_file"),
             ("socket_mode", "relay.socket_mode"),
             ("parent_mode", "relay.parent_mode"),
@@ -339,6 +357,8 @@ struct Tables {
     #[serde(default)]
     performance: PerformanceTable,
     #[serde(default)]
+    shm: ShmTable,
+    #[serde(default)]
     engine: EngineTable,
     #[serde(default)]
     logging: LoggingTable,
@@ -396,6 +416,14 @@ struct PerformanceTable {
     target_throughput: Option<IgnoredAny>,
     monitoring: Option<IgnoredAny>,
     max_latency_ms: Option<IgnoredAny>,
+}
+
+/// `[shm]`: shared-memory delivery. Both keys left out keep the default ring, on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShmTable {
+    enabled: Option<bool>,
+    bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -573,4 +601,105 @@ impl TryFrom<String> for Level {
 enum LogFormat {
     Json,
     Text,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The `[shm]` table. The other tables are tested end to end in `cli::tests`.
+
+    use super::*;
+    use crate::config::{DEFAULT_SHM_BYTES, DomainDefaults, Levels};
+    use crate::protocol::SourceType;
+
+    const MARKET_DATA: DomainDefaults = DomainDefaults {
+        domain: RelayDomain::MarketData,
+        source: SourceType::MarketDataRelay,
+        name: "market-data",
+        socket: "/tmp/torq/market_data.sock",
+        levels: Levels {
+            checksum: ChecksumLevel::Off,
+            sequence: false,
+            audit: false,
+            close_on_reject: false,
+            strict_types: false,
+        },
+        policy: Policy::Drop,
+        queue_bytes: 4 << 20,
+    };
+
+    /// A market-data file's `[relay]` table followed by `rest`, applied and finished as
+    /// `relay --config` does.
+    fn resolve(rest: &str) -> Result<RelayConfig, ConfigError> {
+        let file = ConfigFile::parse(&format!("[relay]\ndomain = 1\n{rest}"), "shm.toml")?;
+        let mut relay = RelayConfig::new(&MARKET_DATA);
+        file.apply(&mut EngineConfig::default(), &mut relay)?;
+        relay.finish(&MARKET_DATA, file.sets_queue_bytes()).map_err(|e| file.rename(e))?;
+        Ok(relay)
+    }
+
+    /// The key and value of an `Invalid` error, which must name this file.
+    fn invalid(error: ConfigError) -> (String, String) {
+        match error {
+            ConfigError::Invalid { file: Some(file), setting, value, .. } if file == "shm.toml" => {
+                (setting, value)
+            }
+            other => panic!("not Invalid in shm.toml: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_ring_size_is_read() {
+        assert_eq!(resolve("[shm]\nbytes = 1048576\n").unwrap().shm_bytes, 1 << 20);
+        assert_eq!(resolve("[shm]\nenabled = true\nbytes = 4294967296\n").unwrap().shm_bytes, 1 << 32);
+    }
+
+    #[test]
+    fn left_out_it_is_on_at_the_default_size() {
+        for rest in ["", "[shm]\n", "[shm]\nenabled = true\n"] {
+            assert_eq!(resolve(rest).unwrap().shm_bytes, DEFAULT_SHM_BYTES, "{rest:?}");
+        }
+        // The default grows to hold 4 frames of max_message_size: 4 x (16 MiB + 16) → 128 MiB.
+        let relay = resolve("[validation]\nmax_message_size = 16777216\n").unwrap();
+        assert_eq!(relay.shm_bytes, 128 << 20);
+    }
+
+    #[test]
+    fn disabled_is_zero_whatever_the_size() {
+        for rest in ["[shm]\nenabled = false\n", "[shm]\nenabled = false\nbytes = 3000000\n"] {
+            assert_eq!(resolve(rest).unwrap().shm_bytes, 0, "{rest:?}");
+        }
+        // The key order does not matter.
+        assert_eq!(resolve("[shm]\nbytes = 1048576\nenabled = false\n").unwrap().shm_bytes, 0);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = resolve("[shm]\nsize = 1048576\n").unwrap_err();
+        assert_eq!(error, ConfigError::UnknownKey { file: "shm.toml".into(), key: "shm.size".into() });
+        assert!(error.to_string().starts_with("shm.toml: unknown key `shm.size`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_size_names_shm_bytes() {
+        // Not a power of two.
+        let error = resolve("[shm]\nbytes = 3000000\n").unwrap_err();
+        assert!(error.to_string().starts_with("shm.toml: shm.bytes = 3000000: "), "{error}");
+        assert_eq!(invalid(error), ("shm.bytes".into(), "3000000".into()));
+        // Outside 1 MiB..=4 GiB.
+        for bytes in [1u64 << 19, 1 << 33] {
+            let error = resolve(&format!("[shm]\nbytes = {bytes}\n")).unwrap_err();
+            assert_eq!(invalid(error), ("shm.bytes".into(), bytes.to_string()));
+        }
+        // Too small for 4 frames of max_message_size (4 x (262144 + 16) > 1 MiB).
+        let error = resolve("[validation]\nmax_message_size = 262144\n[shm]\nbytes = 1048576\n").unwrap_err();
+        assert_eq!(invalid(error).0, "shm.bytes");
+        // The wrong type.
+        for (rest, key) in [
+            ("[shm]\nbytes = -1\n", "shm.bytes"),
+            ("[shm]\nbytes = \"64MiB\"\n", "shm.bytes"),
+            ("[shm]\nenabled = \"no\"\n", "shm.enabled"),
+        ] {
+            assert_eq!(invalid(resolve(rest).unwrap_err()).0, key, "{rest:?}");
+        }
+    }
 }
