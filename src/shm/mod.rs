@@ -36,6 +36,9 @@ pub const RECORD_HEAD: usize = 16;
 /// the index holds the positions of two rings of them: a reader overrun by up to a ring more
 /// still learns the first sequence it lost.
 pub const BYTES_PER_SLOT: u64 = 32;
+/// Tries a reader makes to find a whole frame while the writer laps it, before it calls the
+/// log corrupt (a writer that has stopped moving cannot lap anyone).
+const RETRIES: u32 = 100_000;
 /// The smallest and largest ring.
 pub const MIN_CAPACITY: u64 = 1 << 20;
 /// The largest ring (4 GiB).
@@ -373,7 +376,7 @@ impl LogReader {
 
     /// Moves to the end: the next frame is the next one published.
     fn start_at_end(&mut self) -> Result<(), ShmError> {
-        loop {
+        for _ in 0..RETRIES {
             let published = self.published();
             if published == 0 {
                 (self.next, self.cursor) = (0, 0);
@@ -390,9 +393,10 @@ impl LogReader {
             if len < 32 || len > self.sizes.max_frame {
                 return Err(ShmError::Layout(format!("the last frame's record says {len} bytes")));
             }
-            (self.next, self.cursor) = (published, pos + record_len(len));
+            (self.next, self.cursor) = (published, pos.saturating_add(record_len(len)));
             return Ok(());
         }
+        Err(ShmError::Layout(format!("no whole last frame after {RETRIES} tries: the log is corrupt")))
     }
 
     /// The ring offset (in the mapping) of absolute position `pos`.
@@ -411,14 +415,14 @@ impl LogReader {
     /// After an Acquire fence: slot of frame `i` was not being rewritten when it was read.
     #[inline]
     fn slot_whole(&self, i: u64) -> bool {
-        self.map.word(H_INTENT_FRAMES).load(Relaxed) <= i + self.sizes.slots
+        self.map.word(H_INTENT_FRAMES).load(Relaxed) <= i.saturating_add(self.sizes.slots)
     }
 
     /// After an Acquire fence: the ring bytes from `pos` (one record) were not being
     /// overwritten when they were read.
     #[inline]
     fn bytes_whole(&self, pos: u64) -> bool {
-        self.map.word(H_INTENT_TAIL).load(Relaxed) <= pos + self.sizes.capacity
+        self.map.word(H_INTENT_TAIL).load(Relaxed) <= pos.saturating_add(self.sizes.capacity)
     }
 
     /// Copies the next frame into `buf` (at least [`LogReader::max_frame`] bytes long).
@@ -442,15 +446,17 @@ impl LogReader {
                 // Padding to the ring's end.
                 fence(Acquire);
                 if !self.bytes_whole(self.cursor) {
-                    return Ok(self.resync());
+                    return self.resync();
                 }
-                self.cursor = self.cursor.next_multiple_of(self.sizes.capacity);
+                self.cursor = self.cursor.checked_next_multiple_of(self.sizes.capacity).ok_or_else(|| {
+                    ShmError::Layout(format!("a position past the end of time: {}", self.cursor))
+                })?;
                 continue;
             }
             if len > self.sizes.max_frame || len > buf.len() || len < 32 {
                 fence(Acquire);
                 if !self.bytes_whole(self.cursor) {
-                    return Ok(self.resync());
+                    return self.resync();
                 }
                 return Err(ShmError::Layout(format!("a record of {len} bytes at {}", self.cursor)));
             }
@@ -463,9 +469,9 @@ impl LogReader {
             }
             fence(Acquire);
             if !self.bytes_whole(self.cursor) {
-                return Ok(self.resync());
+                return self.resync();
             }
-            self.cursor += record_len(len);
+            self.cursor = self.cursor.saturating_add(record_len(len));
             self.next += 1;
             return Ok(Next::Frame { len, origin });
         }
@@ -474,15 +480,15 @@ impl LogReader {
     /// After an overrun: moves to the oldest frame still whole with a quarter of the ring to
     /// spare, and says what was lost.
     #[cold]
-    fn resync(&mut self) -> Next {
+    fn resync(&mut self) -> Result<Next, ShmError> {
         let lost_from = self.next;
-        loop {
+        for _ in 0..RETRIES {
             let published = self.published();
             let (_, first) = self.slot(lost_from);
             // The frames whose slots are still whole, oldest first.
             let mut lo = lost_from.max(published.saturating_sub(self.sizes.slots - 1));
             let mut hi = published;
-            let floor = self.map.word(H_INTENT_TAIL).load(Relaxed) + self.sizes.capacity / 4;
+            let floor = self.map.word(H_INTENT_TAIL).load(Relaxed).saturating_add(self.sizes.capacity / 4);
             let floor = floor.saturating_sub(self.sizes.capacity);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
@@ -504,8 +510,9 @@ impl LogReader {
             }
             let first_sequence = self.slot_whole(lost_from).then_some(first);
             (self.next, self.cursor) = (lo, pos);
-            return Next::Lost { count: lo - lost_from, first_sequence };
+            return Ok(Next::Lost { count: lo - lost_from, first_sequence });
         }
+        Err(ShmError::Layout(format!("no whole frame found after {RETRIES} tries: the log is corrupt")))
     }
 
     /// The futex word and its value now: sleep on it with [`LogReader::sleep`] after finding
