@@ -195,3 +195,26 @@ fn shm_off_and_execution_deliver_over_the_socket() {
         assert_eq!(frames.len(), 1, "{binary}: over the socket");
     }
 }
+
+#[test]
+fn the_metrics_show_readers_frames_bytes_and_wakeups() {
+    let relay = Relay::start(MARKET_DATA, &["--metrics-addr", "127.0.0.1:0"]);
+    let mut reader = Subscriber::connect(&relay.socket, SubscriberOptions::new().shm(Idle::Block)).unwrap();
+    publish(&relay, RelayDomain::MarketData, 4, 100, 200);
+    assert_eq!(receive(&mut reader, 100).0.len(), 100);
+    let text = scrape(relay.metrics_addr());
+    let domain = "{domain=\"market_data\"}";
+    let value =
+        |name: &str| sample(&text, &format!("{name}{domain}")).unwrap_or_else(|| panic!("{name}: {text}"));
+    assert_eq!(value("torq_relay_shm_readers"), 1.0);
+    assert_eq!(value("torq_relay_shm_frames_total"), 100.0);
+    assert!(value("torq_relay_shm_written_bytes_total") >= 100.0 * 64.0);
+    let wakeups = value("torq_relay_shm_wakeups_total");
+    assert!((1.0..=100.0).contains(&wakeups), "at most one a batch: {wakeups}");
+    drop(reader);
+    let start = std::time::Instant::now();
+    while sample(&scrape(relay.metrics_addr()), &format!("torq_relay_shm_readers{domain}")) != Some(0.0) {
+        assert!(start.elapsed() < WAIT, "the reader's close is counted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -173,6 +173,25 @@ fn tap_prints_what_was_published_as_decode_does_and_count_exits_0() {
 }
 
 #[test]
+fn tap_through_shared_memory_prints_what_the_socket_would() {
+    for idle in ["spin", "block"] {
+        let relay = Relay::start(MARKET_DATA, &[]);
+        let socket = relay.socket.to_str().unwrap();
+        let (tap, _) = start_tool(TAP, &["--socket", socket, "--shm", idle, "--count", "9"], "subscribed to");
+        let frames = market_data(9);
+        let mut publisher = relay.connect();
+        for frame in &frames {
+            publisher.send(frame);
+        }
+        let (status, stdout) = finish(tap);
+        assert_eq!(status, Some(0), "--shm {idle}: nine frames");
+        let tapped: Vec<Json> = json_lines(&stdout).into_iter().map(without_offset).collect();
+        let (decoded, _) = decode(&frames.concat(), &[]);
+        assert_eq!(tapped, decoded.into_iter().map(without_offset).collect::<Vec<_>>(), "--shm {idle}");
+    }
+}
+
+#[test]
 fn tap_filters_by_type_source_and_instrument() {
     let relay = Relay::start(MARKET_DATA, &[]);
     let socket = relay.socket.to_str().unwrap();

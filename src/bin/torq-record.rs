@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot install the signal handlers: {e}")),
     };
     let started = Instant::now();
-    let mut subscriber = match subscribe(&args.socket, &args.filters, args.max_message_size) {
+    let mut subscriber = match subscribe(&args.socket, &args.filters, args.max_message_size, None) {
         Ok(subscriber) => subscriber,
         Err(e) => return fail(&e),
     };

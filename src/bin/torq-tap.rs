@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use torq::client::Idle;
 use torq::tools::args::FilterArgs;
 use torq::tools::decode::Render;
 use torq::tools::live::{ReceiveError, Until, receive, stop_flag, subscribe};
@@ -49,6 +50,31 @@ struct Args {
     /// The relay's max_message_size: the largest frame expected.
     #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     max_message_size: usize,
+    /// Take the frames from the relay's shared-memory log (PROTOCOL.md §7) instead of the
+    /// socket, waiting as STRATEGY says: `spin` polls (a core of its own), `backoff` polls, yields,
+    /// then sleeps, `block` sleeps until the relay wakes it. An overrun (the tap fell a whole log
+    /// behind) is printed as a drop notice. A relay that offers no log (Execution, --shm off)
+    /// delivers over the socket.
+    #[arg(long, value_name = "STRATEGY", value_enum, num_args = 0..=1, default_missing_value = "backoff")]
+    shm: Option<ShmIdle>,
+}
+
+/// `--shm`'s strategies.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ShmIdle {
+    Spin,
+    Backoff,
+    Block,
+}
+
+impl From<ShmIdle> for Idle {
+    fn from(idle: ShmIdle) -> Idle {
+        match idle {
+            ShmIdle::Spin => Idle::Spin,
+            ShmIdle::Backoff => Idle::Backoff,
+            ShmIdle::Block => Idle::Block,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -57,10 +83,11 @@ fn main() -> ExitCode {
         Ok(flag) => Some(flag),
         Err(e) => return fail(&format!("cannot install the signal handlers: {e}")),
     };
-    let mut subscriber = match subscribe(&args.socket, &args.filters, args.max_message_size) {
-        Ok(subscriber) => subscriber,
-        Err(e) => return fail(&e),
-    };
+    let mut subscriber =
+        match subscribe(&args.socket, &args.filters, args.max_message_size, args.shm.map(Idle::from)) {
+            Ok(subscriber) => subscriber,
+            Err(e) => return fail(&e),
+        };
     eprintln!("torq-tap: subscribed to {}", args.socket.display());
     let render = Render { hex: args.hex, pretty: args.pretty };
     let mut out = BufWriter::new(io::stdout().lock());

@@ -56,9 +56,10 @@ pub struct Metrics {
     pub queued_bytes: AtomicU64,
     /// Shared-memory readers attached now (PROTOCOL.md §7).
     pub shm_readers: AtomicU64,
-    /// Frames and bytes written to the broadcast log, and times it wrapped.
+    /// Frames written to the broadcast log.
     pub shm_frames: AtomicU64,
-    /// Bytes of the frames written to the broadcast log.
+    /// Ring bytes written to the broadcast log (the frames with their record heads and
+    /// padding).
     pub shm_bytes: AtomicU64,
     /// Times the broadcast log wrapped to its start.
     pub shm_wraps: AtomicU64,
@@ -214,7 +215,7 @@ const FIELDS: [Field; 21] = [
     }),
     (
         "torq_relay_shm_written_bytes",
-        "Bytes of the frames written to the broadcast log",
+        "Ring bytes written to the broadcast log (frames, record heads, padding)",
         Kind::Counter,
         |m| &m.shm_bytes,
     ),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::client::{self, Event, Frame, Notice, Subscriber, SubscriberOptions};
+use crate::client::{self, Event, Frame, Idle, Notice, Subscriber, SubscriberOptions};
 
 use super::args::FilterArgs;
 
@@ -30,16 +30,26 @@ pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Connects to the relay at `socket` and subscribes with `filters` and notices.
+/// Connects to the relay at `socket` and subscribes with `filters` and notices, through the
+/// shared-memory log when `shm` says how to wait for it.
 ///
 /// # Errors
 ///
 /// A message for the user: too many filters, or the client's error (it names the socket).
-pub fn subscribe(socket: &Path, filters: &FilterArgs, max_message_size: usize) -> Result<Subscriber, String> {
+pub fn subscribe(
+    socket: &Path,
+    filters: &FilterArgs,
+    max_message_size: usize,
+    shm: Option<Idle>,
+) -> Result<Subscriber, String> {
     let options = filters
         .filters()?
         .into_iter()
         .fold(SubscriberOptions::new().max_message_size(max_message_size), SubscriberOptions::filter);
+    let options = match shm {
+        Some(idle) => options.shm(idle),
+        None => options,
+    };
     Subscriber::connect(socket, options).map_err(|e| e.to_string())
 }
 
