@@ -40,7 +40,7 @@ pub mod config;
 #[cfg(feature = "relay")]
 pub mod metrics;
 #[cfg(feature = "relay")]
-pub mod reactor;
+pub(crate) mod reactor;
 #[cfg(feature = "relay")]
 pub mod relays;
 #[cfg(feature = "relay")]

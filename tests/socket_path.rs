@@ -57,10 +57,6 @@ fn listener_moves_into_mio_and_guard_cleans_up() {
             Err(e) => panic!("accept: {e}"),
         }
     };
-    let peer = torq::reactor::peer_credentials(&stream).expect("peer credentials");
-    assert_eq!(peer.pid, Some(std::process::id() as i32));
-    assert!(peer.to_string().starts_with(&format!("pid={} uid=", std::process::id())));
-
     drop(stream);
     drop(listener);
     assert!(fs::symlink_metadata(&path).expect("still bound").file_type().is_socket());

@@ -129,7 +129,7 @@ impl<L: RelayLogic> Reactor<L> {
 /// # Errors
 ///
 /// What `setsockopt` or `getsockopt` returns.
-pub fn set_socket_buffers(fd: impl AsFd, size: usize) -> io::Result<(usize, usize)> {
+pub(crate) fn set_socket_buffers(fd: impl AsFd, size: usize) -> io::Result<(usize, usize)> {
     use rustix::net::sockopt;
     let fd = fd.as_fd();
     sockopt::set_socket_send_buffer_size(fd, size)?;
@@ -161,7 +161,7 @@ fn report_socket_buffers(name: &str, size: usize, (send, receive): (usize, usize
 /// # Errors
 ///
 /// What `getsockopt` returns.
-pub fn peer_credentials(fd: impl AsFd) -> io::Result<Peer> {
+pub(crate) fn peer_credentials(fd: impl AsFd) -> io::Result<Peer> {
     let cred = rustix::net::sockopt::socket_peercred(fd)?;
     Ok(Peer { pid: Some(cred.pid.as_raw_pid()), uid: cred.uid.as_raw(), gid: cred.gid.as_raw() })
 }

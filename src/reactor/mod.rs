@@ -26,8 +26,7 @@ use crate::relays::{
 };
 use crate::shm::LogWriter;
 
-mod accept;
-pub use accept::{peer_credentials, set_socket_buffers};
+pub(crate) mod accept;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 64;
@@ -657,7 +656,7 @@ mod tests {
         let (relay_side, _client_side) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut given = Vec::new();
         for size in [16384, 131072] {
-            let (send, receive) = set_socket_buffers(&relay_side, size).unwrap();
+            let (send, receive) = accept::set_socket_buffers(&relay_side, size).unwrap();
             assert_eq!(
                 (send, receive),
                 (
@@ -716,7 +715,7 @@ mod tests {
             vec![Some(Arc::new(File::options().write(true).open("/dev/full").unwrap()))];
         write_audit(&mut shard, &full, start);
         assert_eq!(relays[0].metrics.audit_failing.load(Relaxed), 1);
-        assert!(shard.connection(subscriber).unwrap().socket().0.is_empty(), "held, not delivered");
+        assert!(shard.connection(subscriber).unwrap().socket.0.is_empty(), "held, not delivered");
         assert!(!shard.may_read(publisher), "fails closed");
         assert!(shard.poll_audit(start).is_none(), "the retry waits a second");
 
@@ -728,7 +727,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(lines.lines().count(), 1, "{lines}");
         assert!(lines.contains(" accepted source=20 sequence=1 "), "{lines}");
-        assert_eq!(shard.connection(subscriber).unwrap().socket().0, order[..len], "released once written");
+        assert_eq!(shard.connection(subscriber).unwrap().socket.0, order[..len], "released once written");
         assert_eq!(relays[0].metrics.audit_failing.load(Relaxed), 0);
         assert!(shard.may_read(publisher));
     }

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// What happened to a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// An accepted data frame.
     Accepted,
     /// A rejected frame, with its reason token.
@@ -19,7 +19,7 @@ pub enum Outcome {
 
 /// One audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// When the frame was judged, in nanoseconds since the Unix epoch.
     pub time_ns: u64,
     /// The connection's id.
@@ -40,14 +40,14 @@ pub struct Record {
 
 impl Record {
     /// The record as one line of relay `relay`'s audit file, newline included.
-    pub fn line<'a>(&'a self, relay: &'a str) -> Line<'a> {
+    pub(crate) fn line<'a>(&'a self, relay: &'a str) -> Line<'a> {
         Line { record: self, relay }
     }
 }
 
 /// A record shown as a line of the audit file ([`Record::line`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     record: &'a Record,
     relay: &'a str,
 }

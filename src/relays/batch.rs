@@ -8,7 +8,7 @@ use crate::protocol::RoutingKey;
 
 /// A publisher connection, named across shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublisherId {
+pub(crate) struct PublisherId {
     /// The shard that owns it.
     pub shard: usize,
     /// Its token in that shard.
@@ -19,7 +19,7 @@ pub struct PublisherId {
 
 /// One accepted frame inside a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameSpan {
+pub(crate) struct FrameSpan {
     /// Where it starts in the batch.
     pub offset: u32,
     /// Its length.
@@ -31,7 +31,7 @@ pub struct FrameSpan {
 
 /// Accepted data frames of one read of one publisher, in one shared buffer.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// The relay it belongs to.
     pub relay: usize,
     /// Who sent it.

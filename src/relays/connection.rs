@@ -24,7 +24,7 @@ use super::throttle::Throttle;
 
 /// The time, read once by the caller: the core never reads a clock.
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub(crate) struct Now {
     /// For intervals: the stall window, heartbeats, log rate limits.
     pub instant: Instant,
     /// Nanoseconds since the Unix epoch, for audit records and the frames the relay builds.
@@ -33,7 +33,7 @@ pub struct Now {
 
 /// Why the relay closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// The peer closed its end (or reading failed).
     PeerClosed,
     /// A framing error, a malformed Subscribe or a RelayNotice from the client.
@@ -61,7 +61,7 @@ impl fmt::Display for CloseReason {
 
 /// What one intake of a read buffer produced.
 #[derive(Debug, Default)]
-pub struct Intake {
+pub(crate) struct Intake {
     /// The connection's id (its token may be reused by the time the intake is settled).
     pub connection: u64,
     /// Audit records of every frame judged, in order (empty unless the relay audits).
@@ -99,7 +99,7 @@ impl LogLimits {
 
 /// One connection of the relay core.
 #[derive(Debug)]
-pub struct Connection<S> {
+pub(crate) struct Connection<S> {
     pub(crate) socket: S,
     pub(crate) id: u64,
     pub(crate) relay: usize,
@@ -159,18 +159,13 @@ impl<S> Connection<S> {
         }
     }
 
-    /// The socket.
-    pub fn socket(&self) -> &S {
-        &self.socket
-    }
-
     /// The socket, mutably (to register it with a poller).
-    pub fn socket_mut(&mut self) -> &mut S {
+    pub(crate) fn socket_mut(&mut self) -> &mut S {
         &mut self.socket
     }
 
     /// The connection's id, unique in the process.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
@@ -178,7 +173,7 @@ impl<S> Connection<S> {
     /// of a partial frame whose header says it is larger (at most `max_message_size`, which
     /// framing has checked). Reads append to the buffer's spare capacity. The room is
     /// allocated on the first read, so a connection that never sends holds none.
-    pub fn read_buffer(&mut self, budget: usize) -> (&S, &mut Vec<u8>) {
+    pub(crate) fn read_buffer(&mut self, budget: usize) -> (&S, &mut Vec<u8>) {
         let partial = Header::view(&self.inbuf).map_or(0, |h| h.frame_len() as usize);
         let want = budget.max(partial.saturating_sub(self.inbuf.len()));
         if self.inbuf.capacity() - self.inbuf.len() < want / 2 {

@@ -44,7 +44,7 @@
 //! - *outbox*: one connection's queue; *sink*: its way out.
 //! - *interest*: whether a shard holds a subscriber of a relay, so batches go there.
 
-pub mod audit;
+pub(crate) mod audit;
 mod batch;
 mod connection;
 mod context;
@@ -64,13 +64,11 @@ mod tests;
 pub use crate::config::{
     ConfigError, Cores, DomainDefaults, EngineConfig, Idle, Levels, MIN_MESSAGE_SIZE, Policy, RelayConfig,
 };
-pub use batch::{Batch, FrameSpan, PublisherId};
-pub use connection::{CloseReason, Connection, Intake, Now};
+pub(crate) use connection::{CloseReason, Now};
 pub use context::{LOG_SHARD, Peer, RelayContext};
 pub use logic::{AnyLogic, ExecutionLogic, MarketDataLogic, RelayLogic, SignalLogic};
 pub use metrics::{Metrics, RelaysCollector};
-pub use outbox::Undelivered;
 pub use reason::Reason;
-pub use shard::{Event, Msg, Shard, ShardConfig};
-pub use sink::{Sink, Wrote};
+pub(crate) use shard::{Event, Msg, Shard, ShardConfig};
+pub(crate) use sink::{Sink, Wrote};
 pub(crate) use throttle::Throttle;

@@ -59,7 +59,7 @@ pub(crate) struct Notice {
 
 /// Data frames queued and not wholly written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Undelivered {
+pub(crate) struct Undelivered {
     /// How many.
     pub frames: u64,
     /// The sequence of the first.

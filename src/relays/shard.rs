@@ -31,7 +31,7 @@ const IDLE_TICKS: u8 = 10;
 
 /// Settings of one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShardConfig {
+pub(crate) struct ShardConfig {
     /// This shard's index.
     pub index: usize,
     /// How many shards there are.
@@ -44,7 +44,7 @@ pub struct ShardConfig {
 
 /// A message from one shard to another.
 #[derive(Debug)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// Accepted frames of one publisher read.
     Batch(Arc<Batch>),
     /// Stop reading this publisher until as many `Resume`s arrive.
@@ -55,13 +55,15 @@ pub enum Msg {
 
 /// What the I/O layer must do after a call into the shard.
 #[derive(Debug)]
-pub enum Event<S> {
+pub(crate) enum Event<S> {
     /// Read this connection again without waiting for readiness (new, resumed, or its peer
     /// stopped reading and what it sent must still be read).
     Readable(usize),
     /// Output is queued (`true`) or all written (`false`): change WRITABLE interest.
     Writable(usize, bool),
     /// The connection was closed: deregister and drop its socket.
+    // The reactor needs only the socket; the in-memory driver reads which and why.
+    #[cfg_attr(not(test), allow(dead_code))]
     Closed {
         /// Its token (free for reuse once this event is taken).
         token: usize,
@@ -74,7 +76,7 @@ pub enum Event<S> {
 
 /// One reactor's share of the relay.
 #[derive(Debug)]
-pub struct Shard<L, S> {
+pub(crate) struct Shard<L, S> {
     config: ShardConfig,
     relays: Arc<[RelayContext<L>]>,
     conns: Slab<Connection<S>>,
@@ -98,7 +100,7 @@ pub struct Shard<L, S> {
 
 impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// An empty shard.
-    pub fn new(config: ShardConfig, relays: Arc<[RelayContext<L>]>) -> Self {
+    pub(crate) fn new(config: ShardConfig, relays: Arc<[RelayContext<L>]>) -> Self {
         Shard {
             config,
             conns: Slab::new(),
@@ -116,31 +118,31 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// Gives this shard (it must be [`LOG_SHARD`]) relay `relay`'s broadcast log to write.
-    pub fn attach_log(&mut self, relay: usize, log: LogWriter) {
+    pub(crate) fn attach_log(&mut self, relay: usize, log: LogWriter) {
         debug_assert_eq!(self.config.index, LOG_SHARD);
         self.logs[relay] = Some(log);
     }
 
     /// The broadcast logs this shard writes, by relay: the driver wakes their sleeping
     /// readers ([`LogWriter::wake`]) once per turn, and closes them at the end of the stop.
-    pub fn logs_mut(&mut self) -> impl Iterator<Item = (usize, &mut LogWriter)> {
+    pub(crate) fn logs_mut(&mut self) -> impl Iterator<Item = (usize, &mut LogWriter)> {
         self.logs.iter_mut().enumerate().filter_map(|(relay, log)| Some((relay, log.as_mut()?)))
     }
 
     /// The relays this shard serves.
-    pub fn relays(&self) -> &[RelayContext<L>] {
+    pub(crate) fn relays(&self) -> &[RelayContext<L>] {
         &self.relays
     }
 
     /// The token the next [`Shard::insert`] will use.
-    pub fn next_token(&self) -> usize {
+    pub(crate) fn next_token(&self) -> usize {
         self.conns.vacant_key()
     }
 
     /// Adds a connection of relay `relay`, which the driver announced with
     /// [`RelayContext::expect`] for this shard before handing it over; it is to be read at
     /// once. It subscribes until it says otherwise (PROTOCOL.md §6, roles).
-    pub fn insert(&mut self, socket: S, relay: usize, peer: Peer, id: u64, now: Now) -> usize {
+    pub(crate) fn insert(&mut self, socket: S, relay: usize, peer: Peer, id: u64, now: Now) -> usize {
         let context = &self.relays[relay];
         let session = Session::new(&context.logic, &context.config, peer.uid);
         let mut conn = Connection::new(socket, id, relay, peer, session, now.instant);
@@ -191,28 +193,23 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// A connection.
-    pub fn connection(&self, token: usize) -> Option<&Connection<S>> {
+    pub(crate) fn connection(&self, token: usize) -> Option<&Connection<S>> {
         self.conns.get(token)
     }
 
     /// A connection, mutably (to read into its buffer).
-    pub fn connection_mut(&mut self, token: usize) -> Option<&mut Connection<S>> {
+    pub(crate) fn connection_mut(&mut self, token: usize) -> Option<&mut Connection<S>> {
         self.conns.get_mut(token)
     }
 
     /// Connections open in this shard.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.conns.len()
-    }
-
-    /// No connection is open.
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
     }
 
     /// Whether a connection may be read now: it exists, no full queue has paused it, its
     /// relay's audit trail is not failing, and the relay is not stopping.
-    pub fn may_read(&self, token: usize) -> bool {
+    pub(crate) fn may_read(&self, token: usize) -> bool {
         !self.stopping
             && self.conns.get(token).is_some_and(|c| {
                 c.pauses == 0 && !(self.audits(c.relay) && self.trail.failing(c.relay, &self.relays[c.relay]))
@@ -228,7 +225,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// Judges what a connection has read. What it accepted is settled at once, unless its
     /// relay audits: then it waits until the driver has written its records
     /// ([`Shard::poll_audit`]).
-    pub fn intake(&mut self, token: usize, now: Now) {
+    pub(crate) fn intake(&mut self, token: usize, now: Now) {
         let Some(conn) = self.conns.get_mut(token) else { return };
         let index = conn.relay;
         let relay = &self.relays[index];
@@ -264,14 +261,14 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     /// Audit records to append to relay `.0`'s audit file before anything else of it is
     /// delivered; answer with [`Shard::audit_written`] or [`Shard::audit_failed`]. None while
     /// nothing is owed, or a failed write waits for its retry (a second later).
-    pub fn poll_audit(&self, now: Now) -> Option<(usize, &[u8])> {
+    pub(crate) fn poll_audit(&self, now: Now) -> Option<(usize, &[u8])> {
         self.trail.due(now.instant)
     }
 
     /// `n` bytes of what [`Shard::poll_audit`] gave are in the audit file (at least in the
     /// operating system's page cache): the intakes whose records are all written are settled,
     /// and a relay that failed closed reads again once nothing of it is held.
-    pub fn audit_written(&mut self, n: usize, now: Now) {
+    pub(crate) fn audit_written(&mut self, n: usize, now: Now) {
         if let Some(held) = self.trail.written(n) {
             self.settle(held.token, held.intake, now);
         }
@@ -285,7 +282,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
 
     /// Writing what [`Shard::poll_audit`] gave failed: the relay fails closed (its connections
     /// are not read, on any shard) and the write is asked for again a second later.
-    pub fn audit_failed(&mut self, error: &dyn std::fmt::Display, now: Now) {
+    pub(crate) fn audit_failed(&mut self, error: &dyn std::fmt::Display, now: Now) {
         let Some((relay, _)) = self.trail.due(now.instant) else { return };
         self.trail.failed(&self.relays[relay], error, now.instant);
         self.refused[relay] = true;
@@ -342,7 +339,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// Handles a message from another shard.
-    pub fn handle(&mut self, msg: Msg, now: Now) {
+    pub(crate) fn handle(&mut self, msg: Msg, now: Now) {
         match msg {
             Msg::Batch(batch) => self.deliver(&batch, None, now),
             signal => self.signal(signal),
@@ -471,7 +468,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
 
     /// Writes as much of a connection's queue as its socket takes, then keeps its WRITABLE
     /// interest and its paused publishers in step with what is left.
-    pub fn flush(&mut self, token: usize, now: Now) {
+    pub(crate) fn flush(&mut self, token: usize, now: Now) {
         let Some(conn) = self.conns.get_mut(token) else { return };
         let relay = &self.relays[conn.relay];
         if conn.outbox.write_to(&mut conn.socket, now.instant, &relay.metrics).is_err() {
@@ -492,7 +489,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
 
     /// Closes a connection: its paused publishers resume, its socket comes back as
     /// [`Event::Closed`].
-    pub fn close(&mut self, token: usize, reason: CloseReason) {
+    pub(crate) fn close(&mut self, token: usize, reason: CloseReason) {
         let Some(mut conn) = self.conns.try_remove(token) else { return };
         let relay = &self.relays[conn.relay];
         if conn.listed {
@@ -516,7 +513,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// Heartbeats, drop notices, merged counts, idle read buffers and stalled subscribers.
-    pub fn tick(&mut self, now: Now) {
+    pub(crate) fn tick(&mut self, now: Now) {
         for relay in 0..self.relays.len() {
             // Another shard's audit trail may have failed (its connections here are refused
             // reads), or recovered.
@@ -565,7 +562,7 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// Starts the stop: nothing more is read, notice 5 goes to those who asked.
-    pub fn begin_stop(&mut self, now: Now) {
+    pub(crate) fn begin_stop(&mut self, now: Now) {
         self.stopping = true;
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for token in tokens {
@@ -582,13 +579,13 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// Every queue is written out, and no intake waits for its audit records.
-    pub fn flushed(&self) -> bool {
+    pub(crate) fn flushed(&self) -> bool {
         self.trail.is_empty() && self.conns.iter().all(|(_, c)| c.outbox.is_empty())
     }
 
     /// Logs, per subscriber, the frames left undelivered; returns whether any belong to a
     /// lossless relay (exit status 3).
-    pub fn report_undelivered(&self) -> bool {
+    pub(crate) fn report_undelivered(&self) -> bool {
         let held = self.trail.held_frames();
         let mut lost = held > 0;
         if !self.trail.is_empty() {
@@ -610,12 +607,12 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// The next message for another shard: `(shard, message)`.
-    pub fn poll_message(&mut self) -> Option<(usize, Msg)> {
+    pub(crate) fn poll_message(&mut self) -> Option<(usize, Msg)> {
         self.messages.pop_front()
     }
 
     /// The next thing the I/O layer must do.
-    pub fn poll_event(&mut self) -> Option<Event<S>> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event<S>> {
         self.events.pop_front()
     }
 }

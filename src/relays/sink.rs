@@ -5,7 +5,7 @@ use std::io::IoSlice;
 
 /// What a [`Sink`] did with the bytes offered to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wrote {
+pub(crate) enum Wrote {
     /// It took this many bytes from the front (0 means the peer is gone, as for `write`).
     Bytes(usize),
     /// It takes nothing more now; the driver calls [`Shard::flush`](super::Shard::flush) once
@@ -18,7 +18,7 @@ pub enum Wrote {
 /// One connection's way out, as the core sees it. The reactor implements it for a
 /// non-blocking Unix socket (interrupted calls retried, `WouldBlock` as [`Wrote::Full`], any
 /// other error as [`Wrote::Gone`]); the in-memory simulation for a pipe of bounded capacity.
-pub trait Sink {
+pub(crate) trait Sink {
     /// Offers `bufs`, in order; takes a prefix of their bytes.
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> Wrote;
 

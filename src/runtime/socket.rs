@@ -511,7 +511,7 @@ fn file_kind(file_type: &fs::FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactor::peer_credentials;
+    use crate::reactor::accept::peer_credentials;
     use crate::relays::Peer;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
