@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod connect;
 mod notice;
 mod publisher;
 mod reader;
@@ -43,12 +44,13 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use connect::subscribe_frame;
 pub use notice::Notice;
 pub use publisher::{Publisher, PublisherOptions};
 pub use reader::{Frame, FrameReader, FramingError};
 pub use settle::{Rejection, Settlement};
 pub use shm::Idle;
-pub use subscriber::{Event, OwnedEvent, Subscriber, SubscriberOptions, subscribe_frame};
+pub use subscriber::{Event, OwnedEvent, Subscriber, SubscriberOptions};
 
 /// What can go wrong talking to a relay.
 #[derive(Debug, thiserror::Error)]

@@ -332,26 +332,7 @@ impl<L: RelayLogic> Reactor<L> {
         // Turns in a row that found nothing to do (for the back-off strategy).
         let mut idle_turns = 0u32;
         loop {
-            let mut timeout = if !self.ready.is_empty() {
-                Duration::ZERO
-            } else if self.pending.iter().any(|p| !p.is_empty())
-                || !self.waiting.is_empty()
-                || self.stop_deadline.is_some()
-            {
-                Duration::from_millis(1)
-            } else {
-                TICK
-            };
-            match self.idle {
-                Idle::Block => {}
-                Idle::Spin => timeout = Duration::ZERO,
-                Idle::Backoff if idle_turns < BACKOFF_SPINS => timeout = Duration::ZERO,
-                Idle::Backoff if idle_turns < BACKOFF_SPINS + BACKOFF_YIELDS => {
-                    std::thread::yield_now();
-                    timeout = Duration::ZERO;
-                }
-                Idle::Backoff => {}
-            }
+            let mut timeout = self.poll_timeout(idle_turns);
             // A reactor about to sleep says so, so that its peers wake it: and a peer that sent
             // before seeing the flag left mail in the inbox, which then ends the sleep at once.
             let sleeps = !timeout.is_zero();
@@ -420,6 +401,32 @@ impl<L: RelayLogic> Reactor<L> {
         }
         if self.shard.report_undelivered() {
             self.shared.fail(3);
+        }
+    }
+
+    /// How long the next poll may wait: not at all with connections ready to read; a
+    /// millisecond while mail is pending or the stop flushes; else until the tick — and as
+    /// the idle strategy says (`spin` never waits; `backoff` spins, then yields, then waits).
+    fn poll_timeout(&self, idle_turns: u32) -> Duration {
+        let timeout = if !self.ready.is_empty() {
+            Duration::ZERO
+        } else if self.pending.iter().any(|p| !p.is_empty())
+            || !self.waiting.is_empty()
+            || self.stop_deadline.is_some()
+        {
+            Duration::from_millis(1)
+        } else {
+            TICK
+        };
+        match self.idle {
+            Idle::Block => timeout,
+            Idle::Spin => Duration::ZERO,
+            Idle::Backoff if idle_turns < BACKOFF_SPINS => Duration::ZERO,
+            Idle::Backoff if idle_turns < BACKOFF_SPINS + BACKOFF_YIELDS => {
+                std::thread::yield_now();
+                Duration::ZERO
+            }
+            Idle::Backoff => timeout,
         }
     }
 

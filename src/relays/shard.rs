@@ -373,25 +373,31 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         }
     }
 
+    /// Writes a batch to its relay's broadcast log, on the shard that writes it, while a
+    /// reader is attached: the log is the second sink of the same decision — every accepted
+    /// frame, whole, in the order this shard takes batches, once for every reader.
+    fn write_log(&mut self, batch: &Batch) {
+        let relay = &self.relays[batch.relay];
+        let Some(log) = self.logs[batch.relay].as_mut() else { return };
+        if relay.metrics.shm_readers.load(Relaxed) == 0 {
+            return;
+        }
+        let (_, bytes_before, wraps_before) = log.written();
+        for span in &batch.frames {
+            let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
+            log.append(&batch.bytes[start..end], batch.publisher.id);
+        }
+        let (_, bytes, wraps) = log.written();
+        let metrics = &relay.metrics;
+        metrics.shm_frames.fetch_add(batch.frames.len() as u64, Relaxed);
+        metrics.shm_bytes.fetch_add(bytes - bytes_before, Relaxed);
+        metrics.shm_wraps.fetch_add(wraps - wraps_before, Relaxed);
+    }
+
     /// Queues a batch's frames to this shard's subscribers of its relay.
     fn deliver(&mut self, batch: &Batch, origin: Option<usize>, now: Now) {
+        self.write_log(batch);
         let relay = &self.relays[batch.relay];
-        if let Some(log) = self.logs[batch.relay].as_mut()
-            && relay.metrics.shm_readers.load(Relaxed) > 0
-        {
-            // The log is the second sink of the same decision: every accepted frame, whole,
-            // in the order this shard takes batches, for every reader at once.
-            let (_, bytes_before, wraps_before) = log.written();
-            for span in &batch.frames {
-                let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
-                log.append(&batch.bytes[start..end], batch.publisher.id);
-            }
-            let (_, bytes, wraps) = log.written();
-            let metrics = &relay.metrics;
-            metrics.shm_frames.fetch_add(batch.frames.len() as u64, Relaxed);
-            metrics.shm_bytes.fetch_add(bytes - bytes_before, Relaxed);
-            metrics.shm_wraps.fetch_add(wraps - wraps_before, Relaxed);
-        }
         let mut touched = std::mem::take(&mut self.touched);
         let mut runs = std::mem::take(&mut self.runs);
         let mut pauses = 0;

@@ -18,8 +18,8 @@ mod stamp;
 
 use stamp::{Queued, data_frames_in, frame_start, stamp};
 
+use super::connect::{await_ack, subscribe_frame};
 use super::settle::Ledger;
-use super::subscriber::{await_ack, subscribe_frame};
 use super::{Error, FrameReader, Reconnect, unix_ns};
 
 /// The largest notice frame (a RelayNotice of 512 bytes in an extended TLV), and then some.
