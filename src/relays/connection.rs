@@ -124,6 +124,10 @@ pub(crate) struct Connection<S> {
     /// It reads the broadcast log (counted in its relay's readers and in the interest of the
     /// shard that writes the log).
     pub(crate) reading_log: bool,
+    /// The log's descriptor was sent (at most once per connection: a descriptor in flight is
+    /// charged to the relay's user by the kernel, so Subscribes repeated and never read must
+    /// not pile them up).
+    log_sent: bool,
     log: LogLimits,
 }
 
@@ -155,6 +159,7 @@ impl<S> Connection<S> {
             listed: false,
             filtered: false,
             reading_log: false,
+            log_sent: false,
             log: LogLimits::default(),
         }
     }
@@ -297,7 +302,8 @@ impl<S> Connection<S> {
                     config.max_message_size, config.queue_bytes, config.policy,
                 );
                 let notice = Notice { code: notice::SUBSCRIBED, sequence: 0, text };
-                if self.session.reads_log() {
+                if self.session.reads_log() && !self.log_sent {
+                    self.log_sent = true;
                     self.outbox.notice_with_log(&notice, source, now.unix_ns);
                 } else {
                     self.notice_if_asked(notice, source, now);

@@ -75,6 +75,23 @@ fn the_log_holds_every_accepted_frame_once_byte_identical_to_the_socket() {
 }
 
 #[test]
+fn the_descriptor_goes_once_per_connection_however_often_it_subscribes() {
+    let (mut sim, _fd) = market_data(1);
+    let (client, _) = reader(&mut sim, 0, Role::Subscribe);
+    for _ in 0..5 {
+        sim.send(
+            client,
+            &subscribe(&Subscribe { role: Role::Subscribe, options: OPTION_SHM, filters: vec![] }),
+        );
+    }
+    let got = notices(&sim.receive(client));
+    assert_eq!(got.len(), 5, "each Subscribe acknowledged");
+    assert!(got.iter().all(|n| n.2.contains(" shm=") && !n.2.contains(" shm=0")), "{got:?}");
+    let sent = &sim.shards[0].connection(client.token).unwrap().socket.log_sent_at;
+    assert_eq!(sent.len(), 1, "one descriptor in flight at most: {sent:?}");
+}
+
+#[test]
 fn a_reader_knows_its_own_frames_by_the_id_in_notice_1() {
     let (mut sim, fd) = market_data(1);
     let mut log = LogReader::attach(&fd).unwrap();
