@@ -177,7 +177,11 @@ fn tap_through_shared_memory_prints_what_the_socket_would() {
     for idle in ["spin", "block"] {
         let relay = Relay::start(MARKET_DATA, &[]);
         let socket = relay.socket.to_str().unwrap();
-        let (tap, _) = start_tool(TAP, &["--socket", socket, "--shm", idle, "--count", "9"], "subscribed to");
+        let (tap, _) = start_tool(
+            TAP,
+            &["--socket", socket, "--shm", "on", "--shm-idle", idle, "--count", "9"],
+            "subscribed to",
+        );
         let frames = market_data(9);
         let mut publisher = relay.connect();
         for frame in &frames {

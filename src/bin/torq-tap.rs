@@ -50,13 +50,15 @@ struct Args {
     /// The relay's max_message_size: the largest frame expected.
     #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     max_message_size: usize,
-    /// Take the frames from the relay's shared-memory log (PROTOCOL.md §7) instead of the
-    /// socket, waiting as STRATEGY says: `spin` polls (a core of its own), `backoff` polls, yields,
-    /// then sleeps, `block` sleeps until the relay wakes it. An overrun (the tap fell a whole log
-    /// behind) is printed as a drop notice. A relay that offers no log (Execution, --shm off)
-    /// delivers over the socket.
-    #[arg(long, value_name = "STRATEGY", value_enum, num_args = 0..=1, default_missing_value = "backoff")]
-    shm: Option<ShmIdle>,
+    /// `on`: take the frames from the relay's shared-memory log (PROTOCOL.md §7) instead of
+    /// the socket. An overrun (the tap fell a whole log behind) is printed as a drop notice. A
+    /// relay that offers no log (Execution, a relay run with --shm off) delivers over the socket.
+    #[arg(long, value_name = "on|off", default_value = "off", value_parser = ["on", "off"])]
+    shm: String,
+    /// How the tap waits for the shared-memory log: `spin` polls (a core of its own),
+    /// `backoff` polls, yields, then sleeps, `block` sleeps until the relay wakes it.
+    #[arg(long, value_name = "STRATEGY", value_enum, default_value = "backoff")]
+    shm_idle: ShmIdle,
 }
 
 /// `--shm`'s strategies.
@@ -83,11 +85,15 @@ fn main() -> ExitCode {
         Ok(flag) => Some(flag),
         Err(e) => return fail(&format!("cannot install the signal handlers: {e}")),
     };
-    let mut subscriber =
-        match subscribe(&args.socket, &args.filters, args.max_message_size, args.shm.map(Idle::from)) {
-            Ok(subscriber) => subscriber,
-            Err(e) => return fail(&e),
-        };
+    let mut subscriber = match subscribe(
+        &args.socket,
+        &args.filters,
+        args.max_message_size,
+        (args.shm == "on").then_some(args.shm_idle.into()),
+    ) {
+        Ok(subscriber) => subscriber,
+        Err(e) => return fail(&e),
+    };
     eprintln!("torq-tap: subscribed to {}", args.socket.display());
     let render = Render { hex: args.hex, pretty: args.pretty };
     let mut out = BufWriter::new(io::stdout().lock());
