@@ -4,14 +4,16 @@
 //! hello, then sends frames of one fixed size: a routing TLV first (a Trade for market data, a
 //! SignalIdentity for signal, an OrderRequest for execution) and a vendor TLV (type 200)
 //! padding the frame to `--size`. The subscriber counts frames, gaps and drop notices and
-//! prints one JSON line. The soak's clients (`perf/src/soak`) share the frame template and write
-//! raw bytes when they must misbehave.
+//! prints one JSON line; it takes its data frames from its socket or, with `--transport shm`,
+//! from the relay's broadcast log in shared memory (PROTOCOL.md §7), where an overrun comes as
+//! a drop notice and is reported as frames lost to overrun. The soak's clients
+//! (`perf/src/soak`) share the frame template and write raw bytes when they must misbehave.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use torq::client::{Event, Notice, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+use torq::client::{Event, Idle, Notice, Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 use torq::protocol::{
     Crc, FrameBuilder, HEADER_SIZE, Header, OrderRequest, Payload, RelayDomain, SignalIdentity, SourceType,
     Subscribe, Trade, VenueId, checksum,
@@ -50,6 +52,61 @@ impl Domain {
             Domain::MarketData => "market-data",
             Domain::Signal => "signal",
             Domain::Execution => "execution",
+        }
+    }
+}
+
+/// How a subscriber takes its data frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// From its socket, as the relay writes them (PROTOCOL.md §6).
+    #[default]
+    Socket,
+    /// From the relay's broadcast log in shared memory (PROTOCOL.md §7): a Subscribe with
+    /// options bit 3; notices still come over the socket. A relay that answers `shm=0`
+    /// delivers over the socket, and the report says so.
+    Shm,
+}
+
+impl Transport {
+    /// The name `--transport` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Socket => "socket",
+            Transport::Shm => "shm",
+        }
+    }
+}
+
+/// How a shared-memory subscriber waits for frames: the client library's [`Idle`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShmIdle {
+    /// Polls the log without pause: no system call and no wake-up, a core of its own.
+    #[default]
+    Spin,
+    /// Polls a while, yields a while, then sleeps until the relay wakes it.
+    Backoff,
+    /// Sleeps until the relay wakes it (a futex in the log).
+    Block,
+}
+
+impl ShmIdle {
+    /// The name `--shm-idle` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShmIdle::Spin => "spin",
+            ShmIdle::Backoff => "backoff",
+            ShmIdle::Block => "block",
+        }
+    }
+}
+
+impl From<ShmIdle> for Idle {
+    fn from(idle: ShmIdle) -> Idle {
+        match idle {
+            ShmIdle::Spin => Idle::Spin,
+            ShmIdle::Backoff => Idle::Backoff,
+            ShmIdle::Block => Idle::Block,
         }
     }
 }
@@ -138,9 +195,19 @@ pub struct SubscribeArgs {
     count: CountArgs,
     /// Send a Subscribe (role subscribe, notices on, no filter) and print `ready` only once the
     /// relay acknowledges it; without it the subscriber sends nothing (a legacy subscriber) and
-    /// prints `ready` as soon as it is connected.
+    /// prints `ready` as soon as it is connected. Implied by `--transport shm`.
     #[arg(long)]
     ack: bool,
+    /// Where the data frames are read: `socket`, or `shm`, the relay's broadcast log in shared
+    /// memory (a Subscribe asking for it, acknowledged before `ready`; frames lost to overrun
+    /// are reported as `overrun_frames`).
+    #[arg(long, value_enum, default_value_t = Transport::Socket)]
+    transport: Transport,
+    /// With `--transport shm`: how the reader waits for frames: `spin` (polls, a core of its
+    /// own), `backoff` (polls, yields, then sleeps) or `block` (sleeps until the relay wakes
+    /// it).
+    #[arg(long, value_enum, default_value_t = ShmIdle::Spin)]
+    shm_idle: ShmIdle,
     /// Core to pin this process to, or `none`.
     #[arg(long, default_value = "none")]
     core: String,
@@ -343,7 +410,10 @@ pub struct Counts {
     pub bytes: u64,
     pub gaps: u64,
     pub notices: u64,
+    /// Frames the relay's drop notices counted (over shared memory: the reader's overruns).
     pub relay_dropped: u64,
+    /// Drop notices (each one run of frames lost).
+    pub drop_notices: u64,
     pub refused: Option<String>,
 }
 
@@ -493,8 +563,14 @@ impl Counts {
             Event::Notice(notice) => {
                 self.notices += 1;
                 match notice {
-                    Notice::Dropped { count, .. } => self.relay_dropped += count,
-                    Notice::Merged { dropped, .. } => self.relay_dropped += dropped,
+                    Notice::Dropped { count, .. } => {
+                        self.relay_dropped += count;
+                        self.drop_notices += 1;
+                    }
+                    Notice::Merged { dropped, .. } => {
+                        self.relay_dropped += dropped;
+                        self.drop_notices += 1;
+                    }
                     Notice::ProtocolError { text, .. } | Notice::AccessDenied { text, .. } => {
                         self.refused = Some(text);
                     }
@@ -506,15 +582,22 @@ impl Counts {
     }
 }
 
-/// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack`), then one
-/// JSON line ([`Tally::report`]): frames, gaps (sequence discontinuities), why it stopped
-/// (`frames`, `eof` or `idle`), the relay's drop notices and, with `--latency`, the
-/// percentiles of the frames after the warm-up. Frames come through the client library.
+/// `torq-perf subscribe`: prints `ready` once connected (acknowledged with `--ack` or
+/// `--transport shm`), then one JSON line ([`Tally::report`]): frames, gaps (sequence
+/// discontinuities), why it stopped (`frames`, `eof` or `idle`), the relay's drop notices,
+/// `transport` (what brought the data frames) and, asked for shared memory, `shm` (`idle`,
+/// `granted`, `overrun_frames`, `overruns`); with `--latency`, the percentiles of the frames
+/// after the warm-up. Frames come through the client library.
 pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     crate::pin(&args.core)?;
     let socket = args.socket.display();
-    let options = if args.ack { SubscriberOptions::new() } else { SubscriberOptions::legacy() };
+    let options = match args.transport {
+        Transport::Shm => SubscriberOptions::new().shm(args.shm_idle.into()),
+        Transport::Socket if args.ack => SubscriberOptions::new(),
+        Transport::Socket => SubscriberOptions::legacy(),
+    };
     let mut subscriber = Subscriber::connect(&args.socket, options).map_err(|e| e.to_string())?;
+    let granted = args.transport == Transport::Shm && maps_a_log();
     ready();
     let mut tally = Tally::new(&args.count);
     let end = loop {
@@ -564,8 +647,30 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         }
         tally.batch_done(handled);
     };
-    println!("{}", tally.report(end, &socket.to_string())?);
+    let counts = &tally.counts;
+    let transport = if granted { Transport::Shm } else { Transport::Socket };
+    let shm = (args.transport == Transport::Shm).then(|| {
+        // Over the log every drop notice is an overrun: no data frame comes over the socket.
+        json!({"idle": args.shm_idle.name(), "granted": granted,
+            "overrun_frames": if granted { counts.relay_dropped } else { 0 },
+            "overruns": if granted { counts.drop_notices } else { 0 }})
+    });
+    let source = format!("{socket}, transport {}", transport.name());
+    let mut line = tally.report(end, &source)?;
+    line["transport"] = transport.name().into();
+    if let Some(shm) = shm {
+        line["shm"] = shm;
+    }
+    println!("{line}");
     Ok(())
+}
+
+/// Whether this process maps a relay's broadcast log: the relays make it a memory file named
+/// `torq-<relay>`, which `/proc/self/maps` shows as `/memfd:torq-…`. The client library does
+/// not say whether the relay granted the log (`shm=0` falls back to the socket silently), so
+/// the subscriber looks.
+fn maps_a_log() -> bool {
+    std::fs::read_to_string("/proc/self/maps").is_ok_and(|maps| maps.contains("/memfd:torq-"))
 }
 
 /// Says `ready` on stdout (the driver starts the publisher once every subscriber has).

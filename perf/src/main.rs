@@ -3,12 +3,15 @@
 //!
 //! ```text
 //! cargo run --release -p torq-perf -- codec [--json] [--runs N] [--millis MS] [--core K]
-//! torq-perf throughput --target naive|RELAY-BINARY [--relay-cores LIST] --subscribers N --frames N [--runs N] [-- RELAY ARGS]
-//! torq-perf latency --target naive|RELAY-BINARY --rates 10k,100k [--seconds 6] [--out DIR] [-- RELAY ARGS]
+//! torq-perf throughput --target naive|RELAY-BINARY [--relay-cores LIST] --subscribers N --frames N [--runs N]
+//!                      [--transport socket|shm] [--shm-idle spin|backoff|block] [-- RELAY ARGS]
+//! torq-perf latency --target naive|RELAY-BINARY --rates 10k,100k [--seconds 6] [--out DIR]
+//!                   [--transport socket|shm] [--shm-idle spin|backoff|block] [-- RELAY ARGS]
 //! torq-perf bridge [--domain market-data|execution] [--rates 10k] [--throughput-s 3] [--taps] [--out DIR]
 //! torq-perf naive-relay --socket PATH          # the floor: copies one publisher's bytes to all
 //! torq-perf publish --socket PATH --frames N [--size 128] [--rate R] [--domain D] [--checksum]
 //! torq-perf subscribe --socket PATH --frames N [--latency [--hlog FILE]] [--ack] [--idle-ms MS]
+//!                     [--transport socket|shm] [--shm-idle spin|backoff|block]
 //! torq-perf nats-publish --nats URL --frames N [--rate R]  # the bridge's floor, over NATS
 //! torq-perf nats-subscribe --nats URL --frames N [--latency [--hlog FILE]]
 //! torq-perf soak --minutes N [--json] [--target RELAY-BINARY] [--md-rate R] [--signal-rate R] [--execution-rate R]
@@ -94,8 +97,8 @@ enum Scenario {
     NaiveRelay(naive::NaiveArgs),
     /// Client process: sends the legacy hello, then `--frames` frames; prints one JSON line.
     Publish(clients::PublishArgs),
-    /// Client process: prints `ready` once connected, counts frames (and latencies); prints
-    /// one JSON line.
+    /// Client process: prints `ready` once connected, counts frames (and latencies), from its
+    /// socket or the relay's shared-memory log (`--transport shm`); prints one JSON line.
     Subscribe(clients::SubscribeArgs),
     /// Client process of the bridge's floor: publishes `--frames` frames on a NATS subject (as
     /// `publish` does on a relay); prints one JSON line.
@@ -266,6 +269,10 @@ mod tests {
                 assert!(text.contains(flag), "{name}: {flag}\n{text}");
             }
             assert!(text.contains("--checksum"), "{name}:\n{text}");
+            assert!(
+                text.contains("--transport <TRANSPORT>") && text.contains("--shm-idle <SHM_IDLE>"),
+                "{text}"
+            );
         }
         assert!(help("bridge").contains("--relay-cores <LIST|none|none:N>"), "{}", help("bridge"));
         assert!(help("soak").contains("--target <RELAY-BINARY>"), "{}", help("soak"));
@@ -307,5 +314,19 @@ mod tests {
             parse(&["publish", "--socket", "/s", "--frames", "1", "--checksum"])
         );
         assert!(matches!(Args::parse_from(["torq-perf", "soak"]).scenario, Scenario::Soak(_)));
+    }
+
+    #[test]
+    fn subscribers_take_a_transport_and_an_idle_strategy() {
+        let subscribe = |list: &[&str]| {
+            let args = ["torq-perf", "subscribe", "--socket", "/s", "--frames", "1"];
+            Args::try_parse_from(args.iter().chain(list).copied()).map(|args| format!("{:?}", args.scenario))
+        };
+        let plain = subscribe(&[]).unwrap();
+        assert!(plain.contains("transport: Socket, shm_idle: Spin"), "{plain}");
+        let shm = subscribe(&["--transport", "shm", "--shm-idle", "block"]).unwrap();
+        assert!(shm.contains("transport: Shm, shm_idle: Block"), "{shm}");
+        assert!(subscribe(&["--transport", "pipe"]).is_err());
+        assert!(subscribe(&["--transport", "shm", "--shm-idle", "nap"]).is_err());
     }
 }

@@ -12,7 +12,10 @@
 //! Subscribers print `ready` once connected: connections wait in the listener's queue in the
 //! order they were made, so a relay that accepts and registers them in that order (the naive
 //! relay does) has every subscriber in place before the publisher's first frame. With `--ack`
-//! they wait for the relay's acknowledgement of a Subscribe instead.
+//! they wait for the relay's acknowledgement of a Subscribe instead, as they do with
+//! `--transport shm`, where they take their data frames from the relay's broadcast log in
+//! shared memory (PROTOCOL.md §7) and wait on it as `--shm-idle` says. The floor's subscribers
+//! always read their sockets: the floor is the same for both transports.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::Value;
 
-use crate::clients::Domain;
+use crate::clients::{Domain, ShmIdle, Transport};
 
 /// What to run and how: shared by `throughput` and `latency`.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +64,16 @@ pub struct Setup {
     /// 1); by default they are legacy subscribers, ready once connected.
     #[arg(long)]
     ack: bool,
+    /// Where the subscribers take their data frames: `socket`, or `shm`, the relay's broadcast
+    /// log in shared memory (they send a Subscribe asking for it and are ready once it is
+    /// acknowledged). The floor's subscribers read their sockets either way.
+    #[arg(long, value_enum, default_value_t = Transport::Socket)]
+    pub transport: Transport,
+    /// With `--transport shm`: how the subscribers wait on the log, passed as their
+    /// `--shm-idle`: `spin` (poll; a core each), `backoff` (poll, yield, then sleep) or
+    /// `block` (sleep until the relay wakes them).
+    #[arg(long, value_enum, default_value_t = ShmIdle::Spin)]
+    pub shm_idle: ShmIdle,
     /// Repeat the whole scenario this many times; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
@@ -106,6 +119,7 @@ impl Setup {
         Setup {
             target: "naive".to_string(),
             idle: None,
+            transport: Transport::Socket,
             with_floor: false,
             relay_args: Vec::new(),
             ..self.clone()
@@ -133,6 +147,25 @@ impl Setup {
         self.relay_cores.split(',').next().filter(|core| !core.starts_with("none")).unwrap_or("none")
     }
 
+    /// Refuses what cannot run: shared memory from the floor, which offers none.
+    pub fn check(&self) -> Result<(), String> {
+        if self.target == "naive" && self.transport == Transport::Shm {
+            return Err("--transport shm needs a relay binary as --target: the floor (naive) has no shared \
+                 memory (with --with-floor, the floor's subscribers read their sockets)"
+                .to_string());
+        }
+        Ok(())
+    }
+
+    /// How the subscribers take their data frames, for a report: `socket`, or `shm (idle
+    /// spin)`.
+    pub fn transport_label(&self) -> String {
+        match self.transport {
+            Transport::Socket => "socket".to_string(),
+            Transport::Shm => format!("shm (idle {})", self.shm_idle.name()),
+        }
+    }
+
     /// The client cores, `--client-cores` split.
     fn client_core(&self, i: usize) -> &str {
         let cores: Vec<&str> = self.client_cores.split(',').collect();
@@ -151,7 +184,11 @@ impl Setup {
             "relay": relay,
             "publisher_core": self.client_core(0),
             "subscriber_cores": (0..subscribers).map(|i| self.client_core(i + 1)).collect::<Vec<_>>(),
+            "transport": self.transport.name(),
         });
+        if self.transport == Transport::Shm {
+            placement["shm_idle"] = self.shm_idle.name().into();
+        }
         if self.with_floor {
             placement["floor_core"] = self.floor_core().into();
         }
@@ -173,12 +210,18 @@ impl Setup {
         };
         let subscribers: Vec<&str> = (0..subscribers).map(|i| self.client_core(i + 1)).collect();
         let floor = if self.with_floor {
-            format!("; the floor on core {}", self.floor_core())
+            format!("; the floor on core {} (its subscribers read their sockets)", self.floor_core())
         } else {
             String::new()
         };
+        let reading = match self.transport {
+            Transport::Socket => "reading their sockets".to_string(),
+            Transport::Shm => {
+                format!("reading the shared-memory log, idle {}", self.shm_idle.name())
+            }
+        };
         format!(
-            "placement: relay {}{floor}; publisher on core {}; subscriber(s) on core {}",
+            "placement: relay {}{floor}; publisher on core {}; subscriber(s) on core {} ({reading})",
             relay.trim_end(),
             self.client_core(0),
             subscribers.join(",")
@@ -216,14 +259,19 @@ pub struct Clients<'a> {
 
 pub fn throughput(args: &ThroughputArgs) -> Result<(), String> {
     let setup = &args.setup;
+    setup.check()?;
     let floor = setup.with_floor.then(|| setup.floor());
     let (mut aggregates, mut slowest, mut publishers, mut ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     println!("{}", crate::machine::Machine::describe());
     println!("{}", setup.placement_line(args.subscribers));
     println!(
-        "{} → {} subscriber(s), {} frames of {} B",
-        setup.target, args.subscribers, args.frames, setup.size
+        "{} → {} subscriber(s) over {}, {} frames of {} B",
+        setup.target,
+        args.subscribers,
+        setup.transport_label(),
+        args.frames,
+        setup.size
     );
     for run in 1..=setup.runs {
         let floor_rates = match &floor {
@@ -282,16 +330,36 @@ fn throughput_run(setup: &Setup, args: &ThroughputArgs, label: &str) -> Result<R
         longest = longest.max(number(subscriber, "elapsed_s"));
         slowest = slowest.min(rate);
         println!(
-            "  subscriber {i}: {} frames/s, received {frames}, dropped {}, gaps {}, end {}",
+            "  subscriber {i}: {} frames/s, received {frames}, dropped {}, gaps {}, end {}{}",
             mega(rate),
             sent - frames,
             number(subscriber, "gaps"),
             subscriber["end"].as_str().unwrap_or("?"),
+            shm_note(&subscriber["shm"]),
         );
     }
     let aggregate = if longest > 0.0 { received / longest } else { 0.0 };
     println!("  aggregate: {} frames/s delivered", mega(aggregate));
     Ok(Rates { aggregate, slowest, publisher })
+}
+
+/// The `shm` report of a subscriber that asked for shared memory, for a report line: the
+/// frames it lost to overrun, or that the relay answered `shm=0` (its frames came over the
+/// socket); empty for a socket subscriber (`shm` null).
+pub fn shm_note(shm: &Value) -> String {
+    if shm.is_null() {
+        return String::new();
+    }
+    if shm["granted"] == true {
+        format!(
+            "; shm (idle {}): lost to overrun {} in {} overrun(s)",
+            shm["idle"].as_str().unwrap_or("?"),
+            number(shm, "overrun_frames"),
+            number(shm, "overruns")
+        )
+    } else {
+        "; shm asked, NOT granted (the relay answered shm=0): frames came over the socket".to_string()
+    }
 }
 
 pub fn number(value: &Value, field: &str) -> f64 {
@@ -383,6 +451,9 @@ pub fn run_once(setup: &Setup, clients: Clients<'_>) -> Result<Outcome, String> 
         command.arg("subscribe").args(["--idle-ms", &setup.idle_ms.to_string()]);
         common(&mut command, core(i + 1));
         command.args(rate.map(|_| "--latency")).args(setup.ack.then_some("--ack"));
+        if setup.transport == Transport::Shm {
+            command.args(["--transport", "shm", "--shm-idle", setup.shm_idle.name()]);
+        }
         command.args(&subscriber_args);
         subscriber_commands.push(command);
     }

@@ -176,3 +176,43 @@ fn the_scenario_reports_every_figure_against_the_floor_and_writes_its_files() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn over_shared_memory_the_report_says_the_transport_and_counts_overruns() {
+    let relay = util::library_binary("market_data_relay");
+    let output = Command::new(TORQ_PERF)
+        .args(["latency", "--with-floor", "--target"])
+        .arg(&relay)
+        .args(["--transport", "shm", "--shm-idle", "backoff", "--rates", "2k", "--seconds", "1"])
+        .args(["--warmup-s", "0.25", "--runs", "1", "--json", "--", "-l", "warn"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(stderr.contains("(reading the shared-memory log, idle backoff)"), "{stderr}");
+    assert!(stderr.contains("shm (idle backoff): lost to overrun 0 in 0 overrun(s)"), "{stderr}");
+    assert_eq!((report["transport"].as_str(), report["shm_idle"].as_str()), (Some("shm"), Some("backoff")));
+    assert_eq!(
+        (report["placement"]["transport"].as_str(), report["placement"]["shm_idle"].as_str()),
+        (Some("shm"), Some("backoff"))
+    );
+    let entry = &report["rates"][0];
+    assert_eq!(entry["scenario"], "latency-shm-backoff-2k", "the files say the transport");
+    let run = &entry["target"]["runs"][0];
+    assert_eq!((run["sent"].as_u64(), run["delivered"].as_u64()), (Some(2000), Some(2000)), "{run}");
+    assert_eq!(run["transport"], "shm", "the relay granted its log: {run}");
+    let shm = &run["shm"];
+    assert_eq!((shm["granted"].as_bool(), shm["idle"].as_str()), (Some(true), Some("backoff")), "{run}");
+    assert_eq!((shm["overrun_frames"].as_u64(), shm["overruns"].as_u64()), (Some(0), Some(0)), "{run}");
+    // The floor is the same for both transports: its subscriber reads its socket.
+    let floor = &entry["floor"]["runs"][0];
+    assert_eq!((floor["transport"].as_str(), floor.get("shm")), (Some("socket"), None), "{floor}");
+
+    let refused = Command::new(TORQ_PERF)
+        .args(["latency", "--target", "naive", "--transport", "shm", "--rates", "2k", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the floor (naive) has no shared memory"));
+}

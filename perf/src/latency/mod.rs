@@ -10,9 +10,14 @@
 //! `--with-floor` the naive floor runs with the same clients just before each run, on the
 //! relay's first core.
 //!
-//! The report gives the machine and what ran where, then per run p50 … p99.99 and max,
-//! frames delivered against sent, sequence gaps and how late the publisher itself was; then
-//! the medians over the runs and the ratios to the floor. `--out DIR` writes per rate
+//! With `--transport shm` the subscriber takes its frames from the relay's broadcast log in
+//! shared memory, waiting as `--shm-idle` says; the floor's subscriber reads its socket, so
+//! one floor serves both transports.
+//!
+//! The report gives the machine and what ran where (the subscriber's transport and idle
+//! strategy included), then per run p50 … p99.99 and max, frames delivered against sent,
+//! sequence gaps, frames lost to overrun (shared memory) and how late the publisher itself was;
+//! then the medians over the runs and the ratios to the floor. `--out DIR` writes per rate
 //! `<name>-<rate>.hgrm` (every run's measured frames), `.run<i>.hgrm` (each run), `.hlog` (every
 //! second of every run, tagged `run<i>`), the floor's as `<name>-<rate>-floor.*`, and
 //! `<name>-<rate>.svg` (see [`plot`]).
@@ -26,6 +31,7 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
+use crate::clients::Transport;
 use crate::machine::{CpuTimes, Machine, Others};
 use crate::relay::{Clients, Setup, median, number, run_once};
 use hdr::{Logged, NS_PER_US, Summary};
@@ -48,9 +54,10 @@ pub struct LatencyArgs {
     /// Write the `.hgrm`, `.hlog` and `.svg` files of each rate into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The files' name: `<name>-<rate>.hgrm` and so on.
-    #[arg(long, default_value = "latency")]
-    name: String,
+    /// The files' name: `<name>-<rate>.hgrm` and so on [default: `latency`, or
+    /// `latency-shm-<idle>` with `--transport shm`].
+    #[arg(long)]
+    name: Option<String>,
     /// Print one JSON object on stdout (the human report goes to stderr).
     #[arg(long)]
     json: bool,
@@ -99,6 +106,10 @@ pub(crate) struct Run {
     /// CPU seconds each process used in the run: those between the clients (the relay), then
     /// the publisher and the subscriber.
     pub cpu_s: Vec<(String, f64)>,
+    /// What brought the subscriber its data frames (`socket`, `shm`), and its `shm` report
+    /// when it asked for shared memory (idle, granted, overrun_frames, overruns), else null.
+    pub transport: String,
+    pub shm: Value,
     /// Whether the wait for a quiet machine before the run gave up.
     pub not_quiet: bool,
 }
@@ -110,6 +121,7 @@ impl Run {
             "sent": self.sent,
             "delivered": self.delivered,
             "gaps": self.gaps,
+            "transport": self.transport,
             "publisher_rate": self.publisher_rate,
             "publisher_lateness_ns": self.lateness,
             "publisher_write_ns": self.writes,
@@ -121,6 +133,9 @@ impl Run {
         value["steal_s"] = json!(self.others.steal_s);
         value["wall_s"] = json!(self.others.wall_s);
         value["started_on_a_busy_machine"] = json!(self.not_quiet);
+        if !self.shm.is_null() {
+            value["shm"] = self.shm.clone();
+        }
         value
     }
 }
@@ -138,6 +153,7 @@ impl Say {
 
 pub fn latency(args: &LatencyArgs) -> Result<(), String> {
     let setup = &args.setup;
+    setup.check()?;
     if !(args.warmup_s >= 0.0 && args.seconds > args.warmup_s) {
         return Err(format!("--seconds {} must exceed --warmup-s {}", args.seconds, args.warmup_s));
     }
@@ -149,14 +165,22 @@ pub fn latency(args: &LatencyArgs) -> Result<(), String> {
         std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
     }
     let floor = setup.with_floor.then(|| setup.floor());
+    let name = args.name.clone().unwrap_or_else(|| match setup.transport {
+        Transport::Socket => "latency".to_string(),
+        Transport::Shm => format!("latency-shm-{}", setup.shm_idle.name()),
+    });
     let mut rates = Vec::new();
     for &rate in &args.rates {
-        let scenario = format!("{}-{}", args.name, rate_label(rate));
+        let scenario = format!("{name}-{}", rate_label(rate));
         let frames = (rate * args.seconds).ceil() as u64;
         let warmup = (rate * args.warmup_s).floor() as u64;
         say.line(&format!(
-            "{scenario}: {} → 1 subscriber, {frames} frames of {} B at {rate} frames/s, open loop; the first {warmup} ({} s) are warm-up; {} run(s)",
-            setup.target, setup.size, args.warmup_s, setup.runs
+            "{scenario}: {} → 1 subscriber over {}, {frames} frames of {} B at {rate} frames/s, open loop; the first {warmup} ({} s) are warm-up; {} run(s)",
+            setup.target,
+            setup.transport_label(),
+            setup.size,
+            args.warmup_s,
+            setup.runs
         ));
         let (mut target_runs, mut floor_runs) = (Vec::new(), Vec::new());
         for run in 1..=setup.runs {
@@ -186,6 +210,7 @@ pub fn latency(args: &LatencyArgs) -> Result<(), String> {
         let mut entry = json!({
             "rate": rate,
             "scenario": scenario,
+            "transport": setup.transport.name(),
             "frames": frames,
             "warmup_frames": warmup,
             "target": {"runs": target_runs.iter().map(Run::json).collect::<Vec<_>>(), "median_ns": target_median},
@@ -239,6 +264,8 @@ pub fn latency(args: &LatencyArgs) -> Result<(), String> {
             "machine": machine,
             "load_at_end": crate::machine::load(),
             "placement": setup.placement(1),
+            "transport": setup.transport.name(),
+            "shm_idle": (setup.transport == Transport::Shm).then(|| setup.shm_idle.name()),
             "seconds": args.seconds,
             "warmup_s": args.warmup_s,
             "runs": setup.runs,
@@ -326,6 +353,8 @@ pub(crate) fn measure_with(
         sent: number(publisher, "frames") as u64,
         delivered: number(subscriber, "frames") as u64,
         gaps: number(subscriber, "gaps") as u64,
+        transport: subscriber["transport"].as_str().unwrap_or("socket").to_string(),
+        shm: subscriber["shm"].clone(),
         publisher_rate: number(publisher, "rate"),
         lateness: publisher["lateness_ns"].clone(),
         writes: publisher["write_ns"].clone(),
@@ -349,12 +378,13 @@ pub(crate) fn run_line(label: &str, run: &Run) -> String {
     let late = |field: &str| us(number(&run.lateness, field) as u64);
     let cpu: Vec<String> = run.cpu_s.iter().map(|(who, seconds)| format!("{who} {seconds:.2}")).collect();
     format!(
-        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; CPU s: {}; {}{}",
+        "{label} (µs): {}; delivered {} of {} sent ({} measured), gaps {}{}; publisher late p50 {}, p99.9 {}, max {}, write p50 {}; CPU s: {}; {}{}",
         figures_line(&run.summary),
         run.delivered,
         run.sent,
         run.summary.count,
         run.gaps,
+        crate::relay::shm_note(&run.shm),
         late("p50"),
         late("p99_9"),
         late("max"),
@@ -522,14 +552,23 @@ impl Files<'_> {
     }
 }
 
-/// A short name for the target: `floor (naive relay)` or the binary with its cores and idle.
+/// A short name for the target: `floor (naive relay)` or the binary with its cores and idle,
+/// and the subscriber's transport (`shm, reader idle spin`) when it is not the socket.
 fn label(setup: &Setup) -> String {
     if setup.target == "naive" {
         return "floor (naive relay)".to_string();
     }
     let binary =
         Path::new(&setup.target).file_name().map_or(setup.target.clone(), |n| n.to_string_lossy().into());
-    format!("{binary} --cores {} --idle {}", setup.relay_cores, setup.idle.as_deref().unwrap_or("block"))
+    let transport = match setup.transport {
+        Transport::Socket => String::new(),
+        Transport::Shm => format!(", shm, reader idle {}", setup.shm_idle.name()),
+    };
+    format!(
+        "{binary} --cores {} --idle {}{transport}",
+        setup.relay_cores,
+        setup.idle.as_deref().unwrap_or("block")
+    )
 }
 
 #[cfg(test)]
