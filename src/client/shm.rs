@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rustix::net::RecvFlags;
 
 use crate::protocol::{Crc, FrameBuilder, RelayDomain, RelayNotice, Subscribe, notice, registry};
-use crate::shm::{LogReader, Next, ShmError};
+use crate::shm::{Copied, LogReader, Next, ShmError};
 
 use super::reader::FrameReader;
 
@@ -30,6 +30,8 @@ pub enum Idle {
     Block,
 }
 
+/// Frames copied out of the log in one run (one check of the writer's intent for them all).
+const RUN: usize = 256;
 /// Spins, then yields, before a backoff reader sleeps.
 const SPINS: u32 = 2_000;
 const YIELDS: u32 = 2_100;
@@ -52,6 +54,8 @@ pub(super) struct Tap {
     side: FrameReader,
     last_look: Option<Instant>,
     empty: u32,
+    /// What the last run copied.
+    copied: Vec<Copied>,
 }
 
 /// The value of `key` (e.g. `shm=`) among the words of notice 1's text.
@@ -85,7 +89,16 @@ impl Tap {
         };
         let log = LogReader::attach(&fd)?;
         let filters = (!subscribe.filters.is_empty()).then(|| subscribe.clone());
-        Ok(Some(Tap { log, id, filters, idle, side: FrameReader::new(1 << 16), last_look: None, empty: 0 }))
+        Ok(Some(Tap {
+            log,
+            id,
+            filters,
+            idle,
+            side: FrameReader::new(1 << 16),
+            last_look: None,
+            empty: 0,
+            copied: Vec::with_capacity(RUN),
+        }))
     }
 
     /// Bytes the socket brought after notice 1, before the tap existed.
@@ -105,28 +118,36 @@ impl Tap {
     /// room for one; an overrun goes in as notice 4. Returns the frames it added, and whether
     /// the log says the relay stopped.
     pub(super) fn pump(&mut self, reader: &mut FrameReader) -> Result<(usize, bool), ShmError> {
-        let mut added = 0;
-        loop {
-            let room = reader.spare();
-            if room.len() < self.log.max_frame() {
-                return Ok((added, false));
-            }
-            match self.log.next(room)? {
-                Next::Frame { len, origin } => {
+        let room = reader.spare();
+        if room.len() < self.log.max_frame() {
+            return Ok((0, false));
+        }
+        match self.log.read(room, RUN, &mut self.copied)? {
+            Next::Frames(_) => {
+                // Keep the frames that are for this subscriber, moved together.
+                let (mut from, mut kept, mut added) = (0, 0, 0);
+                for &Copied { len, origin } in &self.copied {
                     let theirs = origin != self.id;
-                    if theirs && self.filters.as_ref().is_none_or(|s| s.wants_frame(&room[..len])) {
-                        reader.filled(len);
+                    if theirs && self.filters.as_ref().is_none_or(|s| s.wants_frame(&room[from..from + len]))
+                    {
+                        if kept != from {
+                            room.copy_within(from..from + len, kept);
+                        }
+                        kept += len;
                         added += 1;
                     }
+                    from += len;
                 }
-                Next::Lost { count, first_sequence } => {
-                    let len = dropped(room, first_sequence.unwrap_or(0), count);
-                    reader.filled(len);
-                    added += 1;
-                }
-                Next::Empty => return Ok((added, false)),
-                Next::Closed => return Ok((added, true)),
+                reader.filled(kept);
+                Ok((added, false))
             }
+            Next::Lost { count, first_sequence } => {
+                let len = dropped(room, first_sequence.unwrap_or(0), count);
+                reader.filled(len);
+                Ok((1, false))
+            }
+            Next::Frame { .. } | Next::Empty => Ok((0, false)),
+            Next::Closed => Ok((0, true)),
         }
     }
 

@@ -383,10 +383,11 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
             return;
         }
         let (_, bytes_before, wraps_before) = log.written();
-        for span in &batch.frames {
-            let (start, end) = (span.offset as usize, (span.offset + span.len) as usize);
-            log.append(&batch.bytes[start..end], batch.publisher.id);
-        }
+        let frames = batch
+            .frames
+            .iter()
+            .map(|span| &batch.bytes[span.offset as usize..(span.offset + span.len) as usize]);
+        log.append_all(frames, batch.publisher.id);
         let (_, bytes, wraps) = log.written();
         let metrics = &relay.metrics;
         metrics.shm_frames.fetch_add(batch.frames.len() as u64, Relaxed);

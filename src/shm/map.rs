@@ -66,6 +66,25 @@ impl Map {
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 
+    /// The `count` 64-bit words from byte `offset` (a multiple of 8, all inside the
+    /// mapping), checked once for a run of loads or stores.
+    ///
+    /// # Panics
+    ///
+    /// As [`Map::word`].
+    #[inline]
+    pub(crate) fn words(&self, offset: usize, count: usize) -> &[AtomicU64] {
+        let end = count.checked_mul(8).and_then(|n| n.checked_add(offset));
+        assert!(
+            offset.is_multiple_of(8) && end.is_some_and(|end| end <= self.len),
+            "{count} words at {offset} outside a map of {}",
+            self.len
+        );
+        // SAFETY: as for `word`, for each of the `count` words: in bounds (checked above),
+        // aligned, alive as long as `self`, any bit pattern valid.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<AtomicU64>(), count) }
+    }
+
     /// The 32-bit word at byte `offset` (a multiple of 4, inside the mapping): the futex word.
     #[inline]
     pub(crate) fn word32(&self, offset: usize) -> &AtomicU32 {

@@ -189,54 +189,83 @@ impl LogWriter {
         (self.frames, self.tail, self.wraps)
     }
 
-    /// Appends one whole frame (at most `max_frame` bytes; longer ones are not the relay's to
-    /// accept) published by connection `origin`, and publishes it.
+    /// Appends one whole frame published by connection `origin` ([`LogWriter::append_all`]).
     pub fn append(&mut self, frame: &[u8], origin: u64) {
-        let Sizes { capacity, slots, max_frame } = self.sizes;
-        if frame.len() > max_frame || frame.len() < 32 {
-            debug_assert!(false, "a frame of {} bytes in the log", frame.len());
-            return;
+        self.append_all(std::iter::once(frame), origin);
+    }
+
+    /// Appends whole frames (from 32 bytes to `max_frame`; others are not the relay's to
+    /// accept, and are skipped) published by connection `origin`, and publishes them: the
+    /// intent raised once and the frames published once per quarter ring of them, so that
+    /// readers see the header's words change once per batch, not per frame.
+    pub fn append_all<'a>(&mut self, frames: impl Iterator<Item = &'a [u8]> + Clone, origin: u64) {
+        let capacity = self.sizes.capacity;
+        let max_frame = self.sizes.max_frame;
+        let fits = move |frame: &[u8]| (32..=max_frame).contains(&frame.len());
+        let mut rest = frames;
+        loop {
+            // How many of the frames go in this run (a quarter ring at most), and where it ends.
+            let (mut tail, mut count, mut taken) = (self.tail, 0u64, 0usize);
+            let limit = self.tail + capacity / 4;
+            for frame in rest.clone() {
+                if fits(frame) {
+                    let rec = record_len(frame.len());
+                    let start =
+                        if tail % capacity + rec > capacity { tail.next_multiple_of(capacity) } else { tail };
+                    if count > 0 && start + rec > limit {
+                        break;
+                    }
+                    (tail, count) = (start + rec, count + 1);
+                }
+                taken += 1;
+            }
+            if taken == 0 {
+                return;
+            }
+            self.map.word(H_INTENT_TAIL).store(tail, Relaxed);
+            self.map.word(H_INTENT_FRAMES).store(self.frames + count, Relaxed);
+            // The intent is visible before any byte it covers changes.
+            fence(Release);
+            for frame in rest.by_ref().take(taken).filter(|f| fits(f)) {
+                self.write_record(frame, origin);
+            }
+            self.map.word(H_PUBLISHED).store(self.frames, Release);
         }
+    }
+
+    /// Writes one record (padding to the ring's end first when it does not fit before it)
+    /// and its index slot, under an intent already raised over them.
+    #[inline]
+    fn write_record(&mut self, frame: &[u8], origin: u64) {
+        let Sizes { capacity, slots, .. } = self.sizes;
         let ring = self.sizes.ring_offset();
         let rec = record_len(frame.len());
-        let offset = self.tail % capacity;
-        if offset + rec > capacity {
+        if self.tail % capacity + rec > capacity {
             // Pad to the end: the frame goes whole at the ring's start.
-            let pad = capacity - offset;
-            self.map.word(H_INTENT_TAIL).store(self.tail + pad, Relaxed);
-            fence(Release);
-            self.map.word(ring + offset as usize).store(0, Relaxed);
-            self.tail += pad;
+            self.map.word(ring + (self.tail % capacity) as usize).store(0, Relaxed);
+            self.tail = self.tail.next_multiple_of(capacity);
             self.wraps += 1;
         }
-        let offset = (self.tail % capacity) as usize;
-        self.map.word(H_INTENT_TAIL).store(self.tail + rec, Relaxed);
-        self.map.word(H_INTENT_FRAMES).store(self.frames + 1, Relaxed);
-        // The intent is visible before any byte it covers changes.
-        fence(Release);
-        self.map.word(ring + offset).store(frame.len() as u64, Relaxed);
-        self.map.word(ring + offset + 8).store(origin, Relaxed);
-        let body = ring + offset + RECORD_HEAD;
+        let words = self.map.words(ring + (self.tail % capacity) as usize, rec as usize / 8);
+        words[0].store(frame.len() as u64, Relaxed);
+        words[1].store(origin, Relaxed);
+        let mut body = words[2..].iter();
         let mut chunks = frame.chunks_exact(8);
-        let mut at = body;
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            self.map.word(at).store(word, Relaxed);
-            at += 8;
+        // Chunks first: the zip takes a word only for a chunk it has.
+        for (chunk, word) in (&mut chunks).zip(&mut body) {
+            word.store(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])), Relaxed);
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
+        if let (Some(word), false) = (body.next(), rest.is_empty()) {
             let mut last = [0; 8];
             last[..rest.len()].copy_from_slice(rest);
-            self.map.word(at).store(u64::from_le_bytes(last), Relaxed);
+            word.store(u64::from_le_bytes(last), Relaxed);
         }
-        let slot = HEADER + (self.frames % slots) as usize * 16;
-        let sequence = u64::from_le_bytes(frame[8..16].try_into().unwrap_or([0; 8]));
-        self.map.word(slot).store(self.tail, Relaxed);
-        self.map.word(slot + 8).store(sequence, Relaxed);
+        let slot = self.map.words(HEADER + (self.frames % slots) as usize * 16, 2);
+        slot[0].store(self.tail, Relaxed);
+        slot[1].store(u64::from_le_bytes(frame[8..16].try_into().unwrap_or([0; 8])), Relaxed);
         self.tail += rec;
         self.frames += 1;
-        self.map.word(H_PUBLISHED).store(self.frames, Release);
     }
 
     /// Wakes readers asleep on the log if anything was published since the last wake: one
@@ -292,6 +321,18 @@ pub enum Next {
     },
     /// The relay has stopped.
     Closed,
+    /// [`LogReader::read`]: this many whole frames, back to back in the buffer.
+    Frames(usize),
+}
+
+/// A frame [`LogReader::read`] copied: its length and the id of the connection that
+/// published it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// Its length.
+    pub len: usize,
+    /// Its publisher's connection id.
+    pub origin: u64,
 }
 
 /// A reader's end: maps the log read-only and copies frames out, never a torn one.
@@ -302,6 +343,8 @@ pub struct LogReader {
     /// The next frame's index and its position in the ring (absolute).
     next: u64,
     cursor: u64,
+    /// Frames published, as last read: read again only when the reader has caught up.
+    published: u64,
 }
 
 impl LogReader {
@@ -339,7 +382,7 @@ impl LogReader {
         if !sane {
             return Err(ShmError::Layout(format!("inconsistent sizes {sizes:?} for {len} bytes")));
         }
-        let mut reader = LogReader { map, sizes, next: 0, cursor: 0 };
+        let mut reader = LogReader { map, sizes, next: 0, cursor: 0, published: 0 };
         reader.start_at_end()?;
         Ok(reader)
     }
@@ -425,56 +468,95 @@ impl LogReader {
         self.map.word(H_INTENT_TAIL).load(Relaxed) <= pos.saturating_add(self.sizes.capacity)
     }
 
-    /// Copies the next frame into `buf` (at least [`LogReader::max_frame`] bytes long).
+    /// Copies the next frame into `buf` (at least [`LogReader::max_frame`] bytes long):
+    /// [`LogReader::read`] of one frame.
     ///
     /// # Errors
     ///
-    /// [`ShmError::Layout`] when a record that is whole makes no sense (the log is corrupt).
+    /// As [`LogReader::read`].
     pub fn next(&mut self, buf: &mut [u8]) -> Result<Next, ShmError> {
-        loop {
-            if self.next >= self.published() {
-                // Closed is set after the last frame is published: nothing follows it.
-                return Ok(if self.closed() && self.next >= self.published() {
-                    Next::Closed
-                } else {
-                    Next::Empty
-                });
+        let mut copied = Vec::with_capacity(1);
+        Ok(match self.read(buf, 1, &mut copied)? {
+            Next::Frames(_) => {
+                let Copied { len, origin } = copied[0];
+                Next::Frame { len, origin }
             }
-            let at = self.ring(self.cursor);
-            let len = self.map.word(at).load(Relaxed) as usize;
-            if len == 0 {
-                // Padding to the ring's end.
-                fence(Acquire);
-                if !self.bytes_whole(self.cursor) {
-                    return self.resync();
+            other => other,
+        })
+    }
+
+    /// Copies up to `limit` whole frames, back to back, into `buf` (at least
+    /// [`LogReader::max_frame`] bytes long), their lengths and origins into `copied`:
+    /// [`Next::Frames`] with their count. One look at the writer's intent, after the copy,
+    /// covers the whole run, so a reader that is behind pays for its frames' bytes and little
+    /// more.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::Layout`] when a record that is whole makes no sense (the log is corrupt), or
+    /// `buf` cannot take the largest frame.
+    pub fn read(&mut self, buf: &mut [u8], limit: usize, copied: &mut Vec<Copied>) -> Result<Next, ShmError> {
+        copied.clear();
+        if buf.len() < self.sizes.max_frame {
+            return Err(ShmError::Layout(format!(
+                "a buffer of {} bytes for frames of {}",
+                buf.len(),
+                self.sizes.max_frame
+            )));
+        }
+        let (mut next, mut cursor, mut at) = (self.next, self.cursor, 0);
+        let (mut corrupt, mut pads) = (None, 0);
+        while copied.len() < limit {
+            if next >= self.published {
+                self.published = self.published();
+                if next >= self.published {
+                    break;
                 }
-                self.cursor = self.cursor.checked_next_multiple_of(self.sizes.capacity).ok_or_else(|| {
-                    ShmError::Layout(format!("a position past the end of time: {}", self.cursor))
-                })?;
+            }
+            let ring = self.ring(cursor);
+            let len = self.map.word(ring).load(Relaxed) as usize;
+            if len == 0 {
+                // Padding to the ring's end; two in a row cannot be.
+                pads += 1;
+                if pads > 1 {
+                    corrupt = Some(0);
+                    break;
+                }
+                cursor = cursor.saturating_add(1).next_multiple_of(self.sizes.capacity);
                 continue;
             }
-            if len > self.sizes.max_frame || len > buf.len() || len < 32 {
-                fence(Acquire);
-                if !self.bytes_whole(self.cursor) {
-                    return self.resync();
-                }
-                return Err(ShmError::Layout(format!("a record of {len} bytes at {}", self.cursor)));
+            pads = 0;
+            if !(32..=self.sizes.max_frame).contains(&len) {
+                corrupt = Some(len);
+                break;
             }
-            let origin = self.map.word(at + 8).load(Relaxed);
-            let mut from = at + RECORD_HEAD;
-            for chunk in buf[..len].chunks_mut(8) {
-                let word = self.map.word(from).load(Relaxed).to_le_bytes();
-                chunk.copy_from_slice(&word[..chunk.len()]);
-                from += 8;
+            if len > buf.len() - at {
+                break;
             }
-            fence(Acquire);
-            if !self.bytes_whole(self.cursor) {
-                return self.resync();
+            let origin = self.map.word(ring + 8).load(Relaxed);
+            let words = self.map.words(ring + RECORD_HEAD, len.div_ceil(8));
+            for (chunk, word) in buf[at..at + len].chunks_mut(8).zip(words) {
+                chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes()[..chunk.len()]);
             }
-            self.cursor = self.cursor.saturating_add(record_len(len));
-            self.next += 1;
-            return Ok(Next::Frame { len, origin });
+            copied.push(Copied { len, origin });
+            (at, cursor, next) = (at + len, cursor.saturating_add(record_len(len)), next + 1);
         }
+        if copied.is_empty() && corrupt.is_none() {
+            // Closed is set after the last frame is published: nothing follows it.
+            return Ok(if self.closed() && next >= self.published() { Next::Closed } else { Next::Empty });
+        }
+        // Whatever was read from `self.cursor` on is whole if the writer had not reached it.
+        fence(Acquire);
+        if !self.bytes_whole(self.cursor) {
+            copied.clear();
+            return self.resync();
+        }
+        if copied.is_empty() {
+            let len = corrupt.unwrap_or_default();
+            return Err(ShmError::Layout(format!("a record of {len} bytes at {cursor}")));
+        }
+        (self.next, self.cursor) = (next, cursor);
+        Ok(Next::Frames(copied.len()))
     }
 
     /// After an overrun: moves to the oldest frame still whole with a quarter of the ring to

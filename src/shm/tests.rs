@@ -101,52 +101,64 @@ fn an_overrun_reader_is_told_exactly_what_it_lost_and_goes_on_in_order() {
     assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), total + 1 + count);
 }
 
-/// The writer flat out on one thread, a reader on another: whatever the interleaving, every
-/// frame handed over is whole, sequences only go up, and what was read plus what was reported
-/// lost is everything.
+/// The writer flat out on one thread (frames one by one and in batches), a reader on another
+/// (one frame at a time, then in runs): whatever the interleaving, every frame handed over is
+/// whole, sequences only go up, and what was read plus what was reported lost is everything.
 #[test]
 fn a_reader_racing_the_writer_is_never_handed_a_torn_frame() {
-    let mut writer = log();
-    let mut reader = LogReader::attach(writer.reader_fd()).unwrap();
-    let total = 400_000u64;
-    let done = Arc::new(AtomicBool::new(false));
-    let reading = {
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            let mut buf = vec![0; 4096];
-            let (mut read, mut lost, mut last) = (0u64, 0u64, 0u64);
-            loop {
-                match reader.next(&mut buf).unwrap() {
-                    Next::Frame { len, .. } => {
-                        assert!(intact(&buf[..len]), "a torn frame after {read} frames");
-                        let sequence = u64::from_le_bytes(buf[8..16].try_into().unwrap());
-                        assert_eq!(sequence, last + 1, "in order, gaps only where reported");
-                        last = sequence;
-                        read += 1;
-                    }
-                    Next::Lost { count, first_sequence } => {
-                        if let Some(first) = first_sequence {
-                            assert_eq!(first, last + 1, "the first lost frame is the one due");
+    for run in [1, 64] {
+        let mut writer = log();
+        let mut reader = LogReader::attach(writer.reader_fd()).unwrap();
+        let total = 200_000u64;
+        let done = Arc::new(AtomicBool::new(false));
+        let reading = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 64 * 4096];
+                let mut copied = Vec::new();
+                let (mut read, mut lost, mut last) = (0u64, 0u64, 0u64);
+                loop {
+                    match reader.read(&mut buf, run, &mut copied).unwrap() {
+                        Next::Frames(n) => {
+                            assert_eq!(n, copied.len());
+                            let mut at = 0;
+                            for c in &copied {
+                                let frame = &buf[at..at + c.len];
+                                assert!(intact(frame), "a torn frame after {read} frames");
+                                let sequence = u64::from_le_bytes(frame[8..16].try_into().unwrap());
+                                assert_eq!(sequence, last + 1, "in order, gaps only where reported");
+                                (last, read, at) = (sequence, read + 1, at + c.len);
+                            }
                         }
-                        last += count;
-                        lost += count;
+                        Next::Lost { count, first_sequence } => {
+                            if let Some(first) = first_sequence {
+                                assert_eq!(first, last + 1, "the first lost frame is the one due");
+                            }
+                            last += count;
+                            lost += count;
+                        }
+                        Next::Empty if done.load(Ordering::Acquire) && reader.position() == total => break,
+                        Next::Empty => std::hint::spin_loop(),
+                        other => panic!("{other:?}"),
                     }
-                    Next::Empty if done.load(Ordering::Acquire) && reader.position() == total => break,
-                    Next::Empty => std::hint::spin_loop(),
-                    Next::Closed => panic!("not closed"),
                 }
+                (read, lost)
+            })
+        };
+        let sizes = [40usize, 128, 700, 56, 4096];
+        let frames: Vec<Vec<u8>> = (1..=total).map(|s| frame(s, sizes[s as usize % sizes.len()])).collect();
+        for (i, chunk) in frames.chunks(1 + run * 3).enumerate() {
+            if i % 2 == 0 {
+                chunk.iter().for_each(|f| writer.append(f, 1));
+            } else {
+                writer.append_all(chunk.iter().map(Vec::as_slice), 1);
             }
-            (read, lost)
-        })
-    };
-    let sizes = [40usize, 128, 700, 56, 4096];
-    for sequence in 1..=total {
-        writer.append(&frame(sequence, sizes[sequence as usize % sizes.len()]), 1);
+        }
+        done.store(true, Ordering::Release);
+        let (read, lost) = reading.join().unwrap();
+        assert_eq!(read + lost, total, "runs of {run}");
+        assert!(read > 0);
     }
-    done.store(true, Ordering::Release);
-    let (read, lost) = reading.join().unwrap();
-    assert_eq!(read + lost, total);
-    assert!(read > 0);
 }
 
 #[test]
