@@ -51,6 +51,7 @@ fn readers_get_every_frame_byte_identical_and_in_order_whatever_their_idle_strat
         .into_iter()
         .map(|idle| Subscriber::connect(&relay.socket, SubscriberOptions::new().shm(idle)).unwrap())
         .collect();
+    assert!(readers.iter().all(Subscriber::shared_memory) && !socket.shared_memory());
     let filter = Filter::TypeRange { lo: 201, hi: 201 };
     let mut filtered =
         Subscriber::connect(&relay.socket, SubscriberOptions::new().filter(filter).shm(Idle::Spin)).unwrap();

@@ -597,7 +597,7 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
         Transport::Socket => SubscriberOptions::legacy(),
     };
     let mut subscriber = Subscriber::connect(&args.socket, options).map_err(|e| e.to_string())?;
-    let granted = args.transport == Transport::Shm && maps_a_log();
+    let granted = subscriber.shared_memory();
     ready();
     let mut tally = Tally::new(&args.count);
     let end = loop {
@@ -663,14 +663,6 @@ pub fn subscribe(args: &SubscribeArgs) -> Result<(), String> {
     }
     println!("{line}");
     Ok(())
-}
-
-/// Whether this process maps a relay's broadcast log: the relays make it a memory file named
-/// `torq-<relay>`, which `/proc/self/maps` shows as `/memfd:torq-…`. The client library does
-/// not say whether the relay granted the log (`shm=0` falls back to the socket silently), so
-/// the subscriber looks.
-fn maps_a_log() -> bool {
-    std::fs::read_to_string("/proc/self/maps").is_ok_and(|maps| maps.contains("/memfd:torq-"))
 }
 
 /// Says `ready` on stdout (the driver starts the publisher once every subscriber has).

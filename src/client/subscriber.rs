@@ -617,6 +617,15 @@ impl io::Read for Receive<'_> {
     }
 }
 
+impl Subscriber {
+    /// Whether data frames come from the relay's shared-memory log: it was asked
+    /// ([`SubscriberOptions::shm`]) and the relay granted it (not `shm=0`). After a
+    /// reconnection, as the new relay answered.
+    pub fn shared_memory(&self) -> bool {
+        self.tap.is_some()
+    }
+}
+
 impl AsFd for Subscriber {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
