@@ -19,7 +19,7 @@ mod map;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU32, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, fence};
 use std::time::Duration;
 
 use map::Map;
@@ -109,6 +109,22 @@ impl Sizes {
 
     fn total(&self) -> usize {
         self.ring_offset() + self.capacity as usize
+    }
+}
+
+/// Copies `words` into `out` (`out.len()` bytes: whole words, then the first bytes of the last):
+/// whole words as single stores, not a copy per word.
+#[inline]
+fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut words = words.iter();
+    for (chunk, word) in (&mut chunks).zip(&mut words) {
+        chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
+    }
+    let rest = chunks.into_remainder();
+    if let Some(word) = words.next() {
+        let bytes = word.load(Relaxed).to_le_bytes();
+        rest.copy_from_slice(&bytes[..rest.len()]);
     }
 }
 
@@ -534,10 +550,7 @@ impl LogReader {
                 break;
             }
             let origin = self.map.word(ring + 8).load(Relaxed);
-            let words = self.map.words(ring + RECORD_HEAD, len.div_ceil(8));
-            for (chunk, word) in buf[at..at + len].chunks_mut(8).zip(words) {
-                chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes()[..chunk.len()]);
-            }
+            copy_out(self.map.words(ring + RECORD_HEAD, len.div_ceil(8)), &mut buf[at..at + len]);
             copied.push(Copied { len, origin });
             (at, cursor, next) = (at + len, cursor.saturating_add(record_len(len)), next + 1);
         }
