@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpus: fuzz/seeds/{framer,walker,subscribe,config,pcapng}/*.
+"""Writes the hand-made seed corpus: fuzz/seeds/{framer,walker,subscribe,config,pcapng,shm_reader}/*.
 
 Run from anywhere: python3 fuzz/gen_seeds.py. Framer seeds start with the 2-byte
 little-endian max_message_size the `framer` target reads first; walker seeds are payloads;
 subscribe seeds are Subscribe (116) values; config seeds are TOML files: copies of
-config/*.toml and tests/legacy/**/*.toml (rerun after changing those) and a few broken ones.
+config/*.toml and tests/legacy/**/*.toml (rerun after changing those) and a few broken ones;
+shm_reader seeds are scripts that build, corrupt and read a broadcast log.
 """
 import os
 import struct
@@ -196,6 +197,113 @@ seeds["pcapng"] = {
     "raw_capture": streams["two_frames"],
 }
 assert recording[:4] == bytes.fromhex("0A0D0D0A")
+
+
+
+# shm_reader: scripts (see fuzz_targets/shm_reader.rs). Byte 0 picks a real log (1) or a forged
+# one (0), 4 bytes give max_frame - 32, then operations.
+def shm(real, max_frame, *ops):
+    return bytes([1 if real else 0]) + struct.pack("<I", max_frame - 32) + b"".join(ops)
+
+
+def le(value, n):
+    return value.to_bytes(n, "little")
+
+
+def count_byte(count):
+    """A count: 1..=128, or 256 k + 1 for k = 1..=127."""
+    c = count - 1 if count <= 128 else 0x80 | ((count - 1) // 256)
+    assert count == (c + 1 if c < 0x80 else (c & 0x7F) * 256 + 1), count
+    return c
+
+
+def append(op, length, origin=1, count=1):
+    """Append `count` frames of `length` bytes, one by one."""
+    return bytes([op]) + le(length - 32, 3) + bytes([origin, count_byte(count)])
+
+
+def nexts(op, n):
+    return bytes([op, n - 1])
+
+
+# Real log ops.
+r_append = lambda length, origin=1, count=1: append(0, length, origin, count)
+r_next = lambda n: nexts(1, n)
+R_ATTACH, R_CLOSE, R_WAKE, R_FORK = b"\x02", b"\x03", b"\x04", b"\x05"
+
+
+def r_append_all(lengths, origin=1, count=None):
+    """append_all of `count` frames (default: one per length), the 1..=4 lengths in turn."""
+    count = len(lengths) if count is None else count
+    return bytes([6, count_byte(count), origin, len(lengths) - 1]) + b"".join(le(n, 3) for n in lengths)
+
+
+def run(op, limit, room):
+    """A read of up to `limit` frames into max_frame + `room` bytes."""
+    return bytes([op, limit - 1]) + le(room, 3)
+
+
+r_read = lambda limit, room: run(7, limit, room)
+# Forged log ops. Header words by index: published, intent tail, intent frames, closed, wake,
+# magic, version, capacity, slots, max frame. Values: (0, u64) raw, (1, n) plus n+1,
+# (2, n) minus n+1, (3, b) small, (4, u16) plus u16 records of 16 bytes, (5, b) u64::MAX - b.
+(PUBLISHED, INTENT_TAIL, INTENT_FRAMES, CLOSED, WAKE,
+ MAGIC_W, VERSION_W, CAPACITY_W, SLOTS_W, MAX_FRAME_W) = range(10)
+raw = lambda v: bytes([0]) + le(v, 8)
+plus = lambda n: bytes([1, n - 1])
+minus = lambda n: bytes([2, n - 1])
+small = lambda b: bytes([3, b])
+f_word = lambda which, value: bytes([0, which]) + value
+f_slot = lambda slot, pos, seq: bytes([1]) + le(slot, 2) + pos + seq
+f_ring = lambda offset, data: bytes([2]) + le(offset, 4) + bytes([len(data)]) + data
+f_head = lambda offset, length, origin=1: bytes([3]) + le(offset, 4) + length + bytes([origin])
+f_append = lambda length, origin=1, count=1: append(4, length, origin, count)
+F_ATTACH = b"\x05"
+f_next = lambda n: nexts(6, n)
+f_resize_smaller = lambda words: bytes([7, 1]) + le(words, 2)
+f_resize_larger = lambda words: bytes([7, 0]) + le(words, 2)
+f_read = lambda limit, room: run(8, limit, room)
+MAX_FRAME_BOUND = (1 << 20) // 4 - 16
+seeds["shm_reader"] = {
+    "real_read": shm(1, 4096, r_append(100, 1, 10), r_next(20)),
+    "real_attach_later": shm(1, 4096, r_append(64, 2, 5), R_ATTACH, r_append(4096, 3, 3), r_next(10)),
+    # 32 513 records of 48 bytes: 1.5 rings, the reader is overrun.
+    "real_overrun": shm(1, 4096, r_append(32, 1, 127 * 256 + 1), r_next(255), r_next(255)),
+    "real_wrap": shm(1, MAX_FRAME_BOUND, *[r_append(200_000, 1) + r_next(2) for _ in range(8)]),
+    # Runs: 128 frames of 100 bytes read 64 at a time into 4 × 1024 bytes (40 fit).
+    "real_read_runs": shm(1, 1024, r_append(100, 1, 128), r_read(64, 3072), r_read(64, 3072),
+                          r_read(256, 1000)),
+    # append_all: a frame too short (20) and one too long (1030) are skipped, the others taken.
+    "real_append_all": shm(1, 1024, r_append_all([40, 20, 1024, 1030]), r_read(8, 3072), r_next(3)),
+    # append_all of 30 000 frames: runs of a quarter ring each, the reader overrun.
+    "real_append_all_overrun": shm(1, 1024, r_append_all([32, 100], 2, 117 * 256 + 1), r_read(64, 3072),
+                                   r_next(10)),
+    "real_close": shm(1, 1024, r_append(40, 1, 2), R_CLOSE, R_WAKE, r_next(5)),
+    "real_fork": shm(1, 1024, r_append(64, 1, 10), r_next(10), R_FORK, f_append(64, 2, 4), f_next(10)),
+    # Ten records of 80 bytes, then the forged copy's next record says max_frame + 1 bytes.
+    "real_fork_bad_length": shm(1, 1024, r_append(64, 1, 10), R_FORK, f_append(64, 2),
+                                f_head(800, raw(1025)), f_next(3)),
+    "forged_read": shm(0, 1024, f_append(100, 1, 5), f_next(10)),
+    "forged_read_runs": shm(0, 1024, f_append(100, 1, 50), f_read(16, 3072), f_read(64, 500), f_next(3)),
+    # Two paddings in a row: a zero length at the cursor (240) and at the ring's start.
+    "forged_two_pads": shm(0, 1024, f_append(64, 1, 3), F_ATTACH, f_head(0, small(0)),
+                           f_word(PUBLISHED, plus(1)), f_read(4, 0)),
+    "forged_bad_magic": shm(0, 1024, f_word(MAGIC_W, raw(0)), F_ATTACH, f_next(1)),
+    "forged_bad_capacity": shm(0, 1024, f_word(CAPACITY_W, plus(1)), F_ATTACH, f_next(1)),
+    "forged_bad_max_frame": shm(0, 1024, f_word(MAX_FRAME_W, raw(1 << 20)), F_ATTACH, f_next(1)),
+    "forged_short_file": shm(0, 1024, f_resize_smaller(1), F_ATTACH, f_next(1)),
+    "forged_long_file": shm(0, 1024, f_resize_larger(4), f_append(64), F_ATTACH, f_append(64), f_next(2)),
+    "forged_record_too_long": shm(0, 1024, f_append(64), f_head(0, raw(1025)), f_next(1)),
+    "forged_record_too_short": shm(0, 1024, f_append(64), f_head(0, small(31)), f_next(1)),
+    # Three frames (records of 80 bytes); a reader attached after them; one more published
+    # than written: the reader meets a zero length (padding) at 240 and goes to the ring's start.
+    "forged_published_ahead": shm(0, 1024, f_append(64, 1, 3), F_ATTACH, f_word(PUBLISHED, plus(1)),
+                                  f_next(2)),
+    "forged_slot_moved": shm(0, 1024, f_append(64, 1, 3), f_slot(2, small(80), small(9)), F_ATTACH,
+                             f_append(64), f_next(2)),
+    "forged_ring_bytes": shm(0, 1024, f_append(64, 1, 2), f_ring(100, bytes(range(64))), f_next(3)),
+    "forged_closed": shm(0, 1024, f_append(64), f_word(CLOSED, small(1)), f_next(3)),
+}
 
 for target, files in seeds.items():
     directory = os.path.join(HERE, "seeds", target)

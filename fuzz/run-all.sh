@@ -5,10 +5,11 @@
 #   fuzz/run-all.sh [SECONDS] [TARGET...]
 #
 # SECONDS: time per target (default 60). TARGETs: default every target (framer, walker,
-# subscribe, config, pcapng). Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP=1
-# gives the stable toolchain the nightly flags it uses. Each target runs as one libFuzzer process
-# (one core). New inputs go to fuzz/corpus/TARGET, crashes to fuzz/artifacts/TARGET (both
-# ignored by git). A summary line per target ends the output: executions, seconds, result.
+# subscribe, config, pcapng, shm_reader). Needs cargo-fuzz (`cargo install cargo-fuzz`);
+# RUSTC_BOOTSTRAP=1 gives the stable toolchain the nightly flags it uses. Each target runs as one
+# libFuzzer process (one core). New inputs go to fuzz/corpus/TARGET, crashes to
+# fuzz/artifacts/TARGET (both ignored by git). A summary line per target ends the output:
+# executions, seconds, result.
 #
 # Exit status: 0 no crash, 1 at least one target crashed, 2 usage or build error.
 set -uo pipefail
@@ -23,7 +24,7 @@ fi
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(framer walker subscribe config pcapng)
+    targets=(framer walker subscribe config pcapng shm_reader)
 fi
 
 export RUSTC_BOOTSTRAP=1
