@@ -393,6 +393,8 @@ impl LogReader {
             && (MIN_CAPACITY..=MAX_CAPACITY).contains(&sizes.capacity)
             && sizes.slots == sizes.capacity / BYTES_PER_SLOT
             && sizes.max_frame >= 32
+            // Before record_len: a max_frame near usize::MAX must not overflow it.
+            && sizes.max_frame as u64 <= sizes.capacity / 4
             && 4 * record_len(sizes.max_frame) <= sizes.capacity
             && sizes.total() <= map.len();
         if !sane {
@@ -443,19 +445,31 @@ impl LogReader {
             }
             let last = published - 1;
             let (pos, _) = self.slot(last);
+            if !pos.is_multiple_of(16) {
+                return Err(ShmError::Layout(format!("the index places frame {last} at {pos}")));
+            }
             let len = self.map.word(self.ring(pos)).load(Relaxed) as usize;
             fence(Acquire);
             if !self.slot_whole(last) || !self.bytes_whole(pos) {
                 // The writer lapped what was read: read again.
                 continue;
             }
-            if len < 32 || len > self.sizes.max_frame {
-                return Err(ShmError::Layout(format!("the last frame's record says {len} bytes")));
+            if !self.record_fits(pos, len) {
+                return Err(ShmError::Layout(format!("the last frame's record says {len} bytes at {pos}")));
             }
             (self.next, self.cursor) = (published, pos.saturating_add(record_len(len)));
             return Ok(());
         }
         Err(ShmError::Layout(format!("no whole last frame after {RETRIES} tries: the log is corrupt")))
+    }
+
+    /// Whether a record of a `len`-byte frame at `pos` is one the writer could have made: a
+    /// frame's length, whole before the ring's end, at a position that does not overflow.
+    #[inline]
+    fn record_fits(&self, pos: u64, len: usize) -> bool {
+        (32..=self.sizes.max_frame).contains(&len)
+            && pos % self.sizes.capacity + record_len(len) <= self.sizes.capacity
+            && pos.checked_add(record_len(len)).is_some()
     }
 
     /// The ring offset (in the mapping) of absolute position `pos`.
@@ -538,11 +552,17 @@ impl LogReader {
                     corrupt = Some(0);
                     break;
                 }
-                cursor = cursor.saturating_add(1).next_multiple_of(self.sizes.capacity);
+                match cursor.checked_add(1).and_then(|c| c.checked_next_multiple_of(self.sizes.capacity)) {
+                    Some(end) => cursor = end,
+                    None => {
+                        corrupt = Some(0);
+                        break;
+                    }
+                }
                 continue;
             }
             pads = 0;
-            if !(32..=self.sizes.max_frame).contains(&len) {
+            if !self.record_fits(cursor, len) {
                 corrupt = Some(len);
                 break;
             }
@@ -594,14 +614,19 @@ impl LogReader {
                 }
             }
             if lo >= published {
-                // The writer is a quarter ring from everything published: wait for more.
-                std::thread::sleep(Duration::from_micros(1));
-                continue;
+                // A writer never raises its intent more than a quarter ring (and a padding)
+                // past what it published, so a frame published is always past the floor.
+                return Err(ShmError::Layout(format!(
+                    "the writer's intent is past every frame published ({published})"
+                )));
             }
             let (pos, _) = self.slot(lo);
             fence(Acquire);
             if !self.slot_whole(lo) || !self.bytes_whole(pos) {
                 continue;
+            }
+            if !pos.is_multiple_of(16) {
+                return Err(ShmError::Layout(format!("the index places frame {lo} at {pos}")));
             }
             let first_sequence = self.slot_whole(lost_from).then_some(first);
             (self.next, self.cursor) = (lo, pos);

@@ -222,3 +222,32 @@ fn a_sleeping_reader_is_woken_by_the_writer() {
     assert_eq!(published, 1);
     assert!(slept < Duration::from_secs(30), "woken, not timed out: {slept:?}");
 }
+
+/// A log whose header and index lie (what `fuzz/` found): an error at attach, never a panic.
+#[test]
+fn a_log_that_lies_is_refused_not_a_panic() {
+    let forged = |max_frame: u64, slot0: u64, len0: u64| {
+        let file = rustix::fs::memfd_create("forged", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let capacity = MIN_CAPACITY;
+        let slots = capacity / BYTES_PER_SLOT;
+        rustix::fs::ftruncate(&file, HEADER as u64 + slots * 16 + capacity).unwrap();
+        let put = |offset: u64, value: u64| {
+            rustix::io::pwrite(&file, &value.to_le_bytes(), offset).unwrap();
+        };
+        put(0, MAGIC);
+        put(8, VERSION);
+        put(16, capacity);
+        put(24, slots);
+        put(32, max_frame);
+        put(64, 1); // one frame published
+        put(HEADER as u64, slot0); // at this position
+        put(HEADER as u64 + slots * 16 + slot0 % capacity, len0); // of this length
+        LogReader::attach(&file)
+    };
+    assert!(forged(4096, 0, 100).is_ok(), "a sane forgery attaches");
+    assert!(matches!(forged(u64::MAX, 0, 100), Err(ShmError::Layout(_))), "max_frame overflowing");
+    assert!(matches!(forged(1 << 62, 0, 100), Err(ShmError::Layout(_))));
+    assert!(matches!(forged(4096, 1, 100), Err(ShmError::Layout(_))), "a position off a record boundary");
+    assert!(matches!(forged(4096, MIN_CAPACITY - 16, 100), Err(ShmError::Layout(_))), "past the ring's end");
+    assert!(matches!(forged(4096, u64::MAX - 15, 100), Err(ShmError::Layout(_))), "at the end of positions");
+}
