@@ -591,11 +591,13 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
     }
 
     /// Logs, per subscriber, the frames left undelivered; returns whether any belong to a
-    /// lossless relay (exit status 3).
+    /// lossless relay, or an intake still waits for its audit records (exit status 3).
     pub(crate) fn report_undelivered(&self) -> bool {
-        let held = self.trail.held_frames();
-        let mut lost = held > 0;
-        if !self.trail.is_empty() {
+        // An intake whose records were never written was never carried out (its frames, or its
+        // Subscribe, took no effect): a failure, whatever it held.
+        let mut lost = !self.trail.is_empty();
+        if lost {
+            let held = self.trail.held_frames();
             error!("{held} accepted frames were not delivered: their audit records could not be written");
         }
         for (_, conn) in &self.conns {

@@ -81,6 +81,17 @@ fn a_stop_with_records_unwritten_reports_their_frames_undelivered() {
 }
 
 #[test]
+fn a_stop_with_a_subscribe_unaudited_is_a_failure_too() {
+    let mut sim = Sim::new(ExecutionLogic, config(&ExecutionLogic, Policy::Block), 1);
+    sim.audit_full = true;
+    let sub = sim.connect(0);
+    sim.send(sub, &with_notices(Role::Subscribe));
+    let now = sim.now();
+    sim.shards[0].begin_stop(now);
+    assert!(sim.shards[0].report_undelivered(), "an intake never carried out: exit status 3");
+}
+
+#[test]
 fn the_stop_flushes_what_was_accepted_across_shards_and_reads_nothing_more() {
     let mut sim = Sim::new(ExecutionLogic, config(&ExecutionLogic, Policy::Block), 2);
     let sub = slow_subscriber(&mut sim, 1, 0);
