@@ -73,8 +73,6 @@ fn readers_get_every_frame_byte_identical_and_in_order_whatever_their_idle_strat
     }
     let (only, _) = receive(&mut filtered, 100);
     assert!(only.iter().all(|f| f[6] == 5), "the filter holds");
-    let metrics = std::fs::read_to_string(relay.dir.join("relay.log")).unwrap();
-    assert!(!metrics.contains("panicked"), "{metrics}");
 }
 
 #[test]

@@ -144,7 +144,7 @@ impl Tap {
             Next::Lost { count, first_sequence } => {
                 let len = dropped(room, first_sequence.unwrap_or(0), count);
                 reader.filled(len);
-                Ok((1, false))
+                Ok((usize::from(len > 0), false))
             }
             Next::Frame { .. } | Next::Empty => Ok((0, false)),
             Next::Closed => Ok((0, true)),

@@ -608,32 +608,21 @@ mod tests {
     //! The `[shm]` table. The other tables are tested end to end in `cli::tests`.
 
     use super::*;
-    use crate::config::{DEFAULT_SHM_BYTES, DomainDefaults, Levels};
-    use crate::protocol::SourceType;
+    use crate::config::{DEFAULT_SHM_BYTES, DomainDefaults};
+    use crate::relays::RelayLogic;
 
-    const MARKET_DATA: DomainDefaults = DomainDefaults {
-        domain: RelayDomain::MarketData,
-        source: SourceType::MarketDataRelay,
-        name: "market-data",
-        socket: "/tmp/torq/market_data.sock",
-        levels: Levels {
-            checksum: ChecksumLevel::Off,
-            sequence: false,
-            audit: false,
-            close_on_reject: false,
-            strict_types: false,
-        },
-        policy: Policy::Drop,
-        queue_bytes: 4 << 20,
-    };
+    /// The market-data relay's defaults, as its logic states them.
+    fn market_data() -> DomainDefaults {
+        crate::relays::MarketDataLogic.defaults()
+    }
 
     /// A market-data file's `[relay]` table followed by `rest`, applied and finished as
     /// `relay --config` does.
     fn resolve(rest: &str) -> Result<RelayConfig, ConfigError> {
         let file = ConfigFile::parse(&format!("[relay]\ndomain = 1\n{rest}"), "shm.toml")?;
-        let mut relay = RelayConfig::new(&MARKET_DATA);
+        let mut relay = RelayConfig::new(&market_data());
         file.apply(&mut EngineConfig::default(), &mut relay)?;
-        relay.finish(&MARKET_DATA, file.sets_queue_bytes()).map_err(|e| file.rename(e))?;
+        relay.finish(&market_data(), file.sets_queue_bytes()).map_err(|e| file.rename(e))?;
         Ok(relay)
     }
 

@@ -433,14 +433,10 @@ impl<L: RelayLogic> Reactor<L> {
     /// Wakes the readers asleep on the broadcast logs this reactor writes, once per turn that
     /// wrote one (a system call per turn, never per frame; none when nothing was written).
     fn wake_log_readers(&mut self) {
-        let mut woken = [false; 8];
-        for (relay, log) in self.shard.logs_mut() {
-            if log.wake() && relay < woken.len() {
-                woken[relay] = true;
+        for (log, metrics) in self.shard.logs_mut() {
+            if log.wake() {
+                metrics.shm_wakeups.fetch_add(1, Relaxed);
             }
-        }
-        for (relay, _) in woken.iter().enumerate().filter(|(_, w)| **w) {
-            self.shard.relays()[relay].metrics.shm_wakeups.fetch_add(1, Relaxed);
         }
     }
 

@@ -20,6 +20,7 @@ use super::batch::{Batch, PublisherId, Run};
 use super::connection::{CloseReason, Connection, Intake, Now};
 use super::context::{LOG_SHARD, Peer, RelayContext};
 use super::logic::RelayLogic;
+use super::metrics::Metrics;
 use super::outbox::{Notice, Undelivered};
 use super::session::Session;
 use super::sink::Sink;
@@ -123,10 +124,12 @@ impl<L: RelayLogic, S: Sink> Shard<L, S> {
         self.logs[relay] = Some(log);
     }
 
-    /// The broadcast logs this shard writes, by relay: the driver wakes their sleeping
-    /// readers ([`LogWriter::wake`]) once per turn, and closes them at the end of the stop.
-    pub(crate) fn logs_mut(&mut self) -> impl Iterator<Item = (usize, &mut LogWriter)> {
-        self.logs.iter_mut().enumerate().filter_map(|(relay, log)| Some((relay, log.as_mut()?)))
+    /// The broadcast logs this shard writes, with their relays' counters: the driver wakes
+    /// their sleeping readers ([`LogWriter::wake`]) once per turn (dropping the shard closes
+    /// them).
+    pub(crate) fn logs_mut(&mut self) -> impl Iterator<Item = (&mut LogWriter, &Metrics)> {
+        let relays = self.relays.iter();
+        self.logs.iter_mut().zip(relays).filter_map(|(log, relay)| Some((log.as_mut()?, &*relay.metrics)))
     }
 
     /// The relays this shard serves.

@@ -361,6 +361,8 @@ pub struct LogReader {
     cursor: u64,
     /// Frames published, as last read: read again only when the reader has caught up.
     published: u64,
+    /// What [`LogReader::next`] copied, kept so that it allocates once.
+    one: Vec<Copied>,
 }
 
 impl LogReader {
@@ -400,7 +402,8 @@ impl LogReader {
         if !sane {
             return Err(ShmError::Layout(format!("inconsistent sizes {sizes:?} for {len} bytes")));
         }
-        let mut reader = LogReader { map, sizes, next: 0, cursor: 0, published: 0 };
+        let mut reader =
+            LogReader { map, sizes, next: 0, cursor: 0, published: 0, one: Vec::with_capacity(1) };
         reader.start_at_end()?;
         Ok(reader)
     }
@@ -505,13 +508,13 @@ impl LogReader {
     ///
     /// As [`LogReader::read`].
     pub fn next(&mut self, buf: &mut [u8]) -> Result<Next, ShmError> {
-        let mut copied = Vec::with_capacity(1);
-        Ok(match self.read(buf, 1, &mut copied)? {
-            Next::Frames(_) => {
-                let Copied { len, origin } = copied[0];
-                Next::Frame { len, origin }
-            }
-            other => other,
+        let mut copied = std::mem::take(&mut self.one);
+        let next = self.read(buf, 1, &mut copied);
+        let first = copied.first().copied();
+        self.one = copied;
+        Ok(match (next?, first) {
+            (Next::Frames(_), Some(Copied { len, origin })) => Next::Frame { len, origin },
+            (other, _) => other,
         })
     }
 
